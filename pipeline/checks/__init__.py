@@ -1,0 +1,1 @@
+"""Checks on single records: NIK structure, region codes, data-quality expectations."""

@@ -1,0 +1,372 @@
+"""Great Expectations suites for the normalized DTKS and Dukcapil staging extracts.
+
+``validate_extract(frame, kind)`` runs a small, declarative suite (``SUITE_SPECS``) over a
+normalized polars extract and returns a plain JSON-serializable summary. The suite is a
+structural guard (is this the right file, mapped onto the right columns?) and not the
+row-level check: the NIK / KK / wilayah checks elsewhere report bad records one by one.
+That is why the identifier regexes use ``mostly=0.9``: the registry is known to hold some
+bad NIKs, but a wrong column mapping (names or dates in ``nik``) fails outright.
+
+Personal data (UU 27/2022): the summary never holds values from the frame. GX is asked for
+``BASIC`` results with ``partial_unexpected_count=0`` and only counts, percentages, the
+suite's own kwargs and (for table-level expectations) column names / row counts are copied
+out of its results.
+
+GX 1.24 notes:
+* only pandas is usable here: polars is converted with ``DataFrame.to_pandas()``;
+* ``expect_column_values_to_be_between`` is vectorized only for ``datetime64[ns]``; polars
+  ``Date`` becomes ``datetime64[ms]`` and pandas 3 defaults to ``[us]``, which drop GX into
+  a per-value Python ``map`` that errors on the bounds, so date columns are cast to
+  ``Datetime("ns")`` first (clipped to the ns range, which keeps out-of-range dates
+  out of range);
+* ``min_value``/``max_value`` strings are coerced by pydantic to ``datetime.date``, which
+  pandas 3 refuses to compare with ``datetime64``: bounds are passed as ``datetime``;
+* the pandas regex metric is ``str.contains`` (a search), so patterns must be anchored;
+* every pandas batch under 1 GB is md5-fingerprinted via ``hash_pandas_object`` (slow on
+  Arrow strings), and ``Batch.validate`` builds the batch a second time, so the hash ran
+  twice: ~3 s of a 3.5 s run at 1M rows. Frames built here skip it (see below);
+* the cached execution engine keeps the last frame and its per-row metrics alive after a
+  run; ``_release`` drops them;
+* progress bars are on unless the context's ``progress_bars`` variable turns them off.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+import datetime as dt  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import re  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from functools import lru_cache  # noqa: E402
+from typing import Any  # noqa: E402
+
+import great_expectations as gx  # noqa: E402
+import polars as pl  # noqa: E402
+from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+from great_expectations.execution_engine import pandas_execution_engine as _gx_pandas  # noqa: E402
+
+__all__ = ["KINDS", "SUITE_SPECS", "validate_extract", "build_suite"]
+
+_gx_logger = logging.getLogger("great_expectations")
+if _gx_logger.level == logging.NOTSET:
+    _gx_logger.setLevel(logging.ERROR)
+
+KINDS = ("dtks", "dukcapil")
+
+# Placeholder for "the day the validation runs", resolved when the suite is built.
+TODAY = "today"
+# Columns holding dates; their between-bounds are ISO strings (or TODAY) in the specs.
+DATE_COLUMNS = frozenset({"tanggal_lahir", "tanggal_meninggal"})
+
+NIK_REGEX = r"^[0-9]{16}$"
+NO_KK_REGEX = r"^[0-9]{16}$"
+KODE_WILAYAH_REGEX = r"^[0-9]{10}$"
+
+COLUMNS: dict[str, list[str]] = {
+    "dtks": [
+        "source_line", "id_dtks", "nik_raw", "nik", "no_kk", "nama", "jenis_kelamin",
+        "tempat_lahir", "tanggal_lahir", "alamat", "kode_wilayah", "program",
+    ],
+    "dukcapil": [
+        "source_line", "nik_raw", "nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir",
+        "tanggal_lahir", "alamat", "kode_wilayah", "tanggal_meninggal",
+    ],
+}
+
+REQUIRED: dict[str, list[str]] = {
+    "dtks": ["id_dtks", "nik", "nama", "jenis_kelamin", "tanggal_lahir", "kode_wilayah"],
+    "dukcapil": ["nik", "nama", "jenis_kelamin", "tanggal_lahir", "kode_wilayah"],
+}
+
+
+def _not_null(kind: str) -> list[dict[str, Any]]:
+    return [
+        {"rule": f"{column}.not_null", "type": "expect_column_values_to_not_be_null",
+         "kwargs": {"column": column}}
+        for column in REQUIRED[kind]
+    ]
+
+
+_COMMON_VALUE_RULES: list[dict[str, Any]] = [
+    {"rule": "nik.format", "type": "expect_column_values_to_match_regex",
+     "kwargs": {"column": "nik", "regex": NIK_REGEX, "mostly": 0.9}},
+    {"rule": "no_kk.format", "type": "expect_column_values_to_match_regex",
+     "kwargs": {"column": "no_kk", "regex": NO_KK_REGEX, "mostly": 0.9}},
+    {"rule": "jenis_kelamin.in_set", "type": "expect_column_values_to_be_in_set",
+     "kwargs": {"column": "jenis_kelamin", "value_set": ["L", "P"]}},
+    {"rule": "kode_wilayah.format", "type": "expect_column_values_to_match_regex",
+     "kwargs": {"column": "kode_wilayah", "regex": KODE_WILAYAH_REGEX}},
+    {"rule": "tanggal_lahir.range", "type": "expect_column_values_to_be_between",
+     "kwargs": {"column": "tanggal_lahir", "min_value": "1900-01-01", "max_value": TODAY}},
+]
+
+# The suites, as data. Each spec: a stable rule id (echoed in the results), the GX
+# expectation type (snake_case, as in GX results) and its kwargs (JSON values only).
+# Null values are skipped by every column-map expectation, so the no_kk / tanggal_meninggal
+# rules apply to the filled-in values only.
+SUITE_SPECS: dict[str, list[dict[str, Any]]] = {
+    "dtks": [
+        {"rule": "table.columns", "type": "expect_table_columns_to_match_set",
+         "kwargs": {"column_set": COLUMNS["dtks"], "exact_match": False}},
+        {"rule": "table.row_count", "type": "expect_table_row_count_to_be_between",
+         "kwargs": {"min_value": 1}},
+        *_not_null("dtks"),
+        {"rule": "id_dtks.unique", "type": "expect_column_values_to_be_unique",
+         "kwargs": {"column": "id_dtks"}},
+        *_COMMON_VALUE_RULES,
+    ],
+    "dukcapil": [
+        {"rule": "table.columns", "type": "expect_table_columns_to_match_set",
+         "kwargs": {"column_set": COLUMNS["dukcapil"], "exact_match": False}},
+        {"rule": "table.row_count", "type": "expect_table_row_count_to_be_between",
+         "kwargs": {"min_value": 1}},
+        *_not_null("dukcapil"),
+        *_COMMON_VALUE_RULES,
+        {"rule": "tanggal_meninggal.range", "type": "expect_column_values_to_be_between",
+         "kwargs": {"column": "tanggal_meninggal", "min_value": "1900-01-01",
+                    "max_value": TODAY}},
+        {"rule": "tanggal_meninggal.after_lahir",
+         "type": "expect_column_pair_values_a_to_be_greater_than_b",
+         "kwargs": {"column_A": "tanggal_meninggal", "column_B": "tanggal_lahir",
+                    "or_equal": True, "ignore_row_if": "either_value_is_missing"}},
+    ],
+}
+
+# Only these fields of a GX result are copied out: counts and percentages, never values.
+_COUNT_FIELDS = ("element_count", "missing_count", "unexpected_count")
+_PERCENT_FIELDS = ("unexpected_percent",)
+# Table-level expectations whose observed_value is metadata (column names, row count).
+_OBSERVED_OK = frozenset({
+    "expect_table_columns_to_match_set",
+    "expect_table_row_count_to_be_between",
+})
+_RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
+
+# Datetime[ns] covers 1677-09-21 .. 2262-04-11; clipping to this keeps impossible dates
+# impossible for the 1900..today bound while avoiding overflow in the cast.
+_NS_MIN = dt.date(1678, 1, 1)
+_NS_MAX = dt.date(2261, 12, 31)
+
+
+def _camel(snake: str) -> str:
+    return "".join(part.capitalize() for part in snake.split("_"))
+
+
+def _resolve_kwargs(kwargs: dict[str, Any], today: dt.date) -> dict[str, Any]:
+    """Spec kwargs -> kwargs for the GX expectation (date bounds become datetimes)."""
+    resolved = dict(kwargs)
+    if resolved.get("column") in DATE_COLUMNS:
+        for key in ("min_value", "max_value"):
+            value = resolved.get(key)
+            if value == TODAY:
+                resolved[key] = dt.datetime.combine(today, dt.time())
+            elif isinstance(value, str):
+                resolved[key] = dt.datetime.fromisoformat(value)
+    return resolved
+
+
+def _json_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in kwargs.items():
+        if isinstance(value, (dt.date, dt.datetime)):
+            value = value.isoformat()
+        elif isinstance(value, (tuple, set, frozenset)):
+            value = list(value)
+        out[key] = value
+    return out
+
+
+def build_suite(kind: str, today: dt.date | None = None) -> gx.ExpectationSuite:
+    """The GX suite for ``kind``, built from ``SUITE_SPECS`` (cached per kind and day)."""
+    if kind not in SUITE_SPECS:
+        raise ValueError(f"unknown extract kind {kind!r}; expected one of {KINDS}")
+    return _build_suite(kind, today or dt.date.today())
+
+
+@lru_cache(maxsize=8)
+def _build_suite(kind: str, today: dt.date) -> gx.ExpectationSuite:
+    expectations = []
+    for spec in SUITE_SPECS[kind]:
+        cls = getattr(gx.expectations, _camel(spec["type"]))
+        expectations.append(
+            cls(**_resolve_kwargs(spec["kwargs"], today), meta={"rule": spec["rule"]})
+        )
+    return gx.ExpectationSuite(name=f"verval_{kind}", expectations=expectations)
+
+
+# GX fingerprints every pandas batch under 1 GB with pandas.util.hash_pandas_object (an md5
+# kept in the batch markers only). On pandas 3 Arrow-backed strings that costs ~1.5 s per
+# million rows -- more than the whole validation -- and GX 1.24 has no switch for it.
+# Frames built here carry a ready-made fingerprint in ``DataFrame.attrs``; every other
+# frame still goes through GX's own hash.
+_FINGERPRINT_ATTR = "verval_fingerprint"
+
+
+def _install_fingerprint_shortcut() -> None:
+    original = _gx_pandas.hash_pandas_dataframe
+    if getattr(original, "verval_shortcut", False):
+        return
+
+    def hash_pandas_dataframe(df):
+        fingerprint = getattr(df, "attrs", {}).get(_FINGERPRINT_ATTR)
+        return fingerprint if fingerprint is not None else original(df)
+
+    hash_pandas_dataframe.verval_shortcut = True
+    _gx_pandas.hash_pandas_dataframe = hash_pandas_dataframe
+
+
+_install_fingerprint_shortcut()
+
+_lock = threading.Lock()
+# All runs of a kind share one batch id on one cached execution engine, so runs are
+# serialized (GX's pandas path holds the GIL nearly all the time anyway).
+_run_lock = threading.Lock()
+_batch_definitions: dict[str, Any] = {}
+
+
+def _batch_definition(kind: str):
+    """One ephemeral context per process; one dataframe asset per kind."""
+    with _lock:
+        if not _batch_definitions:
+            context = gx.get_context(mode="ephemeral")
+            context.variables.progress_bars = ProgressBarsConfig(
+                globally=False, metric_calculations=False
+            )
+            source = context.data_sources.add_pandas(name="verval")
+            for name in KINDS:
+                asset = source.add_dataframe_asset(name=name)
+                _batch_definitions[name] = asset.add_batch_definition_whole_dataframe("whole")
+        return _batch_definitions[kind]
+
+
+def _release(batch_definition) -> None:
+    """Drop the frame and per-row metrics GX keeps on the cached engine after a run.
+
+    The data source's execution engine outlives the call: its batch cache holds the pandas
+    frame and its metric cache the per-row condition series, until the next validation.
+    """
+    engine = batch_definition.data_asset.datasource.get_execution_engine()
+    engine.batch_manager.reset_batch_cache()
+    engine.batch_manager.batch_data_cache.clear()
+    cache = getattr(engine, "_metric_cache", None)  # private in GX 1.24; no public clear
+    if hasattr(cache, "clear"):
+        cache.clear()
+
+
+def _to_pandas(frame: pl.DataFrame):
+    """polars -> pandas, with date columns as datetime64[ns] (GX's vectorized path)."""
+    casts = []
+    for name, dtype in frame.schema.items():
+        if dtype == pl.Date:
+            casts.append(pl.col(name).clip(_NS_MIN, _NS_MAX).cast(pl.Datetime("ns")))
+        elif isinstance(dtype, pl.Datetime) and (dtype.time_unit != "ns"):
+            low = dt.datetime.combine(_NS_MIN, dt.time())
+            high = dt.datetime.combine(_NS_MAX, dt.time())
+            if dtype.time_zone is None:
+                casts.append(pl.col(name).clip(low, high).cast(pl.Datetime("ns")))
+    if casts:
+        frame = frame.with_columns(casts)
+    pdf = frame.to_pandas()
+    pdf.attrs[_FINGERPRINT_ATTR] = f"verval-{uuid.uuid4().hex}"
+    return pdf
+
+
+_DIGITS = re.compile(r"\d{4,}")
+
+
+def _error_message(exception_info: Any) -> str | None:
+    """First exception message of a GX result, with digit runs masked (no NIK leaks)."""
+    if not exception_info:
+        return None
+    infos = exception_info.values() if "raised_exception" not in exception_info else [
+        exception_info
+    ]
+    for info in infos:
+        if isinstance(info, dict) and info.get("raised_exception"):
+            message = str(info.get("exception_message") or "error").splitlines()[0]
+            return _DIGITS.sub("#", message)[:200]
+    return None
+
+
+def _number(value: Any, kind: type) -> Any:
+    if value is None:
+        return None
+    value = kind(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _summarize(spec: dict[str, Any], res: Any, today: dt.date) -> dict[str, Any]:
+    kwargs = spec["kwargs"]
+    raw = (res.result or {}) if res is not None else {}
+    out: dict[str, Any] = {
+        "rule": spec["rule"],
+        "expectation": spec["type"],
+        "column": kwargs.get("column", kwargs.get("column_A")),
+        "success": bool(res.success) if res is not None else False,
+        "unexpected_count": _number(raw.get("unexpected_count"), int),
+        "unexpected_percent": _number(raw.get("unexpected_percent"), float),
+    }
+    for field in ("element_count", "missing_count"):
+        if field in raw:
+            out[field] = _number(raw[field], int)
+    if spec["type"] in _OBSERVED_OK and "observed_value" in raw:
+        observed = raw["observed_value"]
+        out["observed_value"] = (
+            [str(c) for c in observed] if isinstance(observed, list) else _number(observed, int)
+        )
+        mismatched = (raw.get("details") or {}).get("mismatched")
+        if mismatched:
+            out["mismatched"] = {k: [str(c) for c in v] for k, v in mismatched.items()}
+    out["kwargs"] = _json_kwargs(_resolve_kwargs(kwargs, today))
+    error = _error_message(res.exception_info) if res is not None else "not evaluated"
+    if error:
+        out["error"] = error
+    return out
+
+
+def validate_extract(frame: pl.DataFrame, kind: str) -> dict[str, Any]:
+    """Validate a normalized staging extract (``kind`` "dtks" or "dukcapil").
+
+    Returns a JSON-serializable dict: kind, success, rows, seconds, evaluated, successful and
+    ``results`` (one entry per spec in ``SUITE_SPECS[kind]``, in that order) holding only
+    counts, percentages and the expectation kwargs -- never values from the frame.
+    """
+    if kind not in SUITE_SPECS:
+        raise ValueError(f"unknown extract kind {kind!r}; expected one of {KINDS}")
+    if isinstance(frame, pl.LazyFrame):
+        frame = frame.collect()
+    started = time.perf_counter()
+    today = dt.date.today()
+    suite = build_suite(kind, today)
+    batch_definition = _batch_definition(kind)
+    data = _to_pandas(frame)
+    with _run_lock:
+        try:
+            batch = batch_definition.get_batch(batch_parameters={"dataframe": data})
+            validation = batch.validate(suite, result_format=_RESULT_FORMAT)
+        finally:
+            _release(batch_definition)
+    del data
+
+    by_rule = {
+        (res.expectation_config.meta or {}).get("rule"): res for res in validation.results
+    }
+    results = [_summarize(spec, by_rule.get(spec["rule"]), today) for spec in SUITE_SPECS[kind]]
+    successful = sum(r["success"] for r in results)
+    return {
+        "kind": kind,
+        "success": successful == len(results),
+        "rows": frame.height,
+        "seconds": round(time.perf_counter() - started, 3),
+        "evaluated": len(results),
+        "successful": successful,
+        "results": results,
+    }

@@ -1,0 +1,55 @@
+"""Kemendagri region codes: current kecamatan and kabupaten, plus the codes retired by
+the Papua splits (NIKs keep the code of first registration for life)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import polars as pl
+
+from pipeline.paths import REFERENCE_DIR
+
+
+def _read(name: str) -> pl.DataFrame:
+    return pl.read_csv(REFERENCE_DIR / name, infer_schema=False)
+
+
+@cache
+def kecamatan_codes() -> pl.DataFrame:
+    """kode (6 digits), status: current | retired. Valid NIK prefixes."""
+    current = _read("districts.csv").select(kode=pl.col("kode"), status=pl.lit("current"))
+    retired = (
+        _read("retired_codes.csv")
+        .filter(pl.col("level") == "3")
+        .select(kode=pl.col("kode"), status=pl.lit("retired"))
+    )
+    return pl.concat([current, retired.filter(~pl.col("kode").is_in(current["kode"].implode()))]).sort("kode")
+
+
+@cache
+def kabupaten_successors() -> pl.DataFrame:
+    """kode (4 digits) -> kode_kabupaten_kini: every current kabupaten maps to itself, a
+    retired one to its successor, so two codes compare by the region they denote today."""
+    current = _read("regencies.csv").select(kode=pl.col("kode"), kode_kabupaten_kini=pl.col("kode"))
+    retired = (
+        _read("retired_codes.csv")
+        .filter((pl.col("level") == "2") & pl.col("kode_pengganti_guess").is_not_null())
+        .select(kode=pl.col("kode"), kode_kabupaten_kini=pl.col("kode_pengganti_guess"))
+    )
+    return pl.concat([current, retired]).unique("kode", keep="first").sort("kode")
+
+
+@cache
+def region_names() -> pl.DataFrame:
+    """kode_kabupaten -> nama_kabupaten, kode_provinsi, nama_provinsi (for the report)."""
+    provinces = _read("provinces.csv").rename({"kode": "kode_provinsi", "nama": "nama_provinsi"})
+    regencies = _read("regencies.csv").rename({"kode": "kode_kabupaten", "nama": "nama_kabupaten"})
+    return regencies.join(provinces, on="kode_provinsi", how="left").sort("kode_kabupaten")
+
+
+def current_kabupaten(code: pl.Expr) -> pl.Expr:
+    """Kabupaten of a region code (any level >= 4 digits), retired codes mapped to successors."""
+    mapping = kabupaten_successors()
+    return code.str.slice(0, 4).replace_strict(
+        mapping["kode"], mapping["kode_kabupaten_kini"], default=code.str.slice(0, 4)
+    )

@@ -1,0 +1,17 @@
+"""Errors that speak to the user: what was wrong, where, and what to do."""
+
+
+class VervalError(Exception):
+    """Base of errors the CLI reports as a message with a non-zero exit code, no traceback."""
+
+    exit_code = 2
+
+
+class InputError(VervalError):
+    """An input extract cannot be used as given (missing file, missing column, unreadable)."""
+
+
+class ReconciliationError(VervalError):
+    """The round's outcome counts do not add up to the input rows."""
+
+    exit_code = 3

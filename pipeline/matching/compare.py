@@ -1,0 +1,78 @@
+"""Compare and score candidate pairs with the Fellegi-Sunter model: each comparison puts
+a pair in one level; the level's weight log2(m/u) is the evidence; the sum plus the prior
+gives the match probability. Everything compiles to one DuckDB query from model.json."""
+
+from __future__ import annotations
+
+import duckdb
+
+from pipeline.matching.model import level_weight, probability_sql
+
+
+def _level_case(comparison: dict) -> str:
+    whens = " ".join(f"WHEN {level['when']} THEN {i}" for i, level in enumerate(comparison["levels"]))
+    return f"CASE {whens} END"
+
+
+def _weight_case(comparison: dict, column: str) -> str:
+    whens = " ".join(f"WHEN {i} THEN {level_weight(level)!r}" for i, level in enumerate(comparison["levels"]))
+    return f"CASE {column} {whens} END"
+
+
+def _label_case(comparison: dict, column: str) -> str:
+    whens = " ".join(f"WHEN {i} THEN '{level['label']}'" for i, level in enumerate(comparison["levels"]))
+    return f"CASE {column} {whens} END"
+
+
+def compare_pairs(con: duckdb.DuckDBPyConnection, records: str, pairs: str, model: dict) -> None:
+    """Create table comparison_vectors: rid_l, rid_r, rule, g_<comparison> level indexes."""
+    gammas = ",\n".join(f"{_level_case(c)}::TINYINT AS g_{c['name']}" for c in model["comparisons"])
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE comparison_vectors AS
+        SELECT p.rid_l, p.rid_r, p.rule, {gammas}
+        FROM {pairs} p JOIN {records} l ON l.rid = p.rid_l JOIN {records} r ON r.rid = p.rid_r
+        """
+    )
+
+
+def score_pairs(con: duckdb.DuckDBPyConnection, records: str, model: dict) -> None:
+    """Create table scored_pairs from comparison_vectors: per-comparison weights, the
+    total, the probability and a readable evidence string."""
+    weights = []
+    for comparison in model["comparisons"]:
+        weights.append(f"{_weight_case(comparison, 'g_' + comparison['name'])} AS w_{comparison['name']}")
+    tf = model.get("term_frequency")
+    tf_join = ""
+    if tf:
+        comparison = next(c for c in model["comparisons"] if c["name"] == tf["comparison"])
+        index = next(i for i, level in enumerate(comparison["levels"]) if level["label"] == tf["level"])
+        level = comparison["levels"][index]
+        column = tf["column"]
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _tf AS
+                SELECT {column} AS value, count(*)::DOUBLE / (SELECT count(*) FROM {records}) AS share
+                FROM {records} GROUP BY {column}"""
+        )
+        # Replace the exact level's weight by one with u = max(u, share of that value).
+        weights[model["comparisons"].index(comparison)] = (
+            f"CASE WHEN g_{comparison['name']} = {index} THEN log2({level['m']!r} / greatest({level['u']!r}, tf.share)) "
+            f"ELSE {_weight_case(comparison, 'g_' + comparison['name'])} END AS w_{comparison['name']}"
+        )
+        tf_join = f"JOIN {records} lr ON lr.rid = v.rid_l LEFT JOIN _tf tf ON tf.value = lr.{column}"
+    names = [c["name"] for c in model["comparisons"]]
+    total = " + ".join(f"w_{n}" for n in names)
+    evidence = " || '; ' || ".join(
+        f"'{c['name']}=' || {_label_case(c, 'g_' + c['name'])} || ' (' || printf('%+.1f', w_{c['name']}) || ')'"
+        for c in model["comparisons"]
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE scored_pairs AS
+        WITH weighted AS (SELECT v.*, {", ".join(weights)} FROM comparison_vectors v {tf_join})
+        SELECT *, {model['prior_log2_odds']!r} + {total} AS match_weight,
+               {probability_sql(f"{model['prior_log2_odds']!r} + {total}")} AS match_probability,
+               {evidence} AS evidence
+        FROM weighted
+        """
+    )

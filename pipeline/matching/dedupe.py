@@ -1,0 +1,130 @@
+"""Find the same person listed more than once in DTKS: prepare records, block, compare,
+score, cluster; then DUPLICATE_PERSON for every row of a cluster larger than one and
+NIK_SHARED for a NIK carried by rows of different clusters (different people)."""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+
+from pipeline.checks import wilayah
+from pipeline.contract import anomaly_frame
+from pipeline.matching.blocking import candidate_pairs
+from pipeline.matching.cluster import cluster_records
+from pipeline.matching.compare import compare_pairs, score_pairs
+from pipeline.matching.standardise import standardise_names
+
+RECORD_COLUMNS = [
+    "rid", "id_dtks", "nik", "nik_format_ok", "nik_valid", "nik_verified", "name_std", "name_sorted", "name_patronym",
+    "name_first", "key_first", "key_last", "key_name", "tanggal_lahir", "dob_placeholder", "jenis_kelamin", "no_kk",
+    "kode_wilayah", "kab", "completeness",
+]
+OPTIONAL_FIELDS = ("no_kk", "tempat_lahir", "alamat", "program")
+
+
+def prepare_records(dtks: pl.DataFrame, nik_facts: pl.DataFrame) -> pl.DataFrame:
+    """Staging DTKS + NIK facts -> standardised records with a deterministic rid
+    (the rank of id_dtks), region keys and a completeness score."""
+    records = (
+        dtks.join(nik_facts, on="id_dtks", how="left")
+        .sort("id_dtks")
+        .with_row_index("rid")
+        .with_columns(pl.col("rid").cast(pl.Int64))
+    )
+    records = standardise_names(records)
+    return records.with_columns(
+        kab=wilayah.current_kabupaten(pl.col("kode_wilayah")),
+        completeness=(
+            pl.sum_horizontal([pl.col(c).is_not_null().cast(pl.Int8) for c in OPTIONAL_FIELDS])
+            + pl.col("nik_valid").cast(pl.Int8) * 2
+        ).cast(pl.Int16),
+    )
+
+
+def mark_verified(records: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
+    """nik_verified: the NIK is in Dukcapil and its Dukcapil identity fits this row."""
+    verified = links.filter(pl.col("identity").is_in(["strong", "consistent"])).select("id_dtks")
+    return records.with_columns(nik_verified=pl.col("id_dtks").is_in(verified["id_dtks"].implode()))
+
+
+def find_duplicates(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, model: dict) -> dict[str, pl.DataFrame]:
+    """Returns clusters (every record), pairs (scored, at or above half the link
+    probability, for audit) and blocking statistics."""
+    con.register("_records_frame", records.select(RECORD_COLUMNS))
+    con.execute("CREATE OR REPLACE TEMP TABLE records AS SELECT * FROM _records_frame")
+    con.unregister("_records_frame")
+    blocking_stats = candidate_pairs(con, "records", model)
+    compare_pairs(con, "records", "candidate_pairs", model)
+    score_pairs(con, "records", model)
+    thresholds = model["thresholds"]
+    cluster_records(con, "records", thresholds["link_probability"])
+    clusters = con.sql(
+        """
+        SELECT r.id_dtks, k.id_dtks AS canonical_id_dtks, 'K-' || k.id_dtks AS cluster_id,
+               count(*) OVER (PARTITION BY c.canonical_rid) AS cluster_size,
+               c.rid = c.canonical_rid AS is_canonical, c.match_probability, c.evidence
+        FROM clusters c JOIN records r ON r.rid = c.rid JOIN records k ON k.rid = c.canonical_rid
+        ORDER BY r.id_dtks
+        """
+    ).pl()
+    rule_names = pl.DataFrame(
+        {"rule": range(len(model["blocking_rules"])), "blocking_rule": [r["name"] for r in model["blocking_rules"]]},
+        schema={"rule": pl.Int16, "blocking_rule": pl.String},
+    )
+    pairs = con.sql(
+        f"""
+        SELECT l.id_dtks AS id_dtks_l, r.id_dtks AS id_dtks_r, s.rule::SMALLINT AS rule,
+               s.match_weight, s.match_probability, s.evidence
+        FROM scored_pairs s JOIN records l ON l.rid = s.rid_l JOIN records r ON r.rid = s.rid_r
+        WHERE s.match_probability >= {thresholds['link_probability'] / 2!r}
+        ORDER BY id_dtks_l, id_dtks_r
+        """
+    ).pl().join(rule_names, on="rule", how="left").drop("rule")
+    counts = con.execute("SELECT count(*) FROM candidate_pairs").fetchall()[0][0]
+    blocking_stats = blocking_stats.with_columns(total_candidate_pairs=pl.lit(counts))
+    for table in ("candidate_pairs", "comparison_vectors", "scored_pairs", "clusters", "records"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return {"clusters": clusters, "pairs": pairs, "blocking": blocking_stats}
+
+
+def duplicate_anomalies(clusters: pl.DataFrame, model: dict) -> pl.DataFrame:
+    """DUPLICATE_PERSON on every row of a cluster larger than one. The canonical row is
+    the one kept (warn); another row is excluded when its link to the canonical row is
+    strong, otherwise a reviewer decides."""
+    strong = model["thresholds"]["strong_probability"]
+    in_clusters = clusters.filter(pl.col("cluster_size") > 1)
+    return anomaly_frame(
+        in_clusters,
+        "DUPLICATE_PERSON",
+        detail=pl.when(pl.col("is_canonical"))
+        .then(pl.format("baris utama klaster {} ({} baris)", pl.col("cluster_id"), pl.col("cluster_size")))
+        .otherwise(pl.format("sama dengan {} (probabilitas {})", pl.col("canonical_id_dtks"), pl.col("match_probability").round(4))),
+        related_id=pl.when(pl.col("is_canonical")).then(None).otherwise(pl.col("canonical_id_dtks")),
+        action=pl.when(pl.col("is_canonical")).then(pl.lit("warn"))
+        .when(pl.col("match_probability") >= strong).then(pl.lit("exclude"))
+        .otherwise(pl.lit("review")),
+        score=pl.col("match_probability"),
+        evidence=pl.col("evidence"),
+    )
+
+
+def shared_nik_anomalies(records: pl.DataFrame, clusters: pl.DataFrame) -> pl.DataFrame:
+    """NIK_SHARED: a 16-digit NIK on rows that fall into two or more different clusters
+    (different people). The same person twice is a duplicate, not a shared NIK."""
+    rows = records.filter(pl.col("nik_format_ok")).select("id_dtks", "nik").join(
+        clusters.select("id_dtks", "cluster_id"), on="id_dtks"
+    )
+    shared = rows.with_columns(
+        people=pl.col("cluster_id").n_unique().over("nik"),
+        rows_with_nik=pl.len().over("nik"),
+        other=pl.col("id_dtks").sort().over("nik", mapping_strategy="join"),
+    ).filter(pl.col("people") > 1)
+    shared = shared.with_columns(
+        related=pl.col("other").list.set_difference(pl.col("id_dtks").cast(pl.List(pl.String))).list.first()
+    )
+    return anomaly_frame(
+        shared,
+        "NIK_SHARED",
+        detail=pl.format("NIK dipakai {} orang berbeda pada {} baris", pl.col("people"), pl.col("rows_with_nik")),
+        related_id=pl.col("related"),
+    )

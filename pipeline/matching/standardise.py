@@ -1,0 +1,111 @@
+"""Standardise Indonesian names and records so that spelling variants compare equal.
+
+Order matters and is part of the method:
+1. upper case; academic degrees and honorifics removed (H., Hj., Drs., S.Pd., Alm. ...);
+2. punctuation to spaces; bin/binti split off as a patronym (evidence, not noise);
+3. old spelling (EYD 1972) mapped to the new: OE->U, DJ->J, TJ->C, NJ->NY, SJ->SY, CH->KH;
+4. common abbreviations expanded (Moch./M. -> MUHAMMAD, St. -> SITI, Abd. -> ABDUL ...);
+5. a phonetic key per token, built on the normalised spelling (see `phonetic_key`).
+All of it is polars expressions: no Python loop over records.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+# Degrees follow the name, usually after a comma ("AMINAH, S.PD.I"); without a comma
+# they are recognised by the dotted form ("AMINAH S.PD").
+DEGREE_AFTER_COMMA = r",.*$"
+DEGREE_DOTTED = r"\s(S|M|D|A)\.\s?(PD|E|H|AG|KOM|SOS|T|KES|KEP|IP|HUT|PT|SI|AK|FARM|KED|PSI|HI|MD|N|STAT|KEB)\b\.?[A-Z.]*"
+HONORIFICS = [
+    "H", "HJ", "HAJI", "HAJJAH", "HJH", "KH", "KYAI", "DRS", "DRA", "IR", "DR", "PROF", "R", "RA", "RADEN",
+    "BAPAK", "BPK", "BP", "IBU", "IB", "SDR", "SDRI", "NY", "NYONYA", "TN", "ALM", "ALMH", "ALMARHUM",
+    "ALMARHUMAH", "AMD", "SE", "SH", "SPD", "SAG", "SKOM", "SSOS", "MM", "MPD", "SKM", "AMKEB",
+]
+# ST is both Sarjana Teknik and the abbreviation of SITI; as a leading token it is SITI.
+LEADING_ABBREVIATIONS = {"ST": "SITI", "M": "MUHAMMAD", "MOH": "MUHAMMAD", "MUH": "MUHAMMAD"}
+TOKEN_SPELLINGS = {
+    "MUHAMAD": "MUHAMMAD", "MOHAMMAD": "MUHAMMAD", "MOHAMAD": "MUHAMMAD", "MOCHAMMAD": "MUHAMMAD",
+    "MOCHAMAD": "MUHAMMAD", "MOKHAMMAD": "MUHAMMAD", "MOKHAMAD": "MUHAMMAD", "MUHAMMED": "MUHAMMAD",
+    "MOHAMED": "MUHAMMAD", "MOCH": "MUHAMMAD", "MOKH": "MUHAMMAD", "MUCH": "MUHAMMAD", "MUKH": "MUHAMMAD",
+    "MHD": "MUHAMMAD", "MUHD": "MUHAMMAD", "MOHD": "MUHAMMAD", "MUHAMAT": "MUHAMMAD", "MUHAMMAT": "MUHAMMAD",
+    "NUUR": "NUR", "NURUL": "NURUL", "ABD": "ABDUL", "ABDUL": "ABDUL", "ABDOL": "ABDUL",
+    "AKHMAD": "AHMAD", "ACHMAD": "AHMAD", "AHMED": "AHMAD", "AMAD": "AHMAD",
+    "SITTI": "SITI", "SITIH": "SITI",
+}
+PATRONYM_MARKERS = ("BIN", "BINTI", "BT", "BN")
+OLD_SPELLING = (("OE", "U"), ("DJ", "J"), ("TJ", "C"), ("NJ", "NY"), ("SJ", "SY"), ("CH", "KH"))
+
+
+def _drop_tokens(text: pl.Expr, tokens: list[str]) -> pl.Expr:
+    pattern = r"\b(" + "|".join(tokens) + r")\b"
+    return text.str.replace_all(pattern, " ")
+
+
+def clean_name(name: pl.Expr) -> pl.Expr:
+    """Upper case, degrees and honorifics removed, punctuation to single spaces."""
+    text = name.str.to_uppercase().str.replace(DEGREE_AFTER_COMMA, "").str.replace_all(DEGREE_DOTTED, " ")
+    text = text.str.replace_all(r"[^A-Z\s]", " ")
+    text = _drop_tokens(text, HONORIFICS)
+    return text.str.replace_all(r"\s+", " ").str.strip_chars()
+
+
+def modern_spelling(text: pl.Expr) -> pl.Expr:
+    for old, new in OLD_SPELLING:
+        text = text.str.replace_all(old, new, literal=True)
+    return text
+
+
+def phonetic_key(token: pl.Expr) -> pl.Expr:
+    """A key for one Indonesian name token, applied after `modern_spelling`.
+
+    Indonesian spelling variation is mostly in vowels (Suparmi/Soeparmi/Suparmie), in an
+    H after a consonant or at the end (Rahmat/Rachmat, Fatimah/Fatima), in doubled
+    consonants (Muhammad/Muhamad) and in a few consonant pairs (J/Y, F/V, Z/J, Q/K, KH/H,
+    SY/S, DH/D, TH/T). The key keeps the first letter and the consonant skeleton after
+    folding those pairs, with repeated letters collapsed.
+    """
+    key = token
+    for old, new in (("KH", "H"), ("SY", "S"), ("DH", "D"), ("TH", "T"), ("PH", "F"), ("Q", "K"),
+                     ("X", "KS"), ("V", "F"), ("Z", "J"), ("Y", "J"), ("C", "K")):
+        key = key.str.replace_all(old, new, literal=True)
+    first = key.str.slice(0, 1).str.replace_all("[EIOU]", "A")
+    rest = key.str.slice(1).str.replace_all(r"[AEIOUH]", "")
+    return _collapse_doubles(first + rest)
+
+
+def _collapse_doubles(text: pl.Expr) -> pl.Expr:
+    for letter in "BCDFGJKLMNPRSTW":
+        text = text.str.replace_all(letter + letter + "+", letter)
+    return text
+
+
+def standardise_names(frame: pl.DataFrame, column: str = "nama") -> pl.DataFrame:
+    """Add name_std, name_given, name_patronym, name_sorted, name_first, name_last,
+    name_tokens (count) and phonetic keys key_first, key_last, key_name."""
+    frame = frame.with_columns(_clean=modern_spelling(clean_name(pl.col(column))))
+    marker = r"\s(" + "|".join(PATRONYM_MARKERS) + r")\s"
+    frame = frame.with_columns(
+        _given=pl.col("_clean").str.replace(marker + ".*$", ""),
+        name_patronym=pl.when(pl.col("_clean").str.contains(marker))
+        .then(pl.col("_clean").str.replace("^.*?" + marker, ""))
+        .otherwise(None),
+    )
+    tokens = pl.col("_given").str.split(" ")
+    first = tokens.list.first().replace(LEADING_ABBREVIATIONS).replace(TOKEN_SPELLINGS)
+    rest = tokens.list.slice(1).list.eval(pl.element().replace(TOKEN_SPELLINGS))
+    frame = frame.with_columns(_tokens=pl.concat_list([first, rest]))
+    frame = frame.with_columns(
+        name_std=pl.col("_tokens").list.join(" "),
+        name_sorted=pl.col("_tokens").list.sort().list.join(" "),
+        name_first=pl.col("_tokens").list.first(),
+        name_last=pl.col("_tokens").list.last(),
+        name_tokens=pl.col("_tokens").list.len().cast(pl.Int16),
+        _keys=pl.col("_tokens").list.eval(phonetic_key(pl.element())),
+    )
+    frame = frame.with_columns(
+        key_first=pl.col("_keys").list.first(),
+        key_last=pl.col("_keys").list.last(),
+        key_name=pl.col("_keys").list.sort().list.join(" "),
+    )
+    return frame.drop("_clean", "_given", "_tokens", "_keys")

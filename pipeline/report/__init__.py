@@ -1,0 +1,1 @@
+"""What reviewers read: the HTML report (and, later, the workbook)."""

@@ -1,0 +1,290 @@
+"""One verification round as file-level stages. Each stage reads Parquet from the run's
+work folder, calls the table functions of its module, and writes Parquet back; the
+Prefect flow (pipeline/flows/verval.py) only wires these together.
+
+Outputs are built in a temporary sibling folder and moved into place by `publish` only
+when complete, so a failed run leaves the previous outputs untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from pipeline import __version__, contract
+from pipeline.checks.expectations import validate_extract
+from pipeline.checks.nik import check_niks
+from pipeline.decide import reconcile, row_outcomes, sort_anomalies, split_outcomes
+from pipeline.ingest import ingest_extract
+from pipeline.matching import dedupe, link
+from pipeline.matching.model import load_model, save_model, with_weights
+from pipeline.progress import StageClock
+
+JAKARTA = dt.timezone(dt.timedelta(hours=7))
+PACKAGES = ("polars", "duckdb", "pyarrow", "prefect", "great-expectations", "rapidfuzz", "jellyfish", "rich")
+
+
+@dataclass
+class RoundContext:
+    dtks: str
+    dukcapil: str
+    out: str
+    model_path: str | None = None
+    as_of: str = field(default_factory=lambda: dt.datetime.now(JAKARTA).date().isoformat())
+    duckdb_memory_limit: str = "3GB"
+    threads: int = 2
+    work: str = ""
+    started_at: str = field(default_factory=lambda: dt.datetime.now(JAKARTA).isoformat(timespec="seconds"))
+
+    def __post_init__(self) -> None:
+        if not self.work:
+            out = Path(self.out).resolve()
+            self.work = str(out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.work)
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.work_dir / "staging"
+
+    def path(self, name: str) -> Path:
+        return self.work_dir / name
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(config={"memory_limit": self.duckdb_memory_limit, "threads": self.threads})
+        con.execute(f"SET temp_directory = '{self.work_dir / 'duckdb_tmp'}'")
+        return con
+
+    def parameters(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in ("work", "started_at")}
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def prepare(ctx: RoundContext) -> dict:
+    """Fail before any work if an input is missing; create the work folder."""
+    from pipeline.errors import InputError
+
+    for label, value in (("--dtks", ctx.dtks), ("--dukcapil", ctx.dukcapil)):
+        if not Path(value).is_file():
+            raise InputError(f"{label} {value}: file not found")
+    ctx.staging_dir.mkdir(parents=True, exist_ok=True)
+    return {"work": ctx.work}
+
+
+def ingest(ctx: RoundContext, kind: str) -> dict:
+    source = ctx.dtks if kind == "dtks" else ctx.dukcapil
+    return ingest_extract(Path(source), kind, ctx.staging_dir, ctx.as_of).to_dict()
+
+
+def expectations(ctx: RoundContext, kind: str) -> dict:
+    return validate_extract(pl.read_parquet(ctx.staging_dir / f"{kind}.parquet"), kind)
+
+
+def nik_checks(ctx: RoundContext) -> dict:
+    dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet")
+    facts, anomalies = check_niks(dtks)
+    facts.write_parquet(ctx.staging_dir / "nik_checks.parquet")
+    anomalies.write_parquet(ctx.staging_dir / "anomalies_nik.parquet")
+    return {"rows": facts.height, "valid": int(facts["nik_valid"].sum()), "anomalies": anomalies.height}
+
+
+def link_civil_registry(ctx: RoundContext) -> dict:
+    dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet")
+    records = dedupe.prepare_records(dtks, pl.read_parquet(ctx.staging_dir / "nik_checks.parquet"))
+    dukcapil = pl.read_parquet(ctx.staging_dir / "dukcapil.parquet")
+    con = ctx.connect()
+    try:
+        links = link.link_exact(con, records, dukcapil)
+    finally:
+        con.close()
+    anomalies = link.link_anomalies(records, links)
+    records = dedupe.mark_verified(records, links)
+    records.write_parquet(ctx.staging_dir / "records.parquet")
+    links.write_parquet(ctx.path("dukcapil_links.parquet"))
+    anomalies.write_parquet(ctx.staging_dir / "anomalies_link.parquet")
+    return {
+        "linked": links.height,
+        "identity": dict(links.group_by("identity").len().sort("identity").iter_rows()),
+        "dukcapil_nik_repeats": int((links["dukcapil_candidates"] > 1).sum()),
+        "anomalies": anomalies.height,
+    }
+
+
+def find_duplicates(ctx: RoundContext) -> dict:
+    model = load_model(Path(ctx.model_path) if ctx.model_path else None)
+    records = pl.read_parquet(ctx.staging_dir / "records.parquet")
+    con = ctx.connect()
+    try:
+        found = dedupe.find_duplicates(con, records, model)
+    finally:
+        con.close()
+    clusters = found["clusters"]
+    anomalies = pl.concat([dedupe.duplicate_anomalies(clusters, model), dedupe.shared_nik_anomalies(records, clusters)])
+    clusters.select("id_dtks", "cluster_id", "cluster_size", "is_canonical", "canonical_id_dtks", "match_probability", "evidence").write_parquet(
+        ctx.path("duplicate_clusters.parquet")
+    )
+    found["pairs"].write_parquet(ctx.path("duplicate_pairs.parquet"))
+    anomalies.write_parquet(ctx.staging_dir / "anomalies_dup.parquet")
+    save_model(with_weights(model), ctx.path("model.json"))
+    return {
+        "clusters_gt1": int(clusters.filter(pl.col("cluster_size") > 1)["cluster_id"].n_unique()),
+        "rows_in_clusters_gt1": int((clusters["cluster_size"] > 1).sum()),
+        "pairs_scored_reported": found["pairs"].height,
+        "blocking": found["blocking"].to_dicts(),
+    }
+
+
+def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
+    dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet")
+    anomalies = sort_anomalies(
+        pl.concat([pl.read_parquet(ctx.staging_dir / f"anomalies_{part}.parquet") for part in ("nik", "link", "dup")])
+    )
+    outcomes = row_outcomes(dtks, anomalies)
+    quarantine = pl.concat(
+        [pl.read_parquet(ctx.staging_dir / f"{kind}_quarantine.parquet") for kind in contract.EXTRACT_KINDS]
+    )
+    reconciliation = reconcile(ingest_results["dtks"]["rows_read"], outcomes, ingest_results["dtks"]["rows_quarantined"])
+    tables = split_outcomes(dtks, outcomes, pl.read_parquet(ctx.path("duplicate_clusters.parquet")))
+    tables["verified"].write_parquet(ctx.path("verified_recipients.parquet"))
+    tables["review"].write_parquet(ctx.path("review.parquet"))
+    tables["excluded"].write_parquet(ctx.path("excluded.parquet"))
+    anomalies.write_parquet(ctx.path("anomalies.parquet"))
+    quarantine.write_parquet(ctx.path("quarantine.parquet"))
+    by_code = (
+        anomalies.group_by("anomaly_code", "action").len().sort("anomaly_code", "action")
+        .pivot(on="action", index="anomaly_code", values="len").fill_null(0)
+    )
+    codes = {row["anomaly_code"]: {k: v for k, v in row.items() if k != "anomaly_code"} for row in by_code.to_dicts()}
+    return {
+        "reconciliation": reconciliation,
+        "anomalies_by_code": {code: codes.get(code, {}) for code in contract.ANOMALY_CODES},
+        "dukcapil_quarantined": ingest_results["dukcapil"]["rows_quarantined"],
+    }
+
+
+def write_summary(ctx: RoundContext, summary: dict) -> dict:
+    ctx.path("summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
+    return {"path": str(ctx.path("summary.json"))}
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(8 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"verval": __version__}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def write_manifest(ctx: RoundContext) -> dict:
+    outputs = sorted(p for p in ctx.work_dir.glob("*") if p.is_file() and p.name != "manifest.json")
+    manifest = {
+        "verval_version": __version__,
+        "started_at": ctx.started_at,
+        "finished_at": dt.datetime.now(JAKARTA).isoformat(timespec="seconds"),
+        "parameters": ctx.parameters(),
+        "inputs": {kind: {"path": str(Path(p).resolve()), "sha256": sha256(Path(p)), "bytes": Path(p).stat().st_size}
+                   for kind, p in (("dtks", ctx.dtks), ("dukcapil", ctx.dukcapil))},
+        "outputs": {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size} for p in outputs},
+        "packages": package_versions(),
+    }
+    ctx.path("manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return {"outputs": len(outputs)}
+
+
+def publish(ctx: RoundContext) -> str:
+    """Move the finished work folder into place. The previous outputs are renamed aside
+    first and removed only after the new folder is in place."""
+    out = Path(ctx.out).resolve()
+    shutil.rmtree(ctx.work_dir / "duckdb_tmp", ignore_errors=True)
+    for path in ctx.work_dir.rglob("*"):
+        # Outputs carry personal data (UU 27/2022): readable by their owner only.
+        os.chmod(path, 0o700 if path.is_dir() else 0o600)
+    os.chmod(ctx.work_dir, 0o700)
+    previous = None
+    if out.exists():
+        previous = out.parent / f".{out.name}.previous-{uuid.uuid4().hex[:8]}"
+        out.rename(previous)
+    ctx.work_dir.rename(out)
+    if previous is not None:
+        shutil.rmtree(previous)
+    return str(out)
+
+
+def discard(ctx: RoundContext) -> None:
+    shutil.rmtree(ctx.work_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the round
+
+
+def call_directly(name: str, function, *args):
+    return function(*args)
+
+
+def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
+    """Run every stage in order. `run(name, function, *args)` executes one stage: called
+    directly here, wrapped as a Prefect task by the flow. On any failure the work folder
+    is removed and the previous outputs stay as they were."""
+
+    def step(name: str, function, *args):
+        with clock.stage(name):
+            return run(name, function, *args)
+
+    try:
+        step("prepare", prepare, ctx)
+        ingested = {kind: step(f"ingest-{kind}", ingest, ctx, kind) for kind in contract.EXTRACT_KINDS}
+        quality = {kind: step(f"expectations-{kind}", expectations, ctx, kind) for kind in contract.EXTRACT_KINDS}
+        nik = step("nik-checks", nik_checks, ctx)
+        linked = step("link-civil-registry", link_civil_registry, ctx)
+        duplicates = step("find-duplicates", find_duplicates, ctx)
+        decided = step("decide", decide, ctx, ingested)
+        summary = {
+            "verval_version": __version__,
+            "as_of": ctx.as_of,
+            **decided,
+            "ingest": ingested,
+            "data_quality": quality,
+            "nik_checks": nik,
+            "civil_registry_link": linked,
+            "duplicates": duplicates,
+            "stage_timings": clock.timings,
+        }
+        step("report", write_report, ctx, summary)
+        step("manifest", write_manifest, ctx)
+        summary["output_dir"] = step("publish", publish, ctx)
+    except BaseException:
+        discard(ctx)
+        raise
+    return summary
+
+
+def write_report(ctx: RoundContext, summary: dict) -> dict:
+    from pipeline.report.html import render_report
+
+    write_summary(ctx, summary)
+    ctx.path("report.html").write_text(render_report(ctx.work_dir, summary), encoding="utf-8")
+    return {"report": str(ctx.path("report.html"))}

@@ -1,0 +1,221 @@
+"""Tests for the Great Expectations suites on normalized staging extracts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import polars as pl
+import pytest
+
+from pipeline.checks.expectations import SUITE_SPECS, validate_extract
+
+N = 20
+NAMES = [f"SITI AMINAH BINTI SUPARMAN {chr(65 + i)}" for i in range(N)]
+NIKS = [f"32730141{i:02d}900{i:03d}" for i in range(N)]
+KKS = [f"32730120{i:02d}100{i:03d}" for i in range(N)]
+
+
+def dtks_frame(**overrides: list) -> pl.DataFrame:
+    columns = {
+        "source_line": pl.Series(range(2, N + 2), dtype=pl.Int64),
+        "id_dtks": [f"DTKS-{i:05d}" for i in range(N)],
+        "nik_raw": NIKS,
+        "nik": NIKS,
+        "no_kk": [None if i % 5 == 0 else kk for i, kk in enumerate(KKS)],
+        "nama": NAMES,
+        "jenis_kelamin": ["L" if i % 2 else "P" for i in range(N)],
+        "tempat_lahir": [None if i % 3 == 0 else "BANDUNG" for i in range(N)],
+        "tanggal_lahir": [dt.date(1950 + i, 1 + i % 12, 1 + i) for i in range(N)],
+        "alamat": ["JL. MERDEKA NO. 1"] * N,
+        "kode_wilayah": ["3273010001"] * N,
+        "program": [None if i % 2 else "PKH" for i in range(N)],
+    }
+    columns.update(overrides)
+    return pl.DataFrame(columns, schema_overrides={"tanggal_lahir": pl.Date})
+
+
+def dukcapil_frame(**overrides: list) -> pl.DataFrame:
+    columns = {
+        "source_line": pl.Series(range(2, N + 2), dtype=pl.Int64),
+        "nik_raw": NIKS,
+        "nik": NIKS,
+        "no_kk": KKS,
+        "nama": NAMES,
+        "jenis_kelamin": ["L" if i % 2 else "P" for i in range(N)],
+        "tempat_lahir": ["BANDUNG"] * N,
+        "tanggal_lahir": [dt.date(1950 + i, 1 + i % 12, 1 + i) for i in range(N)],
+        "alamat": [None] * N,
+        "kode_wilayah": ["3273010001"] * N,
+        "tanggal_meninggal": [dt.date(2020, 5, 17) if i == 3 else None for i in range(N)],
+    }
+    columns.update(overrides)
+    return pl.DataFrame(
+        columns,
+        schema_overrides={"tanggal_lahir": pl.Date, "tanggal_meninggal": pl.Date,
+                          "alamat": pl.String},
+    )
+
+
+def result(report: dict, rule: str) -> dict:
+    (match,) = [r for r in report["results"] if r["rule"] == rule]
+    return match
+
+
+def failed_rules(report: dict) -> set[str]:
+    return {r["rule"] for r in report["results"] if not r["success"]}
+
+
+def test_good_dtks_frame_passes():
+    report = validate_extract(dtks_frame(), "dtks")
+    assert report["success"], failed_rules(report)
+    assert report["kind"] == "dtks"
+    assert report["rows"] == N
+    assert report["evaluated"] == report["successful"] == len(SUITE_SPECS["dtks"])
+    assert [r["rule"] for r in report["results"]] == [s["rule"] for s in SUITE_SPECS["dtks"]]
+    assert isinstance(report["seconds"], float)
+    json.dumps(report, allow_nan=False)
+    no_kk = result(report, "no_kk.format")
+    assert no_kk["unexpected_count"] == 0
+    assert no_kk["missing_count"] == 4  # nulls are skipped, not failed
+
+
+def test_nik_holding_names_fails_regex():
+    report = validate_extract(dtks_frame(nik=NAMES), "dtks")
+    assert not report["success"]
+    nik = result(report, "nik.format")
+    assert nik["expectation"] == "expect_column_values_to_match_regex"
+    assert nik["column"] == "nik"
+    assert not nik["success"]
+    assert nik["unexpected_count"] == N
+    assert nik["unexpected_percent"] == pytest.approx(100.0)
+    assert failed_rules(report) == {"nik.format"}
+
+
+def test_few_bad_niks_are_tolerated_by_mostly():
+    niks = list(NIKS)
+    niks[0] = "0000000000000"  # 1 of 20 = 5 % < 10 %
+    report = validate_extract(dtks_frame(nik=niks), "dtks")
+    nik = result(report, "nik.format")
+    assert nik["success"]
+    assert nik["unexpected_count"] == 1
+    assert nik["kwargs"]["mostly"] == 0.9
+
+
+def test_null_in_required_column_fails_not_null():
+    names = list(NAMES)
+    names[7] = None
+    report = validate_extract(dtks_frame(nama=names), "dtks")
+    nama = result(report, "nama.not_null")
+    assert nama["expectation"] == "expect_column_values_to_not_be_null"
+    assert not nama["success"]
+    assert nama["unexpected_count"] == 1
+    assert failed_rules(report) == {"nama.not_null"}
+
+
+def test_unknown_sex_code_fails_value_set():
+    sexes = ["L"] * N
+    sexes[4] = "X"
+    report = validate_extract(dtks_frame(jenis_kelamin=sexes), "dtks")
+    jk = result(report, "jenis_kelamin.in_set")
+    assert not jk["success"]
+    assert jk["unexpected_count"] == 1
+    assert jk["kwargs"]["value_set"] == ["L", "P"]
+
+
+def test_duplicate_id_dtks_fails_uniqueness():
+    ids = [f"DTKS-{i:05d}" for i in range(N)]
+    ids[9] = ids[8]
+    report = validate_extract(dtks_frame(id_dtks=ids), "dtks")
+    unique = result(report, "id_dtks.unique")
+    assert not unique["success"]
+    assert unique["unexpected_count"] == 2  # both rows of the duplicated id
+    assert failed_rules(report) == {"id_dtks.unique"}
+
+
+def test_birth_dates_out_of_range_fail():
+    dates = [dt.date(1980, 1, 1)] * N
+    dates[0] = dt.date(1899, 12, 31)
+    dates[1] = dt.date.today() + dt.timedelta(days=1)
+    dates[2] = dt.date(1, 1, 1)  # outside pandas' datetime64[ns] range
+    report = validate_extract(dtks_frame(tanggal_lahir=dates), "dtks")
+    born = result(report, "tanggal_lahir.range")
+    assert not born["success"]
+    assert born["unexpected_count"] == 3
+    assert born["kwargs"]["min_value"].startswith("1900-01-01")
+    assert born["kwargs"]["max_value"].startswith(dt.date.today().isoformat())
+
+
+def test_bad_kode_wilayah_fails():
+    codes = ["3273010001"] * N
+    codes[0] = "32.73.01.1001"
+    report = validate_extract(dtks_frame(kode_wilayah=codes), "dtks")
+    assert result(report, "kode_wilayah.format")["unexpected_count"] == 1
+    assert not report["success"]
+
+
+def test_missing_column_is_reported_not_raised():
+    report = validate_extract(dtks_frame().drop("nik"), "dtks")
+    assert not report["success"]
+    columns = result(report, "table.columns")
+    assert not columns["success"]
+    assert columns["mismatched"] == {"missing": ["nik"]}
+    nik = result(report, "nik.format")
+    assert not nik["success"]
+    assert nik["unexpected_count"] is None
+    assert "error" in nik
+    json.dumps(report, allow_nan=False)
+
+
+def test_empty_frame_fails_row_count():
+    report = validate_extract(dtks_frame().clear(), "dtks")
+    assert report["rows"] == 0
+    assert not result(report, "table.row_count")["success"]
+    json.dumps(report, allow_nan=False)
+
+
+def test_report_holds_no_personal_values():
+    niks = list(NIKS)
+    niks[0] = "9999888877776"  # an invalid NIK GX would list as unexpected
+    frames = [
+        dtks_frame(nik=niks),
+        dtks_frame(nik=NAMES),  # names in the NIK column: every value unexpected
+        dtks_frame(jenis_kelamin=["X"] * N, kode_wilayah=NIKS, no_kk=NAMES),
+    ]
+    for frame in frames:
+        dumped = json.dumps(validate_extract(frame, "dtks"))
+        for value in [*NIKS, *KKS, *NAMES, "9999888877776", "SITI AMINAH"]:
+            assert value not in dumped
+        assert "partial_unexpected" not in dumped
+        assert "unexpected_list" not in dumped
+
+
+def test_dukcapil_with_null_death_dates_passes():
+    frame = dukcapil_frame()
+    assert frame["tanggal_meninggal"].null_count() == N - 1
+    report = validate_extract(frame, "dukcapil")
+    assert report["success"], failed_rules(report)
+    assert report["kind"] == "dukcapil"
+    assert [r["rule"] for r in report["results"]] == [s["rule"] for s in SUITE_SPECS["dukcapil"]]
+    assert "id_dtks.unique" not in {r["rule"] for r in report["results"]}
+    death = result(report, "tanggal_meninggal.range")
+    assert death["unexpected_count"] == 0
+    assert death["missing_count"] == N - 1
+
+
+def test_dukcapil_death_before_birth_fails():
+    deaths = [None] * N
+    deaths[5] = dt.date(1940, 1, 1)  # born 1955
+    report = validate_extract(dukcapil_frame(tanggal_meninggal=deaths), "dukcapil")
+    assert failed_rules(report) == {"tanggal_meninggal.after_lahir"}
+    assert result(report, "tanggal_meninggal.after_lahir")["unexpected_count"] == 1
+
+
+def test_dukcapil_all_null_death_dates():
+    report = validate_extract(dukcapil_frame(tanggal_meninggal=[None] * N), "dukcapil")
+    assert report["success"], failed_rules(report)
+
+
+def test_unknown_kind_raises():
+    with pytest.raises(ValueError):
+        validate_extract(dtks_frame(), "siks")
