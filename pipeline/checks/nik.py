@@ -57,10 +57,10 @@ def parse_nik(frame: pl.DataFrame) -> pl.DataFrame:
     )
     day_in_range = pl.col("_day_raw").is_between(1, 31) | pl.col("_day_raw").is_between(41, 71)
     month_in_range = pl.col("_month").is_between(1, 12)
-    # 2000 is a leap year, so 29 February is accepted whenever 19YY or 20YY can be leap;
+    # 20YY is a leap year whenever 19YY or 20YY is (2000 covers YY=00), so 29 February is judged right;
     # pl.date errors on impossible dates, so build text and parse it non-strictly.
     date_text = pl.format(
-        "2000-{}-{}", pl.col("_month").cast(pl.String).str.zfill(2), pl.col("_day").cast(pl.String).str.zfill(2)
+        "{}-{}-{}", (2000 + pl.col("_year2")).cast(pl.String), pl.col("_month").cast(pl.String).str.zfill(2), pl.col("_day").cast(pl.String).str.zfill(2)
     )
     date_exists = date_text.str.to_date("%Y-%m-%d", strict=False).is_not_null()
     frame = frame.with_columns(

@@ -1,0 +1,75 @@
+"""The round through Prefect and through the command line."""
+
+import json
+import subprocess
+import sys
+
+import polars as pl
+import yaml
+
+from pipeline.cli import main
+from pipeline.paths import PROJECT_DIR
+
+
+def test_flow_runs_the_round_as_tasks(prefect_harness, small_extracts):
+    from prefect.client.orchestration import get_client
+
+    from pipeline.flows.verval import verval_round
+
+    out = small_extracts["dir"] / "flow-out"
+    state = verval_round(
+        dtks=str(small_extracts["dtks"]), dukcapil=str(small_extracts["dukcapil"]), out=str(out),
+        as_of="2026-11-21", quiet=True, return_state=True,
+    )
+    assert state.is_completed()
+    summary = state.result()
+    assert summary["reconciliation"]["balanced"] is True
+    assert pl.read_parquet(out / "verified_recipients.parquet").height == 2
+
+    import asyncio
+
+    async def task_names():
+        async with get_client() as client:
+            runs = await client.read_task_runs()
+            return {run.name.rsplit("-", 1)[0] for run in runs}
+
+    names = asyncio.run(task_names())
+    assert {"ingest-dtks", "nik-checks", "link-civil-registry", "find-duplicates", "decide", "publish"} <= names
+
+
+def test_cli_run_without_prefect(small_extracts, capsys):
+    out = small_extracts["dir"] / "cli-out"
+    code = main(["run", "--dtks", str(small_extracts["dtks"]), "--dukcapil", str(small_extracts["dukcapil"]),
+                 "--out", str(out), "--no-prefect", "--quiet", "--as-of", "2026-11-21"])
+    assert code == 0
+    assert json.loads((out / "summary.json").read_text())["reconciliation"]["rows_in"] == 9
+
+
+def test_cli_missing_column_exits_non_zero_with_message(small_extracts, capsys):
+    small_extracts["dtks"].write_text("id_dtks,nama\nD1,SITI\n")
+    code = main(["run", "--dtks", str(small_extracts["dtks"]), "--dukcapil", str(small_extracts["dukcapil"]),
+                 "--out", str(small_extracts["dir"] / "o"), "--no-prefect", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "lacks required column(s): nik" in err and "Traceback" not in err
+
+
+def test_cli_missing_file_is_a_clear_error():
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", "--dtks", "nope.csv", "--dukcapil", "nope2.csv", "--no-prefect", "--quiet"],
+        capture_output=True, text=True, cwd=PROJECT_DIR,
+    )
+    assert result.returncode == 2
+    assert "--dtks nope.csv: file not found" in result.stderr
+
+
+def test_prefect_yaml_schedules_twice_a_year_in_jakarta():
+    from pipeline.flows.deployment import load_deployment
+
+    deployment = load_deployment(PROJECT_DIR / "prefect.yaml", "verval-semesteran")
+    schedule = deployment["schedules"][0]
+    assert schedule["cron"] == "0 2 1 1,7 *" and schedule["timezone"] == "Asia/Jakarta"
+    module, function = deployment["entrypoint"].split(":")
+    assert (PROJECT_DIR / module).exists() and function == "verval_round"
+    assert set(deployment["parameters"]) >= {"dtks", "dukcapil", "out"}
+    assert yaml.safe_load((PROJECT_DIR / "prefect.yaml").read_text())["name"] == "verval"

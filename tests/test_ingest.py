@@ -1,0 +1,153 @@
+"""Ingest failure modes and formats: every row is staged or quarantined with its line."""
+
+import polars as pl
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.ingest import ingest_extract, map_columns
+
+TODAY = "2026-11-21"
+NIK_A = "320101" + "450190" + "0012"
+NIK_B = "320101" + "030285" + "0001"
+HEADER = "id_dtks,nik,no_kk,nama,jenis_kelamin,tempat_lahir,tanggal_lahir,alamat,kode_wilayah,program"
+
+
+def write(path, text, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def ingest(tmp_path, path, kind="dtks"):
+    result = ingest_extract(path, kind, tmp_path / "staging", TODAY)
+    return result, pl.read_parquet(result.staging_path), pl.read_parquet(result.quarantine_path)
+
+
+def test_missing_required_columns_stop_before_work_and_name_them(tmp_path):
+    path = write(tmp_path / "dtks.csv", f"id_dtks,nama,jenis_kelamin\nD1,SITI,P\n")
+    with pytest.raises(InputError) as error:
+        ingest(tmp_path, path)
+    message = str(error.value)
+    for column in ("nik", "tanggal_lahir", "kode_wilayah"):
+        assert column in message
+    assert "dtks.csv" in message and "columns.toml" in message
+    assert not (tmp_path / "staging" / "dtks.parquet").exists()
+
+
+def test_aliases_are_matched_case_insensitively(tmp_path):
+    path = write(
+        tmp_path / "siks.csv",
+        "IDARTBDT,Nik,Nama_Lgkp,JNS_KEL,Tgl. Lahir,KODE_DESA\n" f"A1,{NIK_A},siti aminah,2,05/01/1990,32.01.01.1001\n",
+    )
+    result, staged, quarantine = ingest(tmp_path, path)
+    assert result.column_mapping["id_dtks"] == "IDARTBDT"
+    assert result.column_mapping["tanggal_lahir"] == "Tgl. Lahir"
+    row = staged.row(0, named=True)
+    assert (row["nik"], row["jenis_kelamin"], str(row["tanggal_lahir"]), row["kode_wilayah"]) == (
+        NIK_A, "P", "1990-01-05", "3201011001")
+    assert row["nama"] == "SITI AMINAH"
+    assert quarantine.height == 0
+
+
+def test_split_region_columns_are_assembled(tmp_path):
+    path = write(
+        tmp_path / "dtks.csv",
+        "ID_DTKS,NIK,NAMA,JK,TGL_LAHIR,KDPROP,KDKAB,KDKEC,KDDESA\n" f"A1,{NIK_A},SITI,P,1990-01-05,32,01,01,1001\n",
+    )
+    _, staged, _ = ingest(tmp_path, path)
+    assert staged["kode_wilayah"].to_list() == ["3201011001"]
+
+
+def test_bad_rows_are_quarantined_with_line_and_reason(tmp_path):
+    lines = [
+        HEADER,
+        f"D1,{NIK_A},,SITI,P,,1990-01-05,,3201011001,PKH",  # line 2: good
+        f"D2,{NIK_B},,BUDI,L,,1985-02-03,,3201011001,PKH,EXTRA",  # line 3: too many fields
+        f"D3,{NIK_B},,,L,,1985-02-03,,3201011001,PKH",  # line 4: empty nama
+        f"D4,{NIK_B},,BUDI,X,,1985-02-03,,3201011001,PKH",  # line 5: unknown sex
+        f"D5,{NIK_B},,BUDI,L,,31-02-1985,,3201011001,PKH",  # line 6: impossible date
+        f"D6,{NIK_B},,BUDI,L,,TIDAK TAHU,,3201011001,PKH",  # line 7: unreadable date
+        f"D1,{NIK_B},,BUDI,L,,1985-02-03,,3201011001,PKH",  # line 8: duplicate id
+        f"D7,{NIK_B},,BUDI,L,,1985-02-03,,32010110,PKH",  # line 9: short region code
+        f"D8,,,BUDI,L,,1985-02-03,,3201011001,PKH",  # line 10: empty NIK is an anomaly, not quarantine
+    ]
+    result, staged, quarantine = ingest(tmp_path, write(tmp_path / "dtks.csv", "\n".join(lines) + "\n"))
+    assert result.rows_read == 9
+    assert result.rows_staged + result.rows_quarantined == result.rows_read
+    assert staged["id_dtks"].to_list() == ["D1", "D8"]
+    assert staged["source_line"].to_list() == [2, 10]
+    reasons = dict(zip(quarantine["line"].to_list(), quarantine["reason"].to_list()))
+    assert sorted(reasons) == [3, 4, 5, 6, 7, 8, 9]
+    assert "TOO MANY COLUMNS" in reasons[3]
+    assert "nama kosong" in reasons[4]
+    assert "jenis_kelamin" in reasons[5]
+    assert "tanggal_lahir" in reasons[6] and "tanggal_lahir" in reasons[7]
+    assert "id_dtks ganda" in reasons[8]
+    assert "kode_wilayah" in reasons[9]
+
+
+def test_semicolon_csv(tmp_path):
+    path = write(tmp_path / "dtks.csv", HEADER.replace(",", ";") + "\n" + f"D1;{NIK_A};;SITI;P;;1990-01-05;;3201011001;PKH\n")
+    result, staged, _ = ingest(tmp_path, path)
+    assert result.delimiter == ";"
+    assert staged["nik"].to_list() == [NIK_A]
+
+
+def test_windows_1252_names_survive(tmp_path):
+    # 0x92 is a right single quote in Windows-1252 but a control code in Latin-1.
+    text = HEADER + "\n" + f"D1,{NIK_A},,NUR\u2019AINI,P,,1990-01-05,,3201011001,PKH\n"
+    result, staged, _ = ingest(tmp_path, write(tmp_path / "dtks.csv", text, encoding="cp1252"))
+    assert result.encoding == "cp1252"
+    assert staged["nama"].to_list() == ["NUR\u2019AINI"]
+
+
+def test_utf8_bom_header(tmp_path):
+    text = "\ufeff" + HEADER + "\n" + f"D1,{NIK_A},,SITI,P,,1990-01-05,,3201011001,PKH\n"
+    result, staged, _ = ingest(tmp_path, write(tmp_path / "dtks.csv", text))
+    assert result.column_mapping["id_dtks"] in ("id_dtks", "\ufeffid_dtks")
+    assert staged["id_dtks"].to_list() == ["D1"]
+
+
+def test_nik_is_never_a_float_and_decorations_are_stripped(tmp_path):
+    text = HEADER + "\n" + f"D1,'{NIK_A},,SITI,P,,1990-01-05,,3201011001,PKH\n" + f"D2, {NIK_B} ,,BUDI,L,,1985-02-03,,3201011001,PKH\n"
+    _, staged, _ = ingest(tmp_path, write(tmp_path / "dtks.csv", text))
+    assert staged["nik"].to_list() == [NIK_A, NIK_B]
+    assert staged.schema["nik"] == pl.String
+
+
+def test_xlsx_is_read_as_text(tmp_path):
+    import xlsxwriter
+
+    path = tmp_path / "dtks.xlsx"
+    book = xlsxwriter.Workbook(path)
+    sheet = book.add_worksheet()
+    for col, name in enumerate(HEADER.split(",")):
+        sheet.write_string(0, col, name)
+    values = ["D1", NIK_A, "", "SITI", "P", "", "05-01-1990", "", "3201011001", "PKH"]
+    for col, value in enumerate(values):
+        sheet.write_string(1, col, value)
+    values[0], values[6] = "D2", "bukan tanggal"
+    for col, value in enumerate(values):
+        sheet.write_string(2, col, value)
+    book.close()
+    result, staged, quarantine = ingest(tmp_path, path)
+    assert result.file_format == "xlsx"
+    assert staged["nik"].to_list() == [NIK_A]
+    assert quarantine["line"].to_list() == [3]
+
+
+def test_parquet_with_float_nik_is_refused(tmp_path):
+    path = tmp_path / "dtks.parquet"
+    pl.DataFrame({"id_dtks": ["D1"], "nik": [3.201014501900012e15], "nama": ["SITI"], "jenis_kelamin": ["P"],
+                  "tanggal_lahir": ["1990-01-05"], "kode_wilayah": ["3201011001"]}).write_parquet(path)
+    with pytest.raises(InputError, match="floating-point"):
+        ingest(tmp_path, path)
+
+
+def test_unsupported_file_type(tmp_path):
+    with pytest.raises(InputError, match="unsupported file type"):
+        ingest(tmp_path, write(tmp_path / "dtks.json", "{}"))
+
+
+def test_map_columns_reports_headers_found(tmp_path):
+    with pytest.raises(InputError, match="Headers found: A, B"):
+        map_columns(["A", "B"], "dukcapil", tmp_path / "x.csv")

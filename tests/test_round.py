@@ -1,0 +1,103 @@
+"""The round without Prefect: outcomes on a hand-made case, reconciliation, atomic
+outputs, manifest, and a failed run leaving previous outputs untouched."""
+
+import json
+
+import polars as pl
+import pytest
+
+from pipeline.decide import reconcile
+from pipeline.errors import InputError, ReconciliationError
+from pipeline.progress import StageClock
+from pipeline.round import RoundContext, run_round
+
+
+def run(extracts, out, **kwargs):
+    ctx = RoundContext(dtks=str(extracts["dtks"]), dukcapil=str(extracts["dukcapil"]), out=str(out), as_of="2026-11-21", **kwargs)
+    return run_round(ctx, StageClock(quiet=True))
+
+
+@pytest.fixture
+def round_out(small_extracts):
+    out = small_extracts["dir"] / "out"
+    summary = run(small_extracts, out)
+    return out, summary
+
+
+def codes(out):
+    frame = pl.read_parquet(out / "anomalies.parquet")
+    return {(r["id_dtks"], r["anomaly_code"]): r for r in frame.to_dicts()}
+
+
+def test_outcomes_of_each_situation(round_out):
+    out, summary = round_out
+    found = codes(out)
+    assert found[("D002", "DUPLICATE_PERSON")]["related_id"] == "D001"
+    assert found[("D002", "DUPLICATE_PERSON")]["action"] == "exclude"
+    assert found[("D001", "DUPLICATE_PERSON")]["action"] == "warn"
+    assert ("D001", "NIK_SHARED") not in found  # same person twice is a duplicate, not a shared NIK
+    assert found[("D003", "RELOCATED")]["detail"].endswith("3273")
+    assert found[("D004", "NIK_INVALID_FORMAT")]["action"] == "review"
+    # Retired Mimika codes: valid NIK prefix, and 9109 -> 9404 is not a move.
+    assert not any(key[0] == "D005" for key in found)
+    # Dukcapil holds the NIK twice; the matching record is the deceased one.
+    assert found[("D006", "DECEASED")]["action"] == "exclude"
+    assert found[("D007", "IDENTITY_MISMATCH")]["action"] == "review"
+    assert ("D007", "DECEASED") not in found
+    assert found[("D008", "NIK_NOT_FOUND")]["action"] == "review"
+
+    verified = pl.read_parquet(out / "verified_recipients.parquet")["id_dtks"].to_list()
+    excluded = pl.read_parquet(out / "excluded.parquet")["id_dtks"].to_list()
+    review = pl.read_parquet(out / "review.parquet")["id_dtks"].to_list()
+    quarantine = pl.read_parquet(out / "quarantine.parquet")
+    assert verified == ["D001", "D005"]
+    assert excluded == ["D002", "D006"]
+    assert review == ["D003", "D004", "D007", "D008"]
+    assert quarantine.filter(pl.col("source") == "dtks")["line"].to_list() == [10]
+    assert summary["reconciliation"] == {
+        "rows_in": 9, "verified": 2, "review": 4, "excluded": 2, "quarantined": 1, "sum": 9, "balanced": True}
+
+
+def test_outputs_contract_and_manifest(round_out):
+    out, _ = round_out
+    clusters = pl.read_parquet(out / "duplicate_clusters.parquet")
+    assert clusters.height == 8  # every parsed row, singletons included
+    assert clusters.filter(pl.col("id_dtks") == "D002")["cluster_id"].item() == clusters.filter(
+        pl.col("id_dtks") == "D001")["cluster_id"].item()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["inputs"]["dtks"]["sha256"]) == 64
+    assert {"anomalies.parquet", "verified_recipients.parquet", "summary.json", "report.html", "model.json"} <= set(manifest["outputs"])
+    assert manifest["packages"]["duckdb"].startswith("2.")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reconciliation"]["balanced"] is True
+    assert set(summary["data_quality"]) == {"dtks", "dukcapil"}
+    assert (out / "anomalies.parquet").stat().st_mode & 0o077 == 0  # owner only
+
+
+def test_same_input_same_output(small_extracts, round_out):
+    out, _ = round_out
+    again = small_extracts["dir"] / "again"
+    run(small_extracts, again)
+    for name in ("anomalies.parquet", "duplicate_clusters.parquet", "verified_recipients.parquet", "dukcapil_links.parquet"):
+        assert pl.read_parquet(out / name).equals(pl.read_parquet(again / name)), name
+
+
+def test_failed_run_leaves_previous_outputs_untouched(small_extracts, round_out):
+    out, _ = round_out
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    small_extracts["dukcapil"].write_text("nik,nama\n1,X\n")
+    with pytest.raises(InputError, match="tanggal_lahir"):
+        run(small_extracts, out)
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert before == after
+    leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(".out.tmp")]
+    assert leftovers == []
+
+
+def test_reconciliation_fails_loudly_when_rows_go_missing():
+    outcomes = pl.DataFrame({"id_dtks": ["a", "b"], "outcome": ["verified", "review"]})
+    assert reconcile(3, outcomes, 1)["balanced"] is True
+    with pytest.raises(ReconciliationError, match="reconciliation failed: 4 DTKS input rows"):
+        reconcile(4, outcomes, 1)
+    with pytest.raises(ReconciliationError):
+        reconcile(3, pl.DataFrame({"id_dtks": ["a", "a"], "outcome": ["verified", "review"]}), 1)
