@@ -27,7 +27,7 @@ from pipeline.checks.nik import check_niks
 from pipeline.decide import reconcile, row_outcomes, sort_anomalies, split_outcomes
 from pipeline.ingest import ingest_extract
 from pipeline.matching import dedupe, link
-from pipeline.matching.model import load_model, save_model, with_weights
+from pipeline.matching.model import LINK_MODEL_PATH, load_model, save_model, with_weights
 from pipeline.progress import StageClock
 
 JAKARTA = dt.timezone(dt.timedelta(hours=7))
@@ -40,6 +40,7 @@ class RoundContext:
     dukcapil: str
     out: str
     model_path: str | None = None
+    link_model_path: str | None = None
     as_of: str = field(default_factory=lambda: dt.datetime.now(JAKARTA).date().isoformat())
     duckdb_memory_limit: str = "3GB"
     threads: int = 2
@@ -105,21 +106,28 @@ def nik_checks(ctx: RoundContext) -> dict:
 def link_civil_registry(ctx: RoundContext) -> dict:
     dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet")
     records = dedupe.prepare_records(dtks, pl.read_parquet(ctx.staging_dir / "nik_checks.parquet"))
-    dukcapil = pl.read_parquet(ctx.staging_dir / "dukcapil.parquet")
+    dukcapil = link.prepare_dukcapil(pl.read_parquet(ctx.staging_dir / "dukcapil.parquet"))
+    model = load_model(Path(ctx.link_model_path) if ctx.link_model_path else LINK_MODEL_PATH)
     con = ctx.connect()
     try:
-        links = link.link_exact(con, records, dukcapil)
+        exact = link.link_exact(con, records, dukcapil)
+        records = dedupe.mark_verified(records, exact)
+        fuzzy, blocking = link.link_fuzzy(con, records.filter(~pl.col("nik_verified")), dukcapil, model)
     finally:
         con.close()
-    anomalies = link.link_anomalies(records, links)
-    records = dedupe.mark_verified(records, links)
+    anomalies = pl.concat([link.link_anomalies(records, exact), link.fuzzy_anomalies(fuzzy)])
     records.write_parquet(ctx.staging_dir / "records.parquet")
-    links.write_parquet(ctx.path("dukcapil_links.parquet"))
+    pl.concat([exact, fuzzy], how="diagonal_relaxed").sort("id_dtks", "link_method").write_parquet(ctx.path("dukcapil_links.parquet"))
     anomalies.write_parquet(ctx.staging_dir / "anomalies_link.parquet")
+    save_model(with_weights(model), ctx.path("link_model.json"))
     return {
-        "linked": links.height,
-        "identity": dict(links.group_by("identity").len().sort("identity").iter_rows()),
-        "dukcapil_nik_repeats": int((links["dukcapil_candidates"] > 1).sum()),
+        "exact_links": exact.height,
+        "identity": dict(exact.group_by("identity").len().sort("identity").iter_rows()),
+        "dukcapil_nik_repeats": int((exact["dukcapil_candidates"] > 1).sum()),
+        "fuzzy_queries": int((~records["nik_verified"]).sum()),
+        "fuzzy_links": fuzzy.height,
+        "fuzzy_ambiguous": int(fuzzy["ambiguous"].sum()),
+        "fuzzy_blocking": blocking.to_dicts(),
         "anomalies": anomalies.height,
     }
 
@@ -150,8 +158,12 @@ def find_duplicates(ctx: RoundContext) -> dict:
 
 def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
     dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet")
+    fuzzy = pl.read_parquet(ctx.path("dukcapil_links.parquet")).filter(pl.col("link_method") == "fuzzy")
     anomalies = sort_anomalies(
-        pl.concat([pl.read_parquet(ctx.staging_dir / f"anomalies_{part}.parquet") for part in ("nik", "link", "dup")])
+        link.attach_suggested_nik(
+            pl.concat([pl.read_parquet(ctx.staging_dir / f"anomalies_{part}.parquet") for part in ("nik", "link", "dup")]),
+            fuzzy,
+        )
     )
     outcomes = row_outcomes(dtks, anomalies)
     quarantine = pl.concat(

@@ -1,6 +1,9 @@
 """Blocking: which record pairs are compared at all. Several rules, each an equality on
-a few standardised keys, united; giant blocks (placeholder birth dates, very common
-names) are skipped per rule and counted, so the other rules must reach those pairs."""
+a few standardised keys, united. Giant blocks (placeholder birth dates, very common
+names) are skipped per rule and counted, so other rules must reach those pairs.
+
+Two modes: deduplication (one table against itself, pairs with rid_l < rid_r) and
+linkage (a left table against a right table, every pair)."""
 
 from __future__ import annotations
 
@@ -8,50 +11,69 @@ import duckdb
 import polars as pl
 
 
-def _block_key(rule: dict) -> str:
-    return ", ".join(rule["keys"])
+def _rule_blocks(con: duckdb.DuckDBPyConnection, table: str, rule: dict, name: str) -> None:
+    keys = ", ".join(rule["keys"])
+    where = rule.get("where", "TRUE")
+    not_null = " AND ".join(f"{k} IS NOT NULL" for k in rule["keys"])
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {name} AS
+            SELECT rid, {keys}, count(*) OVER (PARTITION BY {keys}) AS block_size
+            FROM {table} WHERE ({where}) AND {not_null}"""
+    )
 
 
-def candidate_pairs(con: duckdb.DuckDBPyConnection, records: str, model: dict) -> pl.DataFrame:
-    """Create table candidate_pairs (rid_l < rid_r, rule = first rule that found the pair)
-    and return per-rule statistics. `records` names a table with a BIGINT rid and the keys."""
+def candidate_pairs(
+    con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None
+) -> pl.DataFrame:
+    """Create table candidate_pairs (rid_l, rid_r, rule = first rule that found the pair)
+    and return per-rule statistics. With `right` None, `left` is deduplicated against
+    itself; otherwise each left record is paired with right records."""
+    dedupe = right is None
     stats = []
     con.execute("CREATE OR REPLACE TEMP TABLE _pairs (rid_l BIGINT, rid_r BIGINT, rule SMALLINT)")
     for index, rule in enumerate(model["blocking_rules"]):
-        keys = _block_key(rule)
-        where = rule.get("where", "TRUE")
-        not_null = " AND ".join(f"{k} IS NOT NULL" for k in rule["keys"])
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _blocks AS
-            SELECT rid, {keys}, count(*) OVER (PARTITION BY {keys}) AS block_size
-            FROM {records} WHERE ({where}) AND {not_null}
-            """
-        )
-        sizes = con.execute(
-            f"""SELECT count(*) FILTER (WHERE block_size > 1 AND block_size <= {int(rule['max_block_size'])}),
-                       count(DISTINCT ({keys})) FILTER (WHERE block_size > {int(rule['max_block_size'])}),
-                       count(*) FILTER (WHERE block_size > {int(rule['max_block_size'])})
-                FROM _blocks"""
-        ).fetchall()[0]
+        limit = int(rule["max_block_size"])
+        _rule_blocks(con, left, rule, "_blocks_l")
+        if not dedupe:
+            _rule_blocks(con, right, rule, "_blocks_r")
+        blocks_r = "_blocks_l" if dedupe else "_blocks_r"
         join_on = " AND ".join(f"a.{k} = b.{k}" for k in rule["keys"])
+        order = "AND a.rid < b.rid" if dedupe else ""
         con.execute(
-            f"""
-            INSERT INTO _pairs
-            SELECT a.rid, b.rid, {index}
-            FROM _blocks a JOIN _blocks b ON {join_on} AND a.rid < b.rid
-            WHERE a.block_size <= {int(rule['max_block_size'])}
-            """
+            f"""INSERT INTO _pairs
+                SELECT a.rid, b.rid, {index}
+                FROM _blocks_l a JOIN {blocks_r} b ON {join_on} {order}
+                WHERE a.block_size <= {limit} AND b.block_size <= {limit}"""
         )
-        new_pairs = con.execute(f"SELECT count(*) FROM _pairs WHERE rule = {index}").fetchall()[0][0]
-        stats.append(
-            {"rule": rule["name"], "records_in_blocks": sizes[0], "pairs": new_pairs,
-             "oversized_blocks_skipped": sizes[1], "records_in_skipped_blocks": sizes[2]}
-        )
+        skipped = con.execute(
+            f"""SELECT count(*) FROM {blocks_r} WHERE block_size > {limit}"""
+        ).fetchall()[0][0]
+        pairs = con.execute(f"SELECT count(*) FROM _pairs WHERE rule = {index}").fetchall()[0][0]
+        stats.append({"rule": rule["name"], "pairs": pairs, "records_in_skipped_blocks": skipped})
     con.execute(
         "CREATE OR REPLACE TEMP TABLE candidate_pairs AS "
-        "SELECT rid_l, rid_r, min(rule) AS rule FROM _pairs GROUP BY rid_l, rid_r"
+        "SELECT rid_l, rid_r, min(rule) AS rule, list(DISTINCT rule ORDER BY rule) AS rules FROM _pairs GROUP BY rid_l, rid_r"
     )
-    con.execute("DROP TABLE _pairs")
-    con.execute("DROP TABLE IF EXISTS _blocks")
-    return pl.DataFrame(stats)
+    for table in ("_pairs", "_blocks_l", "_blocks_r"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    total = con.execute("SELECT count(*) FROM candidate_pairs").fetchall()[0][0]
+    return pl.DataFrame(stats).with_columns(total_candidate_pairs=pl.lit(total))
+
+
+def blocking_recall(pairs: pl.DataFrame, true_pairs: pl.DataFrame, rules: list[str]) -> pl.DataFrame:
+    """Per rule and for the union: candidate pairs and the share of true pairs reached.
+    `pairs` holds rid_l, rid_r, rules (list of rule indexes that found the pair)."""
+    total_true = true_pairs.height
+    found = pairs.join(true_pairs, on=["rid_l", "rid_r"], how="semi")
+    rows = []
+    for index, name in enumerate(rules):
+        has_rule = pl.col("rules").list.contains(index)
+        rows.append({
+            "rule": name,
+            "pairs": pairs.filter(has_rule).height,
+            "true_pairs_reached": found.filter(has_rule).height,
+        })
+    rows.append({"rule": "(union)", "pairs": pairs.height, "true_pairs_reached": found.height})
+    return pl.DataFrame(rows).with_columns(
+        recall=pl.col("true_pairs_reached") / total_true if total_true else pl.lit(None, dtype=pl.Float64)
+    )

@@ -24,21 +24,24 @@ def _label_case(comparison: dict, column: str) -> str:
     return f"CASE {column} {whens} END"
 
 
-def compare_pairs(con: duckdb.DuckDBPyConnection, records: str, pairs: str, model: dict) -> None:
-    """Create table comparison_vectors: rid_l, rid_r, rule, g_<comparison> level indexes."""
+def compare_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None, pairs: str = "candidate_pairs") -> None:
+    """Create table comparison_vectors: rid_l, rid_r, rule, g_<comparison> level indexes.
+    `right` None compares `left` with itself (deduplication)."""
     gammas = ",\n".join(f"{_level_case(c)}::TINYINT AS g_{c['name']}" for c in model["comparisons"])
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE comparison_vectors AS
         SELECT p.rid_l, p.rid_r, p.rule, {gammas}
-        FROM {pairs} p JOIN {records} l ON l.rid = p.rid_l JOIN {records} r ON r.rid = p.rid_r
+        FROM {pairs} p JOIN {left} l ON l.rid = p.rid_l JOIN {right or left} r ON r.rid = p.rid_r
         """
     )
 
 
-def score_pairs(con: duckdb.DuckDBPyConnection, records: str, model: dict) -> None:
+def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None) -> None:
     """Create table scored_pairs from comparison_vectors: per-comparison weights, the
-    total, the probability and a readable evidence string."""
+    total, the probability and a readable evidence string. Term frequencies come from
+    `right` (the population searched: Dukcapil when linking) or `left` when deduplicating."""
+    population = right or left
     weights = []
     for comparison in model["comparisons"]:
         weights.append(f"{_weight_case(comparison, 'g_' + comparison['name'])} AS w_{comparison['name']}")
@@ -51,15 +54,15 @@ def score_pairs(con: duckdb.DuckDBPyConnection, records: str, model: dict) -> No
         column = tf["column"]
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _tf AS
-                SELECT {column} AS value, count(*)::DOUBLE / (SELECT count(*) FROM {records}) AS share
-                FROM {records} GROUP BY {column}"""
+                SELECT {column} AS value, count(*)::DOUBLE / (SELECT count(*) FROM {population}) AS share
+                FROM {population} GROUP BY {column}"""
         )
         # Replace the exact level's weight by one with u = max(u, share of that value).
         weights[model["comparisons"].index(comparison)] = (
             f"CASE WHEN g_{comparison['name']} = {index} THEN log2({level['m']!r} / greatest({level['u']!r}, tf.share)) "
             f"ELSE {_weight_case(comparison, 'g_' + comparison['name'])} END AS w_{comparison['name']}"
         )
-        tf_join = f"JOIN {records} lr ON lr.rid = v.rid_l LEFT JOIN _tf tf ON tf.value = lr.{column}"
+        tf_join = f"JOIN {left} lr ON lr.rid = v.rid_l LEFT JOIN _tf tf ON tf.value = lr.{column}"
     names = [c["name"] for c in model["comparisons"]]
     total = " + ".join(f"w_{n}" for n in names)
     evidence = " || '; ' || ".join(

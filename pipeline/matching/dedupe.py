@@ -7,17 +7,16 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from pipeline.checks import wilayah
 from pipeline.contract import anomaly_frame
 from pipeline.matching.blocking import candidate_pairs
 from pipeline.matching.cluster import cluster_records
 from pipeline.matching.compare import compare_pairs, score_pairs
-from pipeline.matching.standardise import standardise_names
+from pipeline.matching.standardise import standardise_records
 
 RECORD_COLUMNS = [
     "rid", "id_dtks", "nik", "nik_format_ok", "nik_valid", "nik_verified", "name_std", "name_sorted", "name_patronym",
     "name_first", "key_first", "key_last", "key_name", "tanggal_lahir", "dob_placeholder", "jenis_kelamin", "no_kk",
-    "kode_wilayah", "kab", "completeness",
+    "kode_wilayah", "kab", "completeness", "nik_digits", "nik_head", "nik_tail", "birth_year",
 ]
 OPTIONAL_FIELDS = ("no_kk", "tempat_lahir", "alamat", "program")
 
@@ -31,9 +30,8 @@ def prepare_records(dtks: pl.DataFrame, nik_facts: pl.DataFrame) -> pl.DataFrame
         .with_row_index("rid")
         .with_columns(pl.col("rid").cast(pl.Int64))
     )
-    records = standardise_names(records)
+    records = standardise_records(records.drop("dob_placeholder"))
     return records.with_columns(
-        kab=wilayah.current_kabupaten(pl.col("kode_wilayah")),
         completeness=(
             pl.sum_horizontal([pl.col(c).is_not_null().cast(pl.Int8) for c in OPTIONAL_FIELDS])
             + pl.col("nik_valid").cast(pl.Int8) * 2
@@ -53,9 +51,9 @@ def find_duplicates(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, model
     con.register("_records_frame", records.select(RECORD_COLUMNS))
     con.execute("CREATE OR REPLACE TEMP TABLE records AS SELECT * FROM _records_frame")
     con.unregister("_records_frame")
-    blocking_stats = candidate_pairs(con, "records", model)
-    compare_pairs(con, "records", "candidate_pairs", model)
-    score_pairs(con, "records", model)
+    blocking_stats = candidate_pairs(con, model, "records")
+    compare_pairs(con, model, "records")
+    score_pairs(con, model, "records")
     thresholds = model["thresholds"]
     cluster_records(con, "records", thresholds["link_probability"])
     clusters = con.sql(
@@ -80,8 +78,6 @@ def find_duplicates(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, model
         ORDER BY id_dtks_l, id_dtks_r
         """
     ).pl().join(rule_names, on="rule", how="left").drop("rule")
-    counts = con.execute("SELECT count(*) FROM candidate_pairs").fetchall()[0][0]
-    blocking_stats = blocking_stats.with_columns(total_candidate_pairs=pl.lit(counts))
     for table in ("candidate_pairs", "comparison_vectors", "scored_pairs", "clusters", "records"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return {"clusters": clusters, "pairs": pairs, "blocking": blocking_stats}

@@ -16,7 +16,9 @@ import polars as pl
 
 from pipeline.checks import wilayah
 from pipeline.contract import anomaly_frame
-from pipeline.matching.standardise import standardise_names
+from pipeline.matching.blocking import candidate_pairs
+from pipeline.matching.compare import compare_pairs, score_pairs
+from pipeline.matching.standardise import standardise_records
 
 IDENTITY_RANK = {"strong": 0, "consistent": 1, "weak": 2, "mismatch": 3}
 
@@ -31,14 +33,20 @@ def _register_reference(con: duckdb.DuckDBPyConnection) -> None:
     con.register("kabupaten_successors", wilayah.kabupaten_successors())
 
 
+def prepare_dukcapil(dukcapil: pl.DataFrame) -> pl.DataFrame:
+    """Staging Dukcapil -> standardised records; rid is the source line (unique, stable)."""
+    return standardise_records(dukcapil).with_columns(
+        rid=pl.col("source_line").cast(pl.Int64), nik_format_ok=pl.col("nik").str.contains(r"^[0-9]{16}$")
+    )
+
+
 def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: pl.DataFrame) -> pl.DataFrame:
     """One row per DTKS row whose NIK has 16 digits and is found in Dukcapil.
 
-    `dtks` needs id_dtks, nik, nik_format_ok, name_std, name_sorted, key_name, key_first,
-    key_last, tanggal_lahir, jenis_kelamin, kode_wilayah; `dukcapil` is the staging table."""
+    `dtks` and `dukcapil` are standardised records (standardise_records)."""
     _register_reference(con)
     wanted = dtks.filter(pl.col("nik_format_ok")).select("nik").unique()
-    candidates = standardise_names(dukcapil.join(wanted, on="nik", how="semi"))
+    candidates = dukcapil.join(wanted, on="nik", how="semi")
     con.register("link_dtks", dtks.filter(pl.col("nik_format_ok")))
     con.register("link_cap", candidates)
     scored = con.sql(
@@ -118,3 +126,92 @@ def link_anomalies(dtks: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
             ),
         ]
     )
+
+
+FUZZY_COLUMNS = [
+    "id_dtks", "link_method", "dukcapil_candidates", "dukcapil_source_line", "dukcapil_nik", "match_probability",
+    "match_weight", "margin", "ambiguous", "evidence", "deceased", "tanggal_meninggal", "kab_dtks", "kab_dukcapil",
+    "dukcapil_kode_wilayah",
+]
+LINK_RECORD_COLUMNS = [
+    "rid", "nik", "nik_digits", "nik_head", "nik_tail", "nik_format_ok", "name_std", "name_sorted", "name_patronym",
+    "key_first", "key_last", "key_name", "tanggal_lahir", "dob_placeholder", "birth_year", "jenis_kelamin", "no_kk",
+    "kode_wilayah", "kab",
+]
+
+
+def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, dukcapil: pl.DataFrame, model: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Most likely Dukcapil person for each DTKS record in `query` (rows whose NIK did not
+    lead to them). Returns the best candidate per row when its probability reaches the
+    model's threshold (`ambiguous` marks a runner-up within `min_margin` bits), and the
+    blocking statistics."""
+    thresholds = model["thresholds"]
+    con.register("_query", query.select(LINK_RECORD_COLUMNS + ["id_dtks"]))
+    con.register("_population", dukcapil.select(LINK_RECORD_COLUMNS + ["deceased", "tanggal_meninggal", "source_line"]))
+    con.execute("CREATE OR REPLACE TEMP TABLE link_left AS SELECT * FROM _query")
+    con.execute("CREATE OR REPLACE TEMP TABLE link_right AS SELECT * FROM _population")
+    con.unregister("_query")
+    con.unregister("_population")
+    stats = candidate_pairs(con, model, "link_left", "link_right")
+    compare_pairs(con, model, "link_left", "link_right")
+    score_pairs(con, model, "link_left", "link_right")
+    best = con.sql(
+        f"""
+        WITH ranked AS (
+          SELECT s.*, row_number() OVER (PARTITION BY rid_l ORDER BY match_weight DESC, rid_r) AS rank,
+                 count(*) OVER (PARTITION BY rid_l) AS dukcapil_candidates,
+                 lead(match_weight) OVER (PARTITION BY rid_l ORDER BY match_weight DESC, rid_r) AS runner_up
+          FROM scored_pairs s
+        )
+        SELECT l.id_dtks, 'fuzzy' AS link_method, k.dukcapil_candidates, r.source_line AS dukcapil_source_line,
+               r.nik AS dukcapil_nik, round(k.match_probability, 6) AS match_probability,
+               round(k.match_weight, 3) AS match_weight,
+               round(k.match_weight - coalesce(k.runner_up, -99), 3) AS margin,
+               coalesce(k.match_weight - k.runner_up < {thresholds['min_margin']!r}, FALSE) AS ambiguous,
+               k.evidence, r.deceased, r.tanggal_meninggal, l.kab AS kab_dtks, r.kab AS kab_dukcapil,
+               r.kode_wilayah AS dukcapil_kode_wilayah
+        FROM ranked k JOIN link_left l ON l.rid = k.rid_l JOIN link_right r ON r.rid = k.rid_r
+        WHERE k.rank = 1 AND k.match_probability >= {thresholds['link_probability']!r}
+        ORDER BY l.id_dtks
+        """
+    ).pl()
+    for table in ("link_left", "link_right", "candidate_pairs", "comparison_vectors", "scored_pairs", "_tf"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return best.select(FUZZY_COLUMNS), stats
+
+
+def fuzzy_anomalies(fuzzy: pl.DataFrame) -> pl.DataFrame:
+    """DECEASED and RELOCATED through a fuzzy link: always for review, with the evidence."""
+    sure = fuzzy.filter(~pl.col("ambiguous"))
+    via = pl.format("lewat tautan fuzzy ke Dukcapil (p={})", pl.col("match_probability").round(4))
+    return pl.concat([
+        anomaly_frame(
+            sure.filter(pl.col("deceased")), "DECEASED",
+            detail=pl.format("meninggal {} menurut Dukcapil; {}", pl.col("tanggal_meninggal").cast(pl.String).fill_null("(tanggal tidak terbaca)"), via),
+            related_id=pl.col("dukcapil_nik"), action=pl.lit("review"), score=pl.col("match_probability"), evidence=pl.col("evidence"),
+        ),
+        anomaly_frame(
+            sure.filter(pl.col("kab_dtks") != pl.col("kab_dukcapil")), "RELOCATED",
+            detail=pl.format("kabupaten DTKS {} -> Dukcapil {}; {}", pl.col("kab_dtks"), pl.col("kab_dukcapil"), via),
+            related_id=pl.col("dukcapil_nik"), score=pl.col("match_probability"), evidence=pl.col("evidence"),
+        ),
+    ])
+
+
+NIK_REPAIR_CODES = ("NIK_INVALID_FORMAT", "NIK_INVALID_REGION", "NIK_INVALID_DATE", "NIK_NOT_FOUND", "IDENTITY_MISMATCH")
+
+
+def attach_suggested_nik(anomalies: pl.DataFrame, fuzzy: pl.DataFrame) -> pl.DataFrame:
+    """On NIK problems, point related_id at the Dukcapil NIK the fuzzy link suggests, so a
+    reviewer can repair the NIK instead of cutting the person off."""
+    suggestions = fuzzy.filter(~pl.col("ambiguous")).select(
+        "id_dtks", suggested=pl.col("dukcapil_nik"), p=pl.col("match_probability"), fuzzy_evidence=pl.col("evidence")
+    )
+    joined = anomalies.join(suggestions, on="id_dtks", how="left")
+    repairable = pl.col("anomaly_code").is_in(NIK_REPAIR_CODES) & pl.col("suggested").is_not_null()
+    return joined.with_columns(
+        related_id=pl.when(repairable).then(pl.col("suggested")).otherwise(pl.col("related_id")),
+        detail=pl.when(repairable).then(pl.format("{}; NIK usulan dari Dukcapil (p={})", pl.col("detail"), pl.col("p").round(4))).otherwise(pl.col("detail")),
+        score=pl.when(repairable).then(pl.col("p")).otherwise(pl.col("score")),
+        evidence=pl.when(repairable).then(pl.col("fuzzy_evidence")).otherwise(pl.col("evidence")),
+    ).select(anomalies.columns)

@@ -10,6 +10,7 @@ from pathlib import Path
 from pipeline.paths import RULES_DIR
 
 DEFAULT_MODEL_PATH = RULES_DIR / "model.json"
+LINK_MODEL_PATH = RULES_DIR / "link_model.json"
 
 
 def load_model(path: Path | None = None) -> dict:

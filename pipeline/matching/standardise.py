@@ -109,3 +109,32 @@ def standardise_names(frame: pl.DataFrame, column: str = "nama") -> pl.DataFrame
         key_name=pl.col("_keys").list.sort().list.join(" "),
     )
     return frame.drop("_clean", "_given", "_tokens", "_keys")
+
+
+def nik_digits(nik: pl.Expr) -> pl.Expr:
+    """Digits a damaged NIK still carries (".0" suffix dropped), null when fewer than 12:
+    enough to find the NIK it was damaged from one or two edits away."""
+    digits = nik.str.replace(r"[.,]0+$", "").str.replace_all(r"\D", "")
+    return pl.when(digits.str.len_chars() >= 12).then(digits)
+
+
+def standardise_records(frame: pl.DataFrame) -> pl.DataFrame:
+    """Names, region and NIK keys shared by deduplication and civil-registry linkage.
+    Expects nama, nik, tanggal_lahir, kode_wilayah."""
+    from pipeline.checks import wilayah
+    from pipeline.checks.nik import PLACEHOLDER_DAY_MONTHS
+
+    frame = standardise_names(frame)
+    digits = nik_digits(pl.col("nik"))
+    placeholder = pl.any_horizontal(
+        [(pl.col("tanggal_lahir").dt.day() == d) & (pl.col("tanggal_lahir").dt.month() == m) for d, m in PLACEHOLDER_DAY_MONTHS]
+    ).fill_null(False)
+    return frame.with_columns(
+        kab=wilayah.current_kabupaten(pl.col("kode_wilayah")),
+        nik_digits=digits,
+        # A single substitution or adjacent transposition leaves one half intact.
+        nik_head=digits.str.slice(0, 8),
+        nik_tail=pl.when(digits.str.len_chars() >= 16).then(digits.str.slice(-8)),
+        birth_year=pl.col("tanggal_lahir").dt.year().cast(pl.Int16),
+        dob_placeholder=placeholder,
+    )
