@@ -52,4 +52,6 @@ def run_benchmark(n: int, seed: int, work: str | None, fmt: str, through_prefect
             console.print(str(result["per_code"]))
         console.print(f"duplicate pairs: {result['duplicate_pairs']}")
         console.print(f"quarantine: {result['quarantine']}")
+        console.print(f"DECEASED per person (exact and fuzzy links): {result['deceased_per_person']}")
+        console.print(f"fuzzy links to Dukcapil: {result['fuzzy_links']}")
     return 0

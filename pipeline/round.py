@@ -27,6 +27,7 @@ from pipeline.checks.nik import check_niks
 from pipeline.decide import reconcile, row_outcomes, sort_anomalies, split_outcomes
 from pipeline.ingest import ingest_extract
 from pipeline.matching import dedupe, link
+from pipeline.matching.sql import register_macros
 from pipeline.matching.model import LINK_MODEL_PATH, load_model, save_model, with_weights
 from pipeline.progress import StageClock
 
@@ -66,7 +67,7 @@ class RoundContext:
     def connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(config={"memory_limit": self.duckdb_memory_limit, "threads": self.threads})
         con.execute(f"SET temp_directory = '{self.work_dir / 'duckdb_tmp'}'")
-        return con
+        return register_macros(con)
 
     def parameters(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in ("work", "started_at")}

@@ -110,14 +110,13 @@ def shared_nik_anomalies(records: pl.DataFrame, clusters: pl.DataFrame) -> pl.Da
     rows = records.filter(pl.col("nik_format_ok")).select("id_dtks", "nik").join(
         clusters.select("id_dtks", "cluster_id"), on="id_dtks"
     )
+    first, last = pl.col("id_dtks").min().over("nik"), pl.col("id_dtks").max().over("nik")
     shared = rows.with_columns(
         people=pl.col("cluster_id").n_unique().over("nik"),
         rows_with_nik=pl.len().over("nik"),
-        other=pl.col("id_dtks").sort().over("nik", mapping_strategy="join"),
+        # Point each row at another row carrying the NIK: the first, or for the first row the last.
+        related=pl.when(pl.col("id_dtks") == first).then(last).otherwise(first),
     ).filter(pl.col("people") > 1)
-    shared = shared.with_columns(
-        related=pl.col("other").list.set_difference(pl.col("id_dtks").cast(pl.List(pl.String))).list.first()
-    )
     return anomaly_frame(
         shared,
         "NIK_SHARED",

@@ -1,12 +1,13 @@
 """Link DTKS rows to the civil registry (Dukcapil) by exact NIK.
 
 Dukcapil NIKs are not guaranteed unique, so every Dukcapil row with the NIK is a
-candidate; the one whose name and birth date fit best is the link. The identity
-level of that link decides how much a Dukcapil fact (death, move) may do:
+candidate; the one whose name fits best is the link. The NIK itself encodes birth date
+and sex, so a mistyped NIK that lands on another real person agrees on them almost
+always: on an exact-NIK link the name is the evidence of identity. Levels:
   strong      name agrees, birth date exact, sex agrees: a death here may exclude;
-  consistent  name or birth date agrees: facts apply, sent to review;
-  weak        only the birth date (which the NIK itself encodes) agrees;
-  mismatch    name and birth date both differ: the NIK belongs to someone else.
+  consistent  the shorter name is covered token by token by the other (typos, an added
+              or dropped token): Dukcapil facts apply, sent to review;
+  mismatch    otherwise: the NIK belongs to someone else (IDENTITY_MISMATCH).
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from pipeline.contract import anomaly_frame
 from pipeline.matching.blocking import candidate_pairs
 from pipeline.matching.compare import compare_pairs, score_pairs
 from pipeline.matching.standardise import standardise_records
-
-IDENTITY_RANK = {"strong": 0, "consistent": 1, "weak": 2, "mismatch": 3}
 
 LINK_COLUMNS = [
     "id_dtks", "link_method", "dukcapil_candidates", "dukcapil_source_line", "dukcapil_nik", "name_similarity",
@@ -56,7 +55,7 @@ def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: pl.
                  CASE WHEN d.name_std = c.name_std OR d.name_sorted = c.name_sorted OR d.key_name = c.key_name THEN 1.0
                       ELSE greatest(jaro_winkler_similarity(d.name_std, c.name_std),
                                     jaro_winkler_similarity(d.name_sorted, c.name_sorted)) END AS name_similarity,
-                 (d.key_first IN (c.key_first, c.key_last) OR d.key_last IN (c.key_first, c.key_last)) AS shares_name_token,
+                 tokens_covered(d.name_std, c.name_std) AS name_covered,
                  CASE WHEN d.tanggal_lahir = c.tanggal_lahir THEN 'exact'
                       WHEN (day(d.tanggal_lahir) = day(c.tanggal_lahir))::INT + (month(d.tanggal_lahir) = month(c.tanggal_lahir))::INT
                            + (year(d.tanggal_lahir) = year(c.tanggal_lahir))::INT = 2
@@ -71,9 +70,8 @@ def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: pl.
           LEFT JOIN kabupaten_successors kc ON kc.kode = substr(c.kode_wilayah, 1, 4)
         ), judged AS (
           SELECT *,
-                 CASE WHEN name_similarity >= 0.90 AND dob_agreement = 'exact' AND sex_agreement THEN 'strong'
-                      WHEN name_similarity >= 0.80 OR shares_name_token THEN 'consistent'
-                      WHEN dob_agreement <> 'different' AND sex_agreement THEN 'weak'
+                 CASE WHEN name_similarity >= 0.95 AND dob_agreement = 'exact' AND sex_agreement THEN 'strong'
+                      WHEN name_similarity >= 0.95 OR name_covered THEN 'consistent'
                       ELSE 'mismatch' END AS identity,
                  count(*) OVER (PARTITION BY id_dtks) AS dukcapil_candidates
           FROM pairs
@@ -81,7 +79,7 @@ def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: pl.
         SELECT * FROM judged
         QUALIFY row_number() OVER (
           PARTITION BY id_dtks
-          ORDER BY CASE identity WHEN 'strong' THEN 0 WHEN 'consistent' THEN 1 WHEN 'weak' THEN 2 ELSE 3 END,
+          ORDER BY CASE identity WHEN 'strong' THEN 0 WHEN 'consistent' THEN 1 ELSE 2 END,
                    name_similarity DESC, dukcapil_source_line) = 1
         ORDER BY id_dtks
         """

@@ -1,0 +1,24 @@
+"""DuckDB macros the models' SQL conditions may use. Registered on every connection that
+compares records, so model.json can name them like built-in functions."""
+
+from __future__ import annotations
+
+import duckdb
+
+TOKEN_MATCH = 0.88
+
+MACROS = {
+    # Every token of x has a partner in y with Jaro-Winkler >= TOKEN_MATCH.
+    "tokens_within": f"""(x, y) AS list_bool_and(list_transform(string_split(x, ' '),
+        lambda t: list_max(list_transform(string_split(y, ' '), lambda u: jaro_winkler_similarity(t, u))) >= {TOKEN_MATCH}))""",
+    # The shorter name is covered by the longer one: typos, an added or dropped token, a
+    # changed order. A shared common token alone (SITI, a marga) is not enough.
+    "tokens_covered": """(a, b) AS CASE WHEN len(string_split(a, ' ')) <= len(string_split(b, ' '))
+        THEN tokens_within(a, b) ELSE tokens_within(b, a) END""",
+}
+
+
+def register_macros(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    for name, body in MACROS.items():
+        con.execute(f"CREATE OR REPLACE TEMP MACRO {name}{body}")
+    return con
