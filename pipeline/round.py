@@ -107,13 +107,14 @@ def nik_checks(ctx: RoundContext) -> dict:
 def link_civil_registry(ctx: RoundContext) -> dict:
     dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet")
     records = dedupe.prepare_records(dtks, pl.read_parquet(ctx.staging_dir / "nik_checks.parquet"))
-    dukcapil = link.prepare_dukcapil(pl.read_parquet(ctx.staging_dir / "dukcapil.parquet"))
+    del dtks
     model = load_model(Path(ctx.link_model_path) if ctx.link_model_path else LINK_MODEL_PATH)
     con = ctx.connect()
     try:
-        exact = link.link_exact(con, records, dukcapil)
+        link.load_dukcapil(con, str(ctx.staging_dir / "dukcapil.parquet"))
+        exact = link.link_exact(con, records)
         records = dedupe.mark_verified(records, exact)
-        fuzzy, blocking = link.link_fuzzy(con, records.filter(~pl.col("nik_verified")), dukcapil, model)
+        fuzzy, blocking = link.link_fuzzy(con, records.filter(~pl.col("nik_verified")), model)
     finally:
         con.close()
     anomalies = pl.concat([link.link_anomalies(records, exact), link.fuzzy_anomalies(fuzzy)])
@@ -148,7 +149,7 @@ def find_duplicates(ctx: RoundContext) -> dict:
     )
     found["pairs"].write_parquet(ctx.path("duplicate_pairs.parquet"))
     anomalies.write_parquet(ctx.staging_dir / "anomalies_dup.parquet")
-    save_model(with_weights(model), ctx.path("model.json"))
+    save_model(with_weights(found["model"]), ctx.path("model.json"))
     return {
         "clusters_gt1": int(clusters.filter(pl.col("cluster_size") > 1)["cluster_id"].n_unique()),
         "rows_in_clusters_gt1": int((clusters["cluster_size"] > 1).sum()),

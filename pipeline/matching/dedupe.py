@@ -11,6 +11,7 @@ from pipeline.contract import anomaly_frame
 from pipeline.matching.blocking import candidate_pairs
 from pipeline.matching.cluster import cluster_records
 from pipeline.matching.compare import compare_pairs, score_pairs
+from pipeline.matching.estimate import estimate_model
 from pipeline.matching.standardise import standardise_records
 
 RECORD_COLUMNS = [
@@ -47,12 +48,16 @@ def mark_verified(records: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
 
 def find_duplicates(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, model: dict) -> dict[str, pl.DataFrame]:
     """Returns clusters (every record), pairs (scored, at or above half the link
-    probability, for audit) and blocking statistics."""
+    probability, for audit), blocking statistics and the model as used (estimated from
+    this run's data when the model asks for it)."""
     con.register("_records_frame", records.select(RECORD_COLUMNS))
     con.execute("CREATE OR REPLACE TEMP TABLE records AS SELECT * FROM _records_frame")
     con.unregister("_records_frame")
     blocking_stats = candidate_pairs(con, model, "records")
-    compare_pairs(con, model, "records")
+    if model.get("estimate_parameters"):
+        model = estimate_model(con, model, "records")
+    else:
+        compare_pairs(con, model, "records")
     score_pairs(con, model, "records")
     thresholds = model["thresholds"]
     cluster_records(con, "records", thresholds["link_probability"])
@@ -80,7 +85,7 @@ def find_duplicates(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, model
     ).pl().join(rule_names, on="rule", how="left").drop("rule")
     for table in ("candidate_pairs", "comparison_vectors", "scored_pairs", "clusters", "records"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
-    return {"clusters": clusters, "pairs": pairs, "blocking": blocking_stats}
+    return {"clusters": clusters, "pairs": pairs, "blocking": blocking_stats, "model": model}
 
 
 def duplicate_anomalies(clusters: pl.DataFrame, model: dict) -> pl.DataFrame:

@@ -32,22 +32,48 @@ def _register_reference(con: duckdb.DuckDBPyConnection) -> None:
     con.register("kabupaten_successors", wilayah.kabupaten_successors())
 
 
+LINK_RECORD_COLUMNS = [
+    "rid", "nik", "nik_digits", "nik_head", "nik_tail", "nik_format_ok", "name_std", "name_sorted", "name_patronym",
+    "key_first", "key_last", "key_name", "tanggal_lahir", "dob_placeholder", "birth_year", "jenis_kelamin", "no_kk",
+    "kode_wilayah", "kab",
+]
+DUKCAPIL_COLUMNS = ["source_line", "nik", "no_kk", "nama", "jenis_kelamin", "tanggal_lahir", "kode_wilayah", "deceased", "tanggal_meninggal"]
+DUKCAPIL_CHUNK_ROWS = 500_000
+
+
 def prepare_dukcapil(dukcapil: pl.DataFrame) -> pl.DataFrame:
     """Staging Dukcapil -> standardised records; rid is the source line (unique, stable)."""
-    return standardise_records(dukcapil).with_columns(
+    return standardise_records(dukcapil.select(DUKCAPIL_COLUMNS)).with_columns(
         rid=pl.col("source_line").cast(pl.Int64), nik_format_ok=pl.col("nik").str.contains(r"^[0-9]{16}$")
-    )
+    ).select(LINK_RECORD_COLUMNS + ["deceased", "tanggal_meninggal", "source_line"])
 
 
-def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: pl.DataFrame) -> pl.DataFrame:
+def load_dukcapil(con: duckdb.DuckDBPyConnection, staging_path: str, table: str = "dukcapil_records") -> int:
+    """Standardise the Dukcapil staging file chunk by chunk into a DuckDB table, so the
+    2.5 N civil-registry rows are never held twice in memory (DuckDB can spill)."""
+    scan = pl.scan_parquet(staging_path).select(DUKCAPIL_COLUMNS)
+    total = scan.select(pl.len()).collect().item()
+    con.execute(f"DROP TABLE IF EXISTS {table}")
+    for offset in range(0, max(total, 1), DUKCAPIL_CHUNK_ROWS):
+        chunk = prepare_dukcapil(scan.slice(offset, DUKCAPIL_CHUNK_ROWS).collect())
+        con.register("_dukcapil_chunk", chunk)
+        if offset == 0:
+            con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM _dukcapil_chunk")
+        else:
+            con.execute(f"INSERT INTO {table} SELECT * FROM _dukcapil_chunk")
+        con.unregister("_dukcapil_chunk")
+        del chunk
+    return total
+
+
+def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str = "dukcapil_records") -> pl.DataFrame:
     """One row per DTKS row whose NIK has 16 digits and is found in Dukcapil.
 
-    `dtks` and `dukcapil` are standardised records (standardise_records)."""
+    `dtks` holds standardised records (standardise_records); `dukcapil` names the table
+    load_dukcapil made."""
     _register_reference(con)
-    wanted = dtks.filter(pl.col("nik_format_ok")).select("nik").unique()
-    candidates = dukcapil.join(wanted, on="nik", how="semi")
     con.register("link_dtks", dtks.filter(pl.col("nik_format_ok")))
-    con.register("link_cap", candidates)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW link_cap AS SELECT * FROM {dukcapil} WHERE nik IN (SELECT nik FROM link_dtks)")
     scored = con.sql(
         """
         WITH pairs AS (
@@ -85,7 +111,7 @@ def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: pl.
         """
     ).pl()
     con.unregister("link_dtks")
-    con.unregister("link_cap")
+    con.execute("DROP VIEW link_cap")
     return scored.with_columns(link_method=pl.lit("exact_nik"), name_similarity=pl.col("name_similarity").round(3)).select(
         LINK_COLUMNS
     )
@@ -131,28 +157,20 @@ FUZZY_COLUMNS = [
     "match_weight", "margin", "ambiguous", "evidence", "deceased", "tanggal_meninggal", "kab_dtks", "kab_dukcapil",
     "dukcapil_kode_wilayah",
 ]
-LINK_RECORD_COLUMNS = [
-    "rid", "nik", "nik_digits", "nik_head", "nik_tail", "nik_format_ok", "name_std", "name_sorted", "name_patronym",
-    "key_first", "key_last", "key_name", "tanggal_lahir", "dob_placeholder", "birth_year", "jenis_kelamin", "no_kk",
-    "kode_wilayah", "kab",
-]
 
 
-def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, dukcapil: pl.DataFrame, model: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
+def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, model: dict, dukcapil: str = "dukcapil_records") -> tuple[pl.DataFrame, pl.DataFrame]:
     """Most likely Dukcapil person for each DTKS record in `query` (rows whose NIK did not
     lead to them). Returns the best candidate per row when its probability reaches the
     model's threshold (`ambiguous` marks a runner-up within `min_margin` bits), and the
     blocking statistics."""
     thresholds = model["thresholds"]
     con.register("_query", query.select(LINK_RECORD_COLUMNS + ["id_dtks"]))
-    con.register("_population", dukcapil.select(LINK_RECORD_COLUMNS + ["deceased", "tanggal_meninggal", "source_line"]))
     con.execute("CREATE OR REPLACE TEMP TABLE link_left AS SELECT * FROM _query")
-    con.execute("CREATE OR REPLACE TEMP TABLE link_right AS SELECT * FROM _population")
     con.unregister("_query")
-    con.unregister("_population")
-    stats = candidate_pairs(con, model, "link_left", "link_right")
-    compare_pairs(con, model, "link_left", "link_right")
-    score_pairs(con, model, "link_left", "link_right")
+    stats = candidate_pairs(con, model, "link_left", dukcapil)
+    compare_pairs(con, model, "link_left", dukcapil)
+    score_pairs(con, model, "link_left", dukcapil)
     best = con.sql(
         f"""
         WITH ranked AS (
@@ -168,12 +186,12 @@ def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, dukcapil: pl
                coalesce(k.match_weight - k.runner_up < {thresholds['min_margin']!r}, FALSE) AS ambiguous,
                k.evidence, r.deceased, r.tanggal_meninggal, l.kab AS kab_dtks, r.kab AS kab_dukcapil,
                r.kode_wilayah AS dukcapil_kode_wilayah
-        FROM ranked k JOIN link_left l ON l.rid = k.rid_l JOIN link_right r ON r.rid = k.rid_r
+        FROM ranked k JOIN link_left l ON l.rid = k.rid_l JOIN {dukcapil} r ON r.rid = k.rid_r
         WHERE k.rank = 1 AND k.match_probability >= {thresholds['link_probability']!r}
         ORDER BY l.id_dtks
         """
     ).pl()
-    for table in ("link_left", "link_right", "candidate_pairs", "comparison_vectors", "scored_pairs", "_tf"):
+    for table in ("link_left", "candidate_pairs", "comparison_vectors", "scored_pairs", "_tf"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return best.select(FUZZY_COLUMNS), stats
 
