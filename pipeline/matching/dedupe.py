@@ -11,7 +11,6 @@ from pipeline.contract import anomaly_frame
 from pipeline.matching.blocking import candidate_pairs
 from pipeline.matching.cluster import cluster_records
 from pipeline.matching.compare import compare_pairs, score_pairs
-from pipeline.matching.estimate import estimate_model
 from pipeline.matching.standardise import standardise_records
 
 RECORD_COLUMNS = [
@@ -48,16 +47,12 @@ def mark_verified(records: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
 
 def find_duplicates(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, model: dict) -> dict[str, pl.DataFrame]:
     """Returns clusters (every record), pairs (scored, at or above half the link
-    probability, for audit), blocking statistics and the model as used (estimated from
-    this run's data when the model asks for it)."""
+    probability, for audit), blocking statistics and the model as used."""
     con.register("_records_frame", records.select(RECORD_COLUMNS))
     con.execute("CREATE OR REPLACE TEMP TABLE records AS SELECT * FROM _records_frame")
     con.unregister("_records_frame")
     blocking_stats = candidate_pairs(con, model, "records")
-    if model.get("estimate_parameters"):
-        model = estimate_model(con, model, "records")
-    else:
-        compare_pairs(con, model, "records")
+    compare_pairs(con, model, "records")
     score_pairs(con, model, "records")
     thresholds = model["thresholds"]
     cluster_records(con, "records", thresholds["link_probability"])

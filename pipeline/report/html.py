@@ -55,7 +55,9 @@ EVIDENCE_LEVELS = {
     "day_month_swapped": "hari dan bulan tertukar", "year_off_by_one": "tahun selisih satu",
     "one_part_differs": "satu bagian beda", "both_verified_different": "keduanya sah di Dukcapil, berbeda",
     "one_edit_or_transposition": "beda satu digit / dua digit tertukar", "same_desa": "desa sama",
-    "same_kabupaten": "kabupaten sama",
+    "same_kabupaten": "kabupaten sama", "tokens_covered": "kata yang satu tercakup di yang lain",
+    "years_far_apart": "tahun lahir berjauhan", "both_valid_different": "keduanya sah, berbeda",
+    "exact_already_judged": "sama (sudah dinilai lewat NIK)", "two_edits": "beda dua digit",
 }
 EVIDENCE_ITEM = re.compile(r"(?P<field>\w+)=(?P<level>[\w-]+) \((?P<weight>[+-]?\d+(?:\.\d+)?)\)")
 
@@ -149,7 +151,7 @@ def bar_chart_svg(bars: list[tuple[str, dict[str, int]]], segments: dict[str, tu
     plot = width - label_width - value_width
     largest = max(sum(values.values()) for _, values in bars) or 1
     height = top + row * len(bars) + 4
-    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" xmlns="http://www.w3.org/2000/svg">']
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">']
     for i, (label, values) in enumerate(bars):
         y = top + i * row
         short = label if len(label) <= 38 else label[:36] + "…"
@@ -172,7 +174,7 @@ def bar_chart_svg(bars: list[tuple[str, dict[str, int]]], segments: dict[str, tu
 
 def legend(segments: dict[str, tuple[str, str]]) -> str:
     items = "".join(
-        f'<span><svg width="10" height="10" xmlns="http://www.w3.org/2000/svg"><rect width="10" height="10" fill="{colour}"/></svg> {esc(label)}</span>'
+        f'<span><svg width="10" height="10"><rect width="10" height="10" fill="{colour}"/></svg> {esc(label)}</span>'
         for label, colour in segments.values()
     )
     return f'<p class="legend">{items}</p>'
@@ -186,7 +188,7 @@ def sparkline_svg(values: list[int], width: int = 120, height: int = 26) -> str:
     points = " ".join(f"{3 + i * step:.1f},{height - 3 - (height - 6) * v / top:.1f}" for i, v in enumerate(values))
     last_x, last_y = points.split(" ")[-1].split(",")
     return (
-        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">'
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
         f'<polyline points="{points}" fill="none" stroke="#17324d" stroke-width="1.5"/>'
         f'<circle cx="{last_x}" cy="{last_y}" r="2.5" fill="#b42318"/></svg>'
     )
@@ -220,7 +222,10 @@ def load_records(work_dir: Path) -> pl.LazyFrame:
         for outcome, name in OUTCOME_FILES.items()
         if (frame := scan(work_dir, name)) is not None
     ]
-    columns = ["id_dtks", "nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir", "tanggal_lahir", "kode_wilayah", "program", "outcome"]
+    columns = [
+        "id_dtks", "nik_raw", "nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir", "tanggal_lahir", "alamat",
+        "kode_wilayah", "program", "outcome",
+    ]
     if not parts:
         return pl.LazyFrame(schema={c: (pl.Date if c == "tanggal_lahir" else pl.String) for c in columns + ["kode_kabupaten"]})
     return pl.concat([p.select(columns) for p in parts], how="vertical_relaxed").with_columns(
@@ -289,6 +294,7 @@ def masked_case_rows(cases: pl.DataFrame, records: pl.LazyFrame) -> pl.DataFrame
             detail=scrub_text(pl.col("detail")),
             rel=pl.when(pl.col("_related_is_row").fill_null(False)).then(pl.col("related_id")).otherwise(mask_nik(pl.col("related_id"))),
             score=pl.col("score").round(4),
+            bukti=pl.col("evidence"),
         )
     )
     return ranked(frame, "sev", "act", "id", "code").collect()
@@ -478,6 +484,7 @@ def anomaly_list_section(page: Page, rows: pl.DataFrame, totals: dict[str, int],
             {"key": "detail", "label": "Keterangan"},
             {"key": "rel", "label": "Terkait"},
             {"key": "score", "label": "Peluang", "num": True, "digits": 4},
+            {"key": "bukti", "label": "Bukti per kolom"},
         ],
         facets=[
             {"key": "code", "label": "Kode", "labels": code_labels(), "order": list(anomaly_rules())},
@@ -499,13 +506,9 @@ def anomaly_list_section(page: Page, rows: pl.DataFrame, totals: dict[str, int],
 
 
 def parse_evidence(evidence: str | None) -> list[tuple[str, str, float]]:
-    """'name=exact (+9.1); dob=exact (+10.6)' -> [(nama, sama persis (exact), 9.1), ...]."""
-    items = []
-    for match in EVIDENCE_ITEM.finditer(evidence or ""):
-        level = match["level"]
-        words = EVIDENCE_LEVELS.get(level)
-        items.append((EVIDENCE_FIELDS.get(match["field"], match["field"]), f"{words} ({level})" if words else level, float(match["weight"])))
-    return items
+    """'name=exact (+9.1); dob=exact (+10.6)' -> [("name", "exact", 9.1), ("dob", "exact", 10.6)].
+    The page turns field and level codes into words (EVIDENCE_FIELDS, EVIDENCE_LEVELS)."""
+    return [(m["field"], m["level"], float(m["weight"])) for m in EVIDENCE_ITEM.finditer(evidence or "")]
 
 
 # (label, raw column compared for "differs", displayed column)
@@ -554,35 +557,35 @@ def cluster_members(work_dir: Path, records: pl.LazyFrame, anomalies: pl.LazyFra
 
 
 def cluster_view(cluster_id: str, members: list[dict]) -> dict:
-    """One cluster for the page: fields side by side, each cell flagged when its raw
-    value differs from the canonical row's, and the evidence of each link."""
+    """One cluster for the page: per field (CLUSTER_FIELDS, then the outcome) the members'
+    displayed values side by side; `diff` lists the [field, member] cells whose raw value
+    differs from the canonical row's; `evidence` the per-field evidence of each link."""
     canonical = next((m for m in members if m["is_canonical"]), members[0])
-    fields = []
-    for label, raw, shown in CLUSTER_FIELDS:
-        fields.append({
-            "label": label,
-            "values": [m[shown] for m in members],
-            "diff": [m is not canonical and m[raw] != canonical[raw] for m in members],
-        })
-    fields.append({"label": "Hasil", "values": [OUTCOME_LABELS.get(m["outcome"], m["outcome"]) for m in members], "diff": [False] * len(members)})
-    evidence = [
-        {
-            "title": f"Bukti {m['id_dtks']} sama dengan {canonical['id_dtks']} (baris utama): peluang "
-                     f"{m['match_probability']:.4f}" if m["match_probability"] is not None else
-                     f"Bukti {m['id_dtks']} sama dengan {canonical['id_dtks']} (baris utama)",
-            "items": parse_evidence(m["evidence"]),
-        }
-        for m in members if m is not canonical
+    values = [[m[shown] for m in members] for _, _, shown in CLUSTER_FIELDS]
+    values.append([OUTCOME_LABELS.get(m["outcome"], m["outcome"]) for m in members])
+    diff = [
+        [f, i] for f, (_, raw, _) in enumerate(CLUSTER_FIELDS) for i, m in enumerate(members)
+        if m is not canonical and m[raw] != canonical[raw]
     ]
-    status = "review" if members[0]["needs_review"] else "exclude"
+    evidence = []
+    for m in members:
+        if m is canonical:
+            continue
+        probability = f": peluang {m['match_probability']:.4f}" if m["match_probability"] is not None else ""
+        evidence.append({
+            "title": f"Bukti {m['id_dtks']} sama dengan {canonical['id_dtks']} (baris utama){probability}",
+            "items": parse_evidence(m["evidence"]),
+        })
+    needs_review = bool(members[0]["needs_review"])
     return {
         "title": f"Klaster {cluster_id}: {len(members)} baris, {canonical['nama_kabupaten']}, "
-                 + ("perlu diperiksa" if status == "review" else "duplikat kuat, baris lain dikeluarkan"),
-        "members": [f"{m['id_dtks']}{' (utama)' if m is canonical else ''}" for m in members],
-        "fields": fields,
+                 + ("perlu diperiksa" if needs_review else "duplikat kuat, baris lain dikeluarkan"),
+        "members": [m["id_dtks"] + (" (utama)" if m is canonical else "") for m in members],
+        "values": values,
+        "diff": diff,
         "evidence": evidence,
         "kab": canonical["nama_kabupaten"],
-        "status": status,
+        "status": "review" if needs_review else "exclude",
         "search": " ".join([cluster_id, canonical["nama_kabupaten"], *(m["id_dtks"] for m in members)]),
     }
 
@@ -596,6 +599,9 @@ def duplicates_section(page: Page, work_dir: Path, records: pl.LazyFrame, anomal
     mount = page.list_mount("clusters", {
         "kind": "clusters",
         "rows": views,
+        "fieldLabels": [label for label, _, _ in CLUSTER_FIELDS] + ["Hasil"],
+        "evidenceFields": EVIDENCE_FIELDS,
+        "evidenceLevels": EVIDENCE_LEVELS,
         "facets": [
             {"key": "status", "label": "Status", "labels": {"review": "perlu diperiksa", "exclude": "duplikat kuat"}},
             {"key": "kab", "label": "Kabupaten/kota"},
@@ -614,38 +620,79 @@ def duplicates_section(page: Page, work_dir: Path, records: pl.LazyFrame, anomal
 # --- Dukcapil beside DTKS
 
 
-def dukcapil_rows(work_dir: Path, cases: pl.DataFrame, records: pl.LazyFrame) -> pl.DataFrame:
-    """DTKS row and the linked Dukcapil record side by side for the shown cases."""
-    chosen = cases.filter(pl.col("anomaly_code").is_in(list(DUKCAPIL_CODES))).select("id_dtks", "anomaly_code", "severity", "action")
+LINK_SCHEMA = {
+    "id_dtks": pl.String, "link_method": pl.String, "dukcapil_source_line": pl.Int64, "dukcapil_nik": pl.String,
+    "name_similarity": pl.Float64, "dob_agreement": pl.String, "identity": pl.String, "tanggal_meninggal": pl.Date,
+    "kab_dukcapil": pl.String, "dukcapil_kode_wilayah": pl.String, "match_probability": pl.Float64, "evidence": pl.String,
+}
+PERSON_SCHEMA = {"d_nama": pl.String, "d_jk": pl.String, "d_lahir": pl.Date, "d_alamat": pl.String}
+
+
+def with_columns_of(frame: pl.LazyFrame, schema: dict) -> pl.LazyFrame:
+    """frame restricted to schema's columns; a column an older round lacks is null."""
+    present = frame.collect_schema().names()
+    return frame.select([pl.col(c).cast(t) if c in present else pl.lit(None, dtype=t).alias(c) for c, t in schema.items()])
+
+
+def linked_dukcapil(work_dir: Path, cases: pl.LazyFrame) -> pl.LazyFrame:
+    """For each (id_dtks, anomaly_code) in cases, the Dukcapil link the anomaly is about
+    and the linked person (d_* columns, d_kab = kabupaten name).
+
+    A row can have two links: by exact NIK and, when that NIK does not lead to the
+    person, a fuzzy one. IDENTITY_MISMATCH is about the exact-NIK record (the other
+    person holding the NIK); any other code about the link whose NIK is its related_id
+    (DECEASED/RELOCATED, or the NIK a fuzzy link suggests), else the exact-NIK link."""
     links = scan(work_dir, "dukcapil_links.parquet")
-    if links is None or chosen.height == 0:
-        return pl.DataFrame()
-    links = links.join(chosen.lazy().select("id_dtks").unique(), on="id_dtks", how="semi").unique("id_dtks", keep="first")
+    if links is None:
+        return pl.LazyFrame(schema={"id_dtks": pl.String, "anomaly_code": pl.String} | LINK_SCHEMA | PERSON_SCHEMA | {"d_kab": pl.String})
+    exact = pl.col("link_method").str.starts_with("exact")
+    chosen = (
+        cases.select("id_dtks", "anomaly_code", "related_id")
+        .join(with_columns_of(links, LINK_SCHEMA), on="id_dtks", how="inner")
+        .with_columns(
+            _priority=pl.when((pl.col("anomaly_code") == "IDENTITY_MISMATCH") & exact).then(0)
+            .when(pl.col("dukcapil_nik") == pl.col("related_id")).then(1)
+            .when(exact).then(2)
+            .otherwise(3)
+        )
+        .sort("id_dtks", "anomaly_code", "_priority", "link_method")
+        .unique(["id_dtks", "anomaly_code"], keep="first")
+        .drop("_priority", "related_id")
+    )
     staged = scan(work_dir, "staging/dukcapil.parquet")
     if staged is not None:
-        lines = links.select("dukcapil_source_line")
-        person = staged.join(lines, left_on="source_line", right_on="dukcapil_source_line", how="semi").select(
-            dukcapil_source_line=pl.col("source_line"),
-            d_nama=pl.col("nama"), d_jk=pl.col("jenis_kelamin"), d_lahir=pl.col("tanggal_lahir"),
+        person = staged.join(chosen.select("dukcapil_source_line"), left_on="source_line", right_on="dukcapil_source_line", how="semi").select(
+            dukcapil_source_line=pl.col("source_line"), d_nama=pl.col("nama"), d_jk=pl.col("jenis_kelamin"),
+            d_lahir=pl.col("tanggal_lahir"), d_alamat=pl.col("alamat"),
         )
-        links = links.join(person, on="dukcapil_source_line", how="left")
+        chosen = chosen.join(person.unique("dukcapil_source_line"), on="dukcapil_source_line", how="left")
     else:
-        links = links.with_columns(d_nama=pl.lit(None, pl.String), d_jk=pl.lit(None, pl.String), d_lahir=pl.lit(None, pl.Date))
-    dukcapil_regions = region_lookup().select(kab_dukcapil=pl.col("kode_kabupaten"), d_kab=pl.col("nama_kabupaten"))
+        chosen = chosen.with_columns([pl.lit(None, dtype=t).alias(c) for c, t in PERSON_SCHEMA.items()])
+    names = region_lookup().select(kab_dukcapil=pl.col("kode_kabupaten"), d_kab=pl.col("nama_kabupaten"))
+    return chosen.join(names, on="kab_dukcapil", how="left").with_columns(d_kab=pl.coalesce("d_kab", "kab_dukcapil"))
+
+
+LINK_METHOD_LABELS = {"exact_nik": "NIK sama", "fuzzy": "fuzzy (nama, tanggal lahir, wilayah)"}
+
+
+def dukcapil_rows(work_dir: Path, cases: pl.DataFrame, records: pl.LazyFrame) -> pl.DataFrame:
+    """DTKS row and the linked Dukcapil record side by side for the shown cases."""
+    chosen = cases.filter(pl.col("anomaly_code").is_in(list(DUKCAPIL_CODES)))
+    if chosen.height == 0:
+        return pl.DataFrame()
     frame = (
         chosen.lazy()
         .join(records.select("id_dtks", "nik", "nama", "jenis_kelamin", "tanggal_lahir", "kode_kabupaten"), on="id_dtks", how="left")
         .pipe(with_region)
-        .join(links, on="id_dtks", how="left")
-        .join(dukcapil_regions, on="kab_dukcapil", how="left")
+        .join(linked_dukcapil(work_dir, chosen.lazy()), on=["id_dtks", "anomaly_code"], how="left")
         .select(
             id=pl.col("id_dtks"), code=pl.col("anomaly_code"), sev=pl.col("severity"), act=pl.col("action"),
             nik=mask_nik(pl.col("nik")), nama=mask_name(pl.col("nama")), jk=pl.col("jenis_kelamin"),
             thn=birth_year(pl.col("tanggal_lahir")), kab=pl.col("nama_kabupaten"),
             d_nik=mask_nik(pl.col("dukcapil_nik")), d_nama=mask_name(pl.col("d_nama")), d_jk=pl.col("d_jk"),
-            d_thn=birth_year(pl.col("d_lahir")),
-            d_kab=pl.coalesce(pl.col("d_kab"), pl.col("kab_dukcapil")),
+            d_thn=birth_year(pl.col("d_lahir")), d_kab=pl.col("d_kab"),
             d_mati=pl.col("tanggal_meninggal").cast(pl.String),
+            via=pl.col("link_method"), p=pl.col("match_probability").round(4),
             sim=pl.col("name_similarity").round(3), dob=pl.col("dob_agreement"), identity=pl.col("identity"),
         )
     )
@@ -677,6 +724,8 @@ def dukcapil_section(page: Page, work_dir: Path, cases: pl.DataFrame, records: p
             {"key": "d_thn", "label": "Tahun lahir", "group": duk},
             {"key": "d_kab", "label": "Kabupaten/kota", "group": duk},
             {"key": "d_mati", "label": "Tanggal meninggal", "group": duk},
+            {"key": "via", "label": "Tautan", "labels": LINK_METHOD_LABELS, "group": "Kecocokan"},
+            {"key": "p", "label": "Peluang", "num": True, "digits": 4, "group": "Kecocokan"},
             {"key": "sim", "label": "Kemiripan nama", "num": True, "digits": 3, "group": "Kecocokan"},
             {"key": "dob", "label": "Tanggal lahir", "labels": LINK_LABELS["dob_agreement"], "group": "Kecocokan"},
             {"key": "identity", "label": "Identitas", "labels": LINK_LABELS["identity"], "group": "Kecocokan"},
@@ -691,7 +740,8 @@ def dukcapil_section(page: Page, work_dir: Path, cases: pl.DataFrame, records: p
     ))
     return (
         "<p>Kasus meninggal, pindah domisili, dan identitas tidak cocok: baris DTKS di kiri, catatan Dukcapil yang "
-        "tertaut lewat NIK di kanan. Identitas kuat = nama dan tanggal lahir cocok; orang lain = NIK sama tetapi "
+        "tertaut di kanan (lewat NIK yang sama, atau tautan fuzzy bila NIK tidak mengarah ke orangnya; "
+        "tautan fuzzy selalu diperiksa pemeriksa). Identitas kuat = nama dan tanggal lahir cocok; orang lain = NIK sama tetapi "
         "nama dan tanggal lahir milik orang lain.</p>"
         f'<ul class="note">{notes}</ul>{mount}'
     )
@@ -732,25 +782,31 @@ def process_section(summary: dict) -> str:
     dup = summary.get("duplicates") or {}
     identity = ", ".join(f"{LINK_LABELS['identity'].get(k, k)} {fmt_int(v)}" for k, v in (link.get("identity") or {}).items())
     facts = [
-        ["NIK diperiksa / NIK sah", f"{fmt_int(nik.get('rows'))} / {fmt_int(nik.get('valid'))}"],
-        ["Tertaut ke Dukcapil", fmt_int(link.get("linked"))],
-        ["Kekuatan identitas tautan", identity],
+        ["Baris DTKS yang NIK-nya diperiksa", fmt_int(nik.get("rows"))],
+        ["NIK sah (format, kode wilayah, tanggal)", fmt_int(nik.get("valid"))],
+        ["Tertaut ke Dukcapil lewat NIK yang sama", fmt_int(link.get("exact_links", link.get("linked")))],
+        ["Kekuatan identitas tautan NIK", identity],
         ["NIK yang muncul lebih dari sekali di Dukcapil", fmt_int(link.get("dukcapil_nik_repeats"))],
+        ["Dicari lewat tautan fuzzy (NIK tidak mengarah ke orangnya)", fmt_int(link.get("fuzzy_queries"))],
+        ["Tautan fuzzy ditemukan / meragukan", f"{fmt_int(link.get('fuzzy_links'))} / {fmt_int(link.get('fuzzy_ambiguous'))}"],
         ["Klaster duplikat (lebih dari satu baris)", fmt_int(dup.get("clusters_gt1"))],
         ["Baris dalam klaster duplikat", fmt_int(dup.get("rows_in_clusters_gt1"))],
-        ["Pasangan yang dinilai dan dilaporkan", fmt_int(dup.get("pairs_scored_reported"))],
+        ["Pasangan duplikat yang dinilai dan dilaporkan", fmt_int(dup.get("pairs_scored_reported"))],
     ]
-    blocking = [
-        [esc(b.get("rule")), fmt_int(b.get("pairs")), fmt_int(b.get("records_in_blocks")),
-         fmt_int(b.get("oversized_blocks_skipped")), fmt_int(b.get("records_in_skipped_blocks"))]
-        for b in dup.get("blocking", [])
-    ]
+    facts = [f for f in facts if f[1] not in ("", " / ")]
     return (
         html_table(["Tahap", "Jumlah"], facts, numeric={1})
-        + "<h3>Aturan blocking pencarian duplikat</h3>"
-        + html_table(["Aturan", "Pasangan", "Baris dalam blok", "Blok terlalu besar dilewati", "Baris di blok yang dilewati"],
-                     blocking, numeric={1, 2, 3, 4}, raw=True)
+        + "<h3>Aturan blocking pencarian duplikat</h3>" + blocking_table(dup.get("blocking", []))
+        + ("<h3>Aturan blocking tautan fuzzy ke Dukcapil</h3>" + blocking_table(link["fuzzy_blocking"]) if link.get("fuzzy_blocking") else "")
     )
+
+
+def blocking_table(rules: list[dict]) -> str:
+    rows = [
+        [b.get("rule"), fmt_int(b.get("pairs")), fmt_int(b.get("total_candidate_pairs")), fmt_int(b.get("records_in_skipped_blocks"))]
+        for b in rules
+    ]
+    return html_table(["Aturan", "Pasangan baru", "Semua pasangan kandidat", "Baris di blok terlalu besar (dilewati)"], rows, numeric={1, 2, 3})
 
 
 def timings_section(summary: dict) -> str:

@@ -86,9 +86,16 @@
 
   /* ---- duplicate clusters: one card per cluster, members side by side ---- */
 
-  function clusterCard(cluster) {
+  function evidenceLevel(spec, level) {
+    var words = spec.evidenceLevels[level];
+    return words ? words + " (" + level + ")" : level;
+  }
+
+  function clusterCard(spec, cluster) {
     var card = make("div", "cluster");
     card.appendChild(make("h4", null, cluster.title));
+    var differs = {};
+    cluster.diff.forEach(function (cell) { differs[cell[0] + ":" + cell[1]] = true; });
     var table = make("table");
     var head = make("tr");
     head.appendChild(make("th", null, "Kolom"));
@@ -97,11 +104,11 @@
     thead.appendChild(head);
     table.appendChild(thead);
     var tbody = make("tbody");
-    cluster.fields.forEach(function (field) {
+    cluster.values.forEach(function (values, f) {
       var tr = make("tr");
-      tr.appendChild(make("th", null, field.label));
-      field.values.forEach(function (value, i) {
-        tr.appendChild(make("td", field.diff[i] ? "diff" : null, value === null ? "" : String(value)));
+      tr.appendChild(make("th", null, spec.fieldLabels[f]));
+      values.forEach(function (value, i) {
+        tr.appendChild(make("td", differs[f + ":" + i] ? "diff" : null, value === null ? "" : String(value)));
       });
       tbody.appendChild(tr);
     });
@@ -117,8 +124,8 @@
       ev.appendChild(evHead);
       pair.items.forEach(function (item) {
         var tr = make("tr");
-        tr.appendChild(make("td", null, item[0]));
-        tr.appendChild(make("td", null, item[1]));
+        tr.appendChild(make("td", null, spec.evidenceFields[item[0]] || item[0]));
+        tr.appendChild(make("td", null, evidenceLevel(spec, item[1])));
         var weight = item[2];
         tr.appendChild(make("td", "num " + (weight > 0 ? "w-pos" : weight < 0 ? "w-neg" : ""),
           (weight > 0 ? "+" : "") + weight.toFixed(1)));
@@ -132,7 +139,7 @@
   function buildClusters(spec) {
     var wrap = make("div");
     var items = spec.rows.map(function (cluster) {
-      var card = clusterCard(cluster);
+      var card = clusterCard(spec, cluster);
       wrap.appendChild(card);
       return {
         node: card,

@@ -1,0 +1,469 @@
+"""anomalies.xlsx: the reviewers' workbook. One sheet per anomaly group, each case a row
+with three columns to fill in (keputusan, catatan, pemeriksa), plus a summary sheet
+that says what each decision means for each group.
+
+Decisions are matched back to cases later on the key columns id_dtks, kode_anomali and
+id_terkait (for duplicates: the pair id_dtks + id_dtks of the row kept). Reviewers must
+not edit those columns.
+
+Formula injection: names, addresses and free text come from the input files, so any of
+them may be crafted to run as an Excel formula (=HYPERLINK(...), @SUM(...)). Three
+layers stop that: the workbook is opened with strings_to_formulas=False (xlsxwriter
+never turns a string into a formula), every text cell is written with write_string,
+and a text value starting with =, +, -, @, tab or carriage return gets a literal
+leading apostrophe (so it stays inert even after a reviewer copies it or saves the
+sheet as CSV) and the quotePrefix cell style (Excel's own "typed with an apostrophe"
+marker, so editing the cell does not turn it into a formula). Key columns keep their
+exact value (they are matched on) and only get the quotePrefix style.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import xlsxwriter
+
+from pipeline.contract import anomaly_rules
+from pipeline.report.html import ACTION_LABELS, ACTIONS, SEVERITY_LABELS, load_anomalies, load_records, ranked, scan, with_region
+from pipeline.report.mask import mask_nik
+
+DECISIONS = ("SETUJU", "TOLAK", "PERLU_CEK_LAPANGAN")
+KEY_COLUMNS = ("id_dtks", "kode_anomali", "id_terkait")
+DECISION_COLUMNS = ("keputusan", "catatan", "pemeriksa")
+RISKY_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+# Sheet -> the anomaly codes it holds. A code missing here lands on "Lainnya".
+GROUPS: dict[str, tuple[str, ...]] = {
+    "NIK": ("NIK_INVALID_FORMAT", "NIK_INVALID_REGION", "NIK_INVALID_DATE", "NIK_SEX_MISMATCH", "NIK_DOB_MISMATCH"),
+    "Duplikat": ("DUPLICATE_PERSON",),
+    "Meninggal": ("DECEASED",),
+    "Pindah": ("RELOCATED",),
+    "Identitas": ("IDENTITY_MISMATCH", "NIK_NOT_FOUND", "NIK_SHARED"),
+}
+OTHER_GROUP = "Lainnya"
+
+# What each decision means, per group (shown on the summary sheet and in the drop-down's input message).
+MEANINGS: dict[str, dict[str, str]] = {
+    "NIK": {
+        "SETUJU": "NIK memang salah/tidak sah; data harus diperbaiki sebelum dibayar.",
+        "TOLAK": "NIK sebenarnya benar (temuan keliru); baris boleh diverifikasi.",
+        "PERLU_CEK_LAPANGAN": "Perlu melihat KTP/KK asli di lapangan.",
+    },
+    "Duplikat": {
+        "SETUJU": "Memang orang yang sama: baris ini dikeluarkan, baris utama (id_terkait) tetap.",
+        "TOLAK": "Bukan orang yang sama: kedua baris tetap.",
+        "PERLU_CEK_LAPANGAN": "Belum bisa dipastikan dari data; perlu kunjungan lapangan.",
+    },
+    "Meninggal": {
+        "SETUJU": "Benar sudah meninggal: baris dikeluarkan.",
+        "TOLAK": "Masih hidup, pencocokan dengan Dukcapil salah: baris tetap.",
+        "PERLU_CEK_LAPANGAN": "Perlu konfirmasi keluarga/desa di lapangan.",
+    },
+    "Pindah": {
+        "SETUJU": "Benar sudah pindah ke kabupaten/kota lain: data domisili diperbarui.",
+        "TOLAK": "Masih tinggal di alamat DTKS: baris tetap.",
+        "PERLU_CEK_LAPANGAN": "Perlu kunjungan ke alamat DTKS.",
+    },
+    "Identitas": {
+        "SETUJU": "NIK memang bukan milik orang ini / tidak terdaftar / dipakai orang lain: data harus diperbaiki.",
+        "TOLAK": "Identitas benar (temuan keliru): baris tetap.",
+        "PERLU_CEK_LAPANGAN": "Perlu melihat KTP/KK asli di lapangan.",
+    },
+    OTHER_GROUP: {
+        "SETUJU": "Temuan benar.",
+        "TOLAK": "Temuan keliru: baris tetap.",
+        "PERLU_CEK_LAPANGAN": "Perlu pemeriksaan lapangan.",
+    },
+}
+
+OUTCOME_LABELS = {"verified": "terverifikasi", "review": "perlu diperiksa", "excluded": "dikeluarkan"}
+EXCEL_MAX_ROWS = 1_048_576
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    source: str  # column of the prepared frame
+    width: float
+    kind: str = "text"  # key | decision | text | date | number | probability
+
+
+def group_of(code: str) -> str:
+    return next((group for group, codes in GROUPS.items() if code in codes), OTHER_GROUP)
+
+
+# --------------------------------------------------------------------------- the rows
+
+
+def nik_column(name: str, full_nik: bool) -> pl.Expr:
+    return pl.col(name) if full_nik else mask_nik(pl.col(name))
+
+
+def case_frame(work_dir: Path, full_nik: bool) -> pl.LazyFrame:
+    """Every anomaly with the DTKS row it concerns, its region, and for link codes the
+    Dukcapil record; for duplicates the row it duplicates."""
+    records = load_records(work_dir)
+    anomalies = load_anomalies(work_dir)
+    # related_id is an id_dtks (duplicates, shared NIK) or a Dukcapil NIK (link codes).
+    known = records.select(related_id=pl.col("id_dtks"), _related_is_row=pl.lit(True))
+    related = records.select(
+        related_id=pl.col("id_dtks"), t_nama=pl.col("nama"), t_nik=pl.col("nik"), t_lahir=pl.col("tanggal_lahir"),
+        t_wilayah=pl.col("kode_wilayah"),
+    )
+    frame = (
+        anomalies.join(records, on="id_dtks", how="left")
+        .pipe(with_region)
+        .join(known, on="related_id", how="left")
+        .join(related, on="related_id", how="left")
+        .join(dukcapil_frame(work_dir), on="id_dtks", how="left")
+        .join(clusters_frame(work_dir), on="id_dtks", how="left")
+        .with_columns(
+            id_terkait=pl.when(pl.col("_related_is_row").fill_null(False)).then(pl.col("related_id"))
+            .otherwise(nik_column("related_id", full_nik)),
+            nik_tampil=nik_column("nik", full_nik),
+            kk_tampil=nik_column("no_kk", full_nik),
+            t_nik=nik_column("t_nik", full_nik),
+            d_nik=nik_column("d_nik", full_nik),
+            label=pl.col("anomaly_code").replace_strict({c: r.label_id for c, r in anomaly_rules().items()}, default=None),
+            tingkat=pl.col("severity").replace_strict(SEVERITY_LABELS, default=pl.col("severity")),
+            tindakan=pl.col("action").replace_strict(ACTION_LABELS, default=pl.col("action")),
+            hasil=pl.col("outcome").replace_strict(OUTCOME_LABELS, default=pl.col("outcome")),
+        )
+    )
+    return ranked(frame)
+
+
+def dukcapil_frame(work_dir: Path) -> pl.LazyFrame:
+    """id_dtks -> the linked Dukcapil record (d_* columns) and the link's agreement facts."""
+    links = scan(work_dir, "dukcapil_links.parquet")
+    columns = {
+        "id_dtks": pl.String, "d_nik": pl.String, "d_nama": pl.String, "d_jk": pl.String, "d_lahir": pl.Date,
+        "d_alamat": pl.String, "d_wilayah": pl.String, "d_meninggal": pl.Date, "d_kab": pl.String,
+        "kemiripan_nama": pl.Float64, "tgl_lahir_cocok": pl.String, "identitas": pl.String,
+    }
+    if links is None:
+        return pl.LazyFrame(schema=columns)
+    links = links.unique("id_dtks", keep="first")
+    staged = scan(work_dir, "staging/dukcapil.parquet")
+    if staged is not None:
+        person = staged.select(
+            dukcapil_source_line=pl.col("source_line"), d_nama=pl.col("nama"), d_jk=pl.col("jenis_kelamin"),
+            d_lahir=pl.col("tanggal_lahir"), d_alamat=pl.col("alamat"),
+        )
+        links = links.join(person, on="dukcapil_source_line", how="left")
+    else:
+        links = links.with_columns(
+            d_nama=pl.lit(None, pl.String), d_jk=pl.lit(None, pl.String), d_lahir=pl.lit(None, pl.Date), d_alamat=pl.lit(None, pl.String)
+        )
+    names = with_region(links.select("id_dtks", kode_kabupaten=pl.col("kab_dukcapil"))).select("id_dtks", d_kab=pl.col("nama_kabupaten"))
+    return links.join(names, on="id_dtks", how="left").select(
+        "id_dtks", d_nik=pl.col("dukcapil_nik"), d_nama=pl.col("d_nama"), d_jk=pl.col("d_jk"), d_lahir=pl.col("d_lahir"),
+        d_alamat=pl.col("d_alamat"), d_wilayah=pl.col("dukcapil_kode_wilayah"), d_meninggal=pl.col("tanggal_meninggal"),
+        d_kab=pl.col("d_kab"), kemiripan_nama=pl.col("name_similarity"), tgl_lahir_cocok=pl.col("dob_agreement"),
+        identitas=pl.col("identity"),
+    )
+
+
+def clusters_frame(work_dir: Path) -> pl.LazyFrame:
+    clusters = scan(work_dir, "duplicate_clusters.parquet")
+    if clusters is None:
+        return pl.LazyFrame(schema={"id_dtks": pl.String, "klaster": pl.String})
+    return clusters.select("id_dtks", klaster=pl.col("cluster_id"))
+
+
+# --------------------------------------------------------------------------- the columns
+
+
+COMMON_HEAD = [
+    Column("id_dtks", "id_dtks", 14, "key"),
+    Column("kode_anomali", "anomaly_code", 22, "key"),
+    Column("id_terkait", "id_terkait", 20, "key"),
+    Column("keputusan", "", 22, "decision"),
+    Column("catatan", "", 30, "decision"),
+    Column("pemeriksa", "", 16, "decision"),
+    Column("Tingkat", "tingkat", 9),
+    Column("Tindakan", "tindakan", 15),
+    Column("Arti kode", "label", 40),
+    Column("Keterangan", "detail", 40),
+]
+PERSON = [
+    Column("NIK", "nik_tampil", 19),
+    Column("Nama", "nama", 26),
+    Column("Jenis kelamin", "jenis_kelamin", 8),
+    Column("Tanggal lahir", "tanggal_lahir", 12, "date"),
+    Column("Tempat lahir", "tempat_lahir", 14),
+    Column("Nomor KK", "kk_tampil", 19),
+    Column("Alamat", "alamat", 28),
+    Column("Kode wilayah (desa)", "kode_wilayah", 12),
+    Column("Kabupaten/kota", "nama_kabupaten", 24),
+    Column("Provinsi", "nama_provinsi", 18),
+    Column("Program", "program", 9),
+    Column("Hasil putaran", "hasil", 15),
+]
+DUKCAPIL = [
+    Column("NIK Dukcapil", "d_nik", 19),
+    Column("Nama Dukcapil", "d_nama", 26),
+    Column("Jenis kelamin Dukcapil", "d_jk", 8),
+    Column("Tanggal lahir Dukcapil", "d_lahir", 12, "date"),
+    Column("Alamat Dukcapil", "d_alamat", 28),
+    Column("Kode wilayah Dukcapil", "d_wilayah", 12),
+    Column("Kabupaten/kota Dukcapil", "d_kab", 24),
+    Column("Tanggal meninggal", "d_meninggal", 12, "date"),
+    Column("Kemiripan nama", "kemiripan_nama", 10, "number"),
+    Column("Tanggal lahir cocok", "tgl_lahir_cocok", 12),
+    Column("Kekuatan identitas", "identitas", 12),
+]
+DUPLICATE = [
+    Column("Peluang sama orang", "score", 11, "probability"),
+    Column("Bukti per kolom", "evidence", 60),
+    Column("Klaster", "klaster", 12),
+    Column("Nama baris utama", "t_nama", 26),
+    Column("NIK baris utama", "t_nik", 19),
+    Column("Tanggal lahir baris utama", "t_lahir", 12, "date"),
+    Column("Kode wilayah baris utama", "t_wilayah", 12),
+]
+
+SHEET_COLUMNS: dict[str, list[Column]] = {
+    "NIK": COMMON_HEAD + [Column("NIK seperti tertulis", "nik_raw_tampil", 19)] + PERSON,
+    "Duplikat": COMMON_HEAD + DUPLICATE + PERSON,
+    "Meninggal": COMMON_HEAD + PERSON + DUKCAPIL,
+    "Pindah": COMMON_HEAD + PERSON + DUKCAPIL,
+    "Identitas": COMMON_HEAD + PERSON + DUKCAPIL,
+    OTHER_GROUP: COMMON_HEAD + PERSON,
+}
+
+
+def sheet_rows(cases: pl.LazyFrame, group: str, full_nik: bool) -> pl.DataFrame:
+    codes = GROUPS.get(group)
+    frame = cases.filter(pl.col("anomaly_code").is_in(list(codes)) if codes else ~pl.col("anomaly_code").is_in([c for cs in GROUPS.values() for c in cs]))
+    if group == "Duplikat":
+        # The canonical row of a cluster is the one kept: nothing to decide on it.
+        frame = frame.filter(pl.col("related_id").is_not_null())
+    frame = frame.with_columns(nik_raw_tampil=nik_column("nik_raw", full_nik))
+    return frame.select([c.source for c in SHEET_COLUMNS[group] if c.source]).collect()
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class Formats:
+    def __init__(self, book: xlsxwriter.Workbook) -> None:
+        self.header = book.add_format({"bold": True, "bg_color": "#DCE6F1", "text_wrap": True, "valign": "top", "border": 1})
+        self.header_decision = book.add_format({"bold": True, "bg_color": "#FFE699", "text_wrap": True, "valign": "top", "border": 1})
+        self.decision = book.add_format({"bg_color": "#FFF2CC", "border": 1, "border_color": "#BFBFBF"})
+        self.text = book.add_format({})
+        self.quoted = book.add_format({"quote_prefix": True})
+        self.date = book.add_format({"num_format": "yyyy-mm-dd"})
+        self.number = book.add_format({"num_format": "0.000"})
+        self.probability = book.add_format({"num_format": "0.0000"})
+        self.title = book.add_format({"bold": True, "font_size": 14})
+        self.bold = book.add_format({"bold": True})
+        self.wrap = book.add_format({"text_wrap": True, "valign": "top"})
+        self.ok = book.add_format({"bold": True, "font_color": "#1F7A3D"})
+        self.bad = book.add_format({"bold": True, "font_color": "#B42318"})
+
+
+def write_text(sheet, row: int, col: int, value: object, formats: Formats, exact: bool = False) -> None:
+    """A text cell that Excel can never evaluate (see the module docstring)."""
+    if value is None:
+        return
+    text = str(value)
+    if text.startswith(RISKY_PREFIXES):
+        sheet.write_string(row, col, text if exact else "'" + text, formats.quoted)
+    else:
+        sheet.write_string(row, col, text, formats.text)
+
+
+def write_cell(sheet, row: int, col: int, column: Column, value: object, formats: Formats) -> None:
+    if value is None:
+        return
+    if column.kind == "date" and isinstance(value, (dt.date, dt.datetime)):
+        sheet.write_datetime(row, col, value, formats.date)
+    elif column.kind in ("number", "probability") and isinstance(value, (int, float)):
+        sheet.write_number(row, col, value, formats.number if column.kind == "number" else formats.probability)
+    else:
+        write_text(sheet, row, col, value, formats, exact=column.kind == "key")
+
+
+def decision_message(group: str) -> str:
+    """The drop-down's input message (Excel allows 255 characters)."""
+    meaning = MEANINGS[group]
+    text = " ".join(f"{d}: {meaning[d]}" for d in DECISIONS)
+    return text if len(text) <= 255 else text[:252] + "..."
+
+
+def write_case_sheet(book: xlsxwriter.Workbook, name: str, group: str, rows: pl.DataFrame, formats: Formats) -> int:
+    sheet = book.add_worksheet(name)
+    columns = SHEET_COLUMNS[group]
+    for col, column in enumerate(columns):
+        sheet.set_column(col, col, column.width, formats.decision if column.kind == "decision" else None)
+        sheet.write_string(0, col, column.header, formats.header_decision if column.kind == "decision" else formats.header)
+    sheet.set_row(0, 30)
+    sources = [(col, column, rows.columns.index(column.source)) for col, column in enumerate(columns) if column.source]
+    for r, values in enumerate(rows.iter_rows(), start=1):
+        for col, column, index in sources:
+            write_cell(sheet, r, col, column, values[index], formats)
+    last = max(rows.height, 1)
+    decision_col = next(i for i, c in enumerate(columns) if c.header == "keputusan")
+    sheet.data_validation(1, decision_col, last, decision_col, {
+        "validate": "list",
+        "source": list(DECISIONS),
+        "input_title": "Keputusan pemeriksa",
+        "input_message": decision_message(group),
+        "error_title": "Keputusan tidak dikenal",
+        "error_message": "Pilih salah satu: " + ", ".join(DECISIONS) + ".",
+        "error_type": "stop",
+    })
+    sheet.freeze_panes(1, 0)
+    sheet.autofilter(0, 0, last, len(columns) - 1)
+    # NIK, KK and codes are text on purpose; hide Excel's "number stored as text" marks.
+    sheet.ignore_errors({"number_stored_as_text": f"A1:XFD{last + 1}"})
+    return rows.height
+
+
+def reconciliation_facts(work_dir: Path) -> dict:
+    summary_path = work_dir / "summary.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        return {"as_of": summary.get("as_of"), **summary.get("reconciliation", {})}
+    counts = {key: (pl.scan_parquet(work_dir / name).select(pl.len()).collect().item() if (work_dir / name).is_file() else 0)
+              for key, name in (("verified", "verified_recipients.parquet"), ("review", "review.parquet"), ("excluded", "excluded.parquet"))}
+    quarantine = scan(work_dir, "quarantine.parquet")
+    counts["quarantined"] = quarantine.filter(pl.col("source") == "dtks").select(pl.len()).collect().item() if quarantine is not None else 0
+    total = sum(counts.values())
+    return {"as_of": None, "rows_in": None, **counts, "sum": total, "balanced": None}
+
+
+def write_summary_sheet(book: xlsxwriter.Workbook, work_dir: Path, counts: pl.DataFrame, sheets: dict[str, int],
+                        canonical_rows: int, full_nik: bool, formats: Formats) -> None:
+    sheet = book.add_worksheet("Ringkasan")
+    sheet.set_column(0, 0, 24)
+    sheet.set_column(1, 1, 60)
+    sheet.set_column(2, 7, 16)
+    facts = reconciliation_facts(work_dir)
+    row = 0
+
+    def line(*cells, fmt=None):
+        nonlocal row
+        for col, value in enumerate(cells):
+            if value is None:
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                sheet.write_number(row, col, value, fmt)
+            elif fmt is not None:
+                sheet.write_string(row, col, str(value), fmt)
+            else:
+                write_text(sheet, row, col, value, formats)
+        row += 1
+
+    line("Lembar kerja pemeriksaan verval DTKS", fmt=formats.title)
+    line("Putaran per", facts.get("as_of") or "-")
+    line("NIK", "LENGKAP (full_nik): simpan dan bagikan sesuai UU 27/2022" if full_nik else "disamarkan (4 digit awal + 4 digit akhir)")
+    row += 1
+    line("Rekonsiliasi", fmt=formats.bold)
+    for label, key in (("Baris masuk", "rows_in"), ("Terverifikasi", "verified"), ("Perlu diperiksa", "review"),
+                       ("Dikeluarkan", "excluded"), ("Karantina", "quarantined"), ("Jumlah", "sum")):
+        line(label, facts.get(key))
+    balanced = facts.get("balanced")
+    sheet.write_string(row, 0, "Status")
+    sheet.write_string(row, 1, "SEIMBANG" if balanced else "TIDAK SEIMBANG" if balanced is False else "tidak diketahui (summary.json tidak ada)",
+                       formats.ok if balanced else formats.bad)
+    row += 2
+
+    line("Cara mengisi", fmt=formats.bold)
+    for text in (
+        "Isi kolom keputusan (pilih dari daftar: SETUJU, TOLAK, PERLU_CEK_LAPANGAN), catatan, dan pemeriksa (nama/NIP pemeriksa).",
+        "Jangan mengubah kolom id_dtks, kode_anomali, id_terkait: keputusan dicocokkan kembali dengan kunci ini. "
+        "Untuk duplikat, pasangan yang diputuskan adalah id_dtks + id_terkait (baris utama yang dipertahankan).",
+        f"Baris utama klaster duplikat ({canonical_rows} baris) tidak dicantumkan: baris itu yang dipertahankan.",
+        "Teks yang diawali =, +, -, @, tab atau CR ditulis sebagai teks dengan tanda petik (') di depan "
+        "agar Excel tidak menjalankannya sebagai rumus.",
+    ):
+        sheet.write_string(row, 1, text, formats.wrap)
+        row += 1
+    row += 1
+
+    line("Arti keputusan per lembar", fmt=formats.bold)
+    line("Lembar", "Kode", *DECISIONS, fmt=formats.header)
+    for group, meaning in MEANINGS.items():
+        codes = GROUPS.get(group, ("kode lain",))
+        if group == OTHER_GROUP and OTHER_GROUP not in sheets:
+            continue
+        sheet.write_string(row, 0, group)
+        sheet.write_string(row, 1, ", ".join(codes), formats.wrap)
+        for col, decision in enumerate(DECISIONS, start=2):
+            sheet.write_string(row, col, meaning[decision], formats.wrap)
+        row += 1
+    row += 1
+
+    line("Jumlah anomali per kode", fmt=formats.bold)
+    line("Kode", "Arti", "Tingkat", "Dikeluarkan", "Perlu diperiksa", "Peringatan", "Jumlah", "Lembar", fmt=formats.header)
+    by_code = {r["anomaly_code"]: r for r in counts.to_dicts()}
+    for code, rule in anomaly_rules().items():
+        found = by_code.get(code, {})
+        values = [int(found.get(a) or 0) for a in ACTIONS]
+        line(code, rule.label_id, SEVERITY_LABELS.get(rule.severity, rule.severity), *values, sum(values), group_of(code))
+    row += 1
+    line("Lembar", "Baris", fmt=formats.header)
+    for name, n in sheets.items():
+        line(name, n)
+
+
+def split_names(group: str, height: int, max_rows: int) -> list[tuple[str, int, int]]:
+    """(sheet name, first row, row count): a group larger than max_rows continues on
+    "Duplikat (2)", "Duplikat (3)", ..."""
+    if height <= max_rows:
+        return [(group, 0, height)]
+    parts = []
+    for i, start in enumerate(range(0, height, max_rows), start=1):
+        parts.append((group if i == 1 else f"{group} ({i})", start, min(max_rows, height - start)))
+    return parts
+
+
+def write_workbook(work_dir: Path, path: Path, full_nik: bool = False, max_rows_per_sheet: int = 1_000_000) -> dict:
+    """Write the reviewers' workbook for the round in work_dir to path. NIKs (and KK
+    numbers) are masked unless full_nik=True. Returns the sheets and their row counts."""
+    work_dir, path = Path(work_dir), Path(path)
+    max_rows = max(1, min(max_rows_per_sheet, EXCEL_MAX_ROWS - 1))
+    cases = case_frame(work_dir, full_nik).cache()
+    counts = (
+        load_anomalies(work_dir).group_by("anomaly_code", "action").len()
+        .collect().pivot(on="action", index="anomaly_code", values="len")
+    )
+    present = set(load_anomalies(work_dir).select("anomaly_code").unique().collect()["anomaly_code"].to_list())
+    groups = list(GROUPS) + ([OTHER_GROUP] if present - {c for cs in GROUPS.values() for c in cs} else [])
+    canonical_rows = (
+        load_anomalies(work_dir).filter((pl.col("anomaly_code") == "DUPLICATE_PERSON") & pl.col("related_id").is_null())
+        .select(pl.len()).collect().item()
+    )
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book = xlsxwriter.Workbook(str(path), {
+        "constant_memory": True,       # rows are streamed to disk: flat memory at a million rows
+        "strings_to_formulas": False,  # never turn "=..." into a formula
+        "strings_to_urls": False,
+        "strings_to_numbers": False,   # NIK and codes stay text
+    })
+    formats = Formats(book)
+    frames = {group: sheet_rows(cases, group, full_nik) for group in groups}
+    sheets = {name: rows for group, frame in frames.items() for name, _, rows in split_names(group, frame.height, max_rows)}
+    # The summary sheet comes first; constant_memory writes sheets in creation order.
+    write_summary_sheet(book, work_dir, counts, sheets, canonical_rows, full_nik, formats)
+    for group, frame in frames.items():
+        for name, start, rows in split_names(group, frame.height, max_rows):
+            write_case_sheet(book, name, group, frame.slice(start, rows), formats)
+    book.close()
+    os.chmod(path, 0o600)  # personal data (UU 27/2022): owner only, like the other outputs
+    return {
+        "path": str(path),
+        "full_nik": full_nik,
+        "sheets": sheets,
+        "keys": list(KEY_COLUMNS),
+        "decision_columns": list(DECISION_COLUMNS),
+        "decisions": list(DECISIONS),
+    }
