@@ -38,9 +38,16 @@ def _components(con: duckdb.DuckDBPyConnection, edges: str) -> None:
     con.execute("DROP TABLE _cc_next")
 
 
-def cluster_records(con: duckdb.DuckDBPyConnection, records: str, link_probability: float) -> None:
+DEFAULT_CANONICAL_ORDER = ["NOT r.nik_verified", "-r.completeness", "r.id_dtks"]
+
+
+def cluster_records(
+    con: duckdb.DuckDBPyConnection, records: str, link_probability: float, canonical_order: list[str] | None = None
+) -> None:
     """Create table clusters(rid, canonical_rid, match_probability, evidence) for every
-    record; a singleton is its own canonical row with null probability."""
+    record; a singleton is its own canonical row with null probability. The canonical
+    row is the first by `canonical_order` (SQL over r.*, smallest first)."""
+    order = ", ".join(canonical_order or DEFAULT_CANONICAL_ORDER)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _edges AS
             SELECT rid_l, rid_r, match_probability, evidence FROM scored_pairs
@@ -60,7 +67,7 @@ def cluster_records(con: duckdb.DuckDBPyConnection, records: str, link_probabili
         _components(con, "_open_edges")
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _canonical AS
-                SELECT comp, arg_min(c.rid, (NOT r.nik_verified, -r.completeness, r.id_dtks)) AS canonical_rid
+                SELECT comp, arg_min(c.rid, ({order}, c.rid)) AS canonical_rid
                 FROM _cc c JOIN {records} r USING (rid) GROUP BY comp"""
         )
         con.execute(

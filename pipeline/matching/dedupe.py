@@ -45,20 +45,23 @@ def mark_verified(records: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
     return records.with_columns(nik_verified=pl.col("id_dtks").is_in(verified["id_dtks"].implode()))
 
 
-def find_duplicates(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, model: dict) -> dict[str, pl.DataFrame]:
+def find_duplicates(
+    con: duckdb.DuckDBPyConnection, records: pl.DataFrame, model: dict, id_column: str = "id_dtks",
+    columns: list[str] | None = RECORD_COLUMNS,
+) -> dict:
     """Returns clusters (every record), pairs (scored, at or above half the link
     probability, for audit), blocking statistics and the model as used."""
-    con.register("_records_frame", records.select(RECORD_COLUMNS))
+    con.register("_records_frame", records.select(columns) if columns else records)
     con.execute("CREATE OR REPLACE TEMP TABLE records AS SELECT * FROM _records_frame")
     con.unregister("_records_frame")
     blocking_stats = candidate_pairs(con, model, "records")
     compare_pairs(con, model, "records")
     score_pairs(con, model, "records")
     thresholds = model["thresholds"]
-    cluster_records(con, "records", thresholds["link_probability"])
+    cluster_records(con, "records", thresholds["link_probability"], model.get("cluster", {}).get("canonical_order"))
     clusters = con.sql(
-        """
-        SELECT r.id_dtks, k.id_dtks AS canonical_id_dtks, 'K-' || k.id_dtks AS cluster_id,
+        f"""
+        SELECT r.{id_column} AS id_dtks, k.{id_column} AS canonical_id_dtks, 'K-' || k.{id_column} AS cluster_id,
                count(*) OVER (PARTITION BY c.canonical_rid) AS cluster_size,
                c.rid = c.canonical_rid AS is_canonical, c.match_probability, c.evidence
         FROM clusters c JOIN records r ON r.rid = c.rid JOIN records k ON k.rid = c.canonical_rid
@@ -71,7 +74,7 @@ def find_duplicates(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, model
     )
     pairs = con.sql(
         f"""
-        SELECT l.id_dtks AS id_dtks_l, r.id_dtks AS id_dtks_r, s.rule::SMALLINT AS rule,
+        SELECT l.{id_column} AS id_dtks_l, r.{id_column} AS id_dtks_r, s.rule::SMALLINT AS rule,
                s.match_weight, s.match_probability, s.evidence
         FROM scored_pairs s JOIN records l ON l.rid = s.rid_l JOIN records r ON r.rid = s.rid_r
         WHERE s.match_probability >= {thresholds['link_probability'] / 2!r}
