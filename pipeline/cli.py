@@ -83,6 +83,18 @@ def command_bench(args: argparse.Namespace) -> int:
     return run_benchmark(n=args.n, seed=args.seed, work=args.dir, fmt=args.format, through_prefect=args.prefect, score=args.score)
 
 
+def command_blocking(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from pipeline.matching.diagnostics import blocking_report_for_round
+    from pipeline.progress import console
+
+    report = blocking_report_for_round(Path(args.round), Path(args.truth), Path(args.model) if args.model else None)
+    with pl.Config(tbl_rows=50, float_precision=4, tbl_hide_dataframe_shape=True):
+        console.print(str(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="verval", description="Verifikasi dan validasi DTKS terhadap Dukcapil.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the scheduled deployment from prefect.yaml (needs `prefect server start`)")
     serve.add_argument("--deployment", default="verval-semesteran")
     serve.set_defaults(handler=command_serve)
+
+    blocking = commands.add_parser("blocking", help="per blocking rule: candidate pairs and share of true pairs reached")
+    blocking.add_argument("--round", required=True, help="output folder of a round (uses its staging/records.parquet)")
+    blocking.add_argument("--truth", required=True, help="folder with truth_rows.csv from `verval sample`")
+    blocking.add_argument("--model", help="matching model JSON (default: pipeline/rules/model.json)")
+    blocking.set_defaults(handler=command_blocking)
 
     bench = commands.add_parser("bench", help="generate N rows, run the round, print per-stage time and peak memory")
     bench.add_argument("--n", type=int, default=1_000_000)

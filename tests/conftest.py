@@ -65,3 +65,18 @@ def prefect_harness():
 
     with prefect_test_harness():
         yield
+
+
+@pytest.fixture(scope="session")
+def generated_round(tmp_path_factory):
+    """A 20,000-row generated registry run once through the round (no Prefect)."""
+    from pipeline.progress import StageClock
+    from pipeline.round import RoundContext, run_round
+    from pipeline.sample import generate_sample
+
+    base = tmp_path_factory.mktemp("generated")
+    generate_sample(20_000, 11, base / "data")
+    ctx = RoundContext(dtks=str(base / "data" / "dtks.csv"), dukcapil=str(base / "data" / "dukcapil.csv"),
+                       out=str(base / "out"), as_of="2026-11-21")
+    summary = run_round(ctx, StageClock(quiet=True))
+    return {"data": base / "data", "out": base / "out", "summary": summary}
