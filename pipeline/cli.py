@@ -38,7 +38,8 @@ def command_run(args: argparse.Namespace) -> int:
     if args.no_prefect:
         from pipeline.round import RoundContext, run_round
 
-        ctx = RoundContext(dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model)
+        ctx = RoundContext(dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model,
+                           decisions=args.decisions, decision_log=args.decision_log)
         if args.as_of:
             ctx.as_of = args.as_of
         clock = StageClock(quiet=args.quiet)
@@ -48,7 +49,8 @@ def command_run(args: argparse.Namespace) -> int:
         from pipeline.flows.verval import verval_round
 
         summary = verval_round(
-            dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model, as_of=args.as_of, quiet=args.quiet
+            dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model, as_of=args.as_of, quiet=args.quiet,
+            decisions=args.decisions, decision_log=args.decision_log,
         )
         timings = summary["stage_timings"]
     if not args.quiet:
@@ -105,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (default: reports/round-YYYYMMDD-HHMMSS)")
     run.add_argument("--model", help="matching model JSON (default: pipeline/rules/model.json)")
     run.add_argument("--as-of", help="date of the round, YYYY-MM-DD (default: today in Asia/Jakarta)")
+    run.add_argument("--decisions", help="filled anomalies.xlsx / CSV of the same columns, or a folder of them")
+    run.add_argument("--decision-log", default=str(PROJECT_DIR / "data" / "decisions" / "decisions.jsonl"),
+                     help="append-only log of reviewers' decisions, read by every round (default: data/decisions/decisions.jsonl)")
     run.add_argument("--no-prefect", action="store_true", help="run the stages directly, without a Prefect flow run")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.set_defaults(handler=command_run)

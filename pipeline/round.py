@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipeline import __version__, contract
+from pipeline import __version__, contract, decisions
 from pipeline.checks.expectations import validate_extract
 from pipeline.checks.nik import check_niks
 from pipeline.decide import reconcile, row_outcomes, sort_anomalies, split_outcomes
@@ -42,6 +42,8 @@ class RoundContext:
     out: str
     model_path: str | None = None
     link_model_path: str | None = None
+    decisions: str | None = None
+    decision_log: str | None = None
     as_of: str = field(default_factory=lambda: dt.datetime.now(JAKARTA).date().isoformat())
     duckdb_memory_limit: str = "3GB"
     threads: int = 2
@@ -96,6 +98,14 @@ def expectations(ctx: RoundContext, kind: str) -> dict:
     return validate_extract(pl.read_parquet(ctx.staging_dir / f"{kind}.parquet"), kind)
 
 
+def gather_decisions(ctx: RoundContext) -> dict:
+    found = decisions.gather(ctx.decisions, ctx.decision_log, recorded_at=ctx.started_at)
+    found["effective"].write_parquet(ctx.staging_dir / "decisions.parquet")
+    found["malformed"].write_parquet(ctx.path("decisions_rejected.parquet"))
+    return {"new_rows": found["new"], "appended_to_log": found["appended"], "effective": found["effective"].height,
+            "malformed": found["malformed"].height, "log": ctx.decision_log}
+
+
 def nik_checks(ctx: RoundContext) -> dict:
     dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet")
     facts, anomalies = check_niks(dtks)
@@ -137,9 +147,10 @@ def link_civil_registry(ctx: RoundContext) -> dict:
 def find_duplicates(ctx: RoundContext) -> dict:
     model = load_model(Path(ctx.model_path) if ctx.model_path else None)
     records = pl.read_parquet(ctx.staging_dir / "records.parquet")
+    cannot_link = decisions.cannot_link_pairs(pl.read_parquet(ctx.staging_dir / "decisions.parquet"))
     con = ctx.connect()
     try:
-        found = dedupe.find_duplicates(con, records, model)
+        found = dedupe.find_duplicates(con, records, model, cannot_link=cannot_link)
     finally:
         con.close()
     clusters = found["clusters"]
@@ -167,11 +178,21 @@ def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
             fuzzy,
         )
     )
+    anomalies, decision_status = decisions.apply_decisions(
+        anomalies, pl.read_parquet(ctx.staging_dir / "decisions.parquet"), dtks["id_dtks"]
+    )
+    repairs = anomalies.filter(pl.col("nik_repair").is_not_null()).select("id_dtks", "nik_repair").unique("id_dtks", keep="first")
+    anomalies = anomalies.drop("nik_repair")
+    decision_status.write_parquet(ctx.path("decisions_applied.parquet"))
     outcomes = row_outcomes(dtks, anomalies)
     quarantine = pl.concat(
         [pl.read_parquet(ctx.staging_dir / f"{kind}_quarantine.parquet") for kind in contract.EXTRACT_KINDS]
     )
     reconciliation = reconcile(ingest_results["dtks"]["rows_read"], outcomes, ingest_results["dtks"]["rows_quarantined"])
+    # A NIK repair confirmed by a reviewer is applied to the outputs; the original stays.
+    dtks = dtks.join(repairs, on="id_dtks", how="left").with_columns(
+        nik_asli=pl.col("nik"), nik=pl.coalesce("nik_repair", "nik")
+    ).drop("nik_repair")
     tables = split_outcomes(dtks, outcomes, pl.read_parquet(ctx.path("duplicate_clusters.parquet")))
     tables["verified"].write_parquet(ctx.path("verified_recipients.parquet"))
     tables["review"].write_parquet(ctx.path("review.parquet"))
@@ -184,6 +205,12 @@ def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
     )
     codes = {row["anomaly_code"]: {k: v for k, v in row.items() if k != "anomaly_code"} for row in by_code.to_dicts()}
     return {
+        "decisions": {
+            "applied": int(decision_status["status"].str.starts_with("applied").sum()),
+            "stale": int(decision_status["status"].str.starts_with("stale").sum()),
+            "nik_repairs": repairs.height,
+            "by_status": dict(decision_status.group_by("status").len().sort("status").iter_rows()),
+        },
         "reconciliation": reconciliation,
         "anomalies_by_code": {code: codes.get(code, {}) for code in contract.ANOMALY_CODES},
         "dukcapil_quarantined": ingest_results["dukcapil"]["rows_quarantined"],
@@ -270,12 +297,14 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
 
     try:
         step("prepare", prepare, ctx)
+        gathered = step("decisions", gather_decisions, ctx)
         ingested = {kind: step(f"ingest-{kind}", ingest, ctx, kind) for kind in contract.EXTRACT_KINDS}
         quality = {kind: step(f"expectations-{kind}", expectations, ctx, kind) for kind in contract.EXTRACT_KINDS}
         nik = step("nik-checks", nik_checks, ctx)
         linked = step("link-civil-registry", link_civil_registry, ctx)
         duplicates = step("find-duplicates", find_duplicates, ctx)
         decided = step("decide", decide, ctx, ingested)
+        decided["decisions"].update(gathered)
         summary = {
             "verval_version": __version__,
             "as_of": ctx.as_of,

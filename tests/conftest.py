@@ -50,6 +50,8 @@ def small_extracts(tmp_path: Path) -> dict[str, Path]:
         f"{suparman},,WAGIMAN,L,SOLO,1960-05-05,JL Q,3372011001,",
         f"{suparman},,SUPARMAN,L,BOGOR,1960-05-05,JL Z,3201011001,2024-03-01",
         f"{andi},,WAWAN SETIAWAN,L,BOGOR,1950-02-02,JL Z,3201011001,",
+        # JOKO's real NIK, which the Excel-damaged DTKS value no longer shows.
+        f"{make_nik('320101', '1970-07-01', False, 7)},,JOKO,L,BOGOR,1970-07-01,JL X,3201011001,",
     ]
     dtks_path = tmp_path / "dtks.csv"
     dukcapil_path = tmp_path / "dukcapil.csv"

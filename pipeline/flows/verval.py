@@ -27,8 +27,10 @@ def verval_round(
     model_path: str | None = None,
     as_of: str | None = None,
     quiet: bool = False,
+    decisions: str | None = None,
+    decision_log: str | None = None,
 ) -> dict:
-    ctx = RoundContext(dtks=dtks, dukcapil=dukcapil, out=out, model_path=model_path)
+    ctx = RoundContext(dtks=dtks, dukcapil=dukcapil, out=out, model_path=model_path, decisions=decisions, decision_log=decision_log)
     if as_of:
         ctx.as_of = as_of
     clock = StageClock(quiet=quiet)

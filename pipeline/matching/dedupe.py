@@ -47,7 +47,7 @@ def mark_verified(records: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
 
 def find_duplicates(
     con: duckdb.DuckDBPyConnection, records: pl.DataFrame, model: dict, id_column: str = "id_dtks",
-    columns: list[str] | None = RECORD_COLUMNS,
+    columns: list[str] | None = RECORD_COLUMNS, cannot_link: pl.DataFrame | None = None,
 ) -> dict:
     """Returns clusters (every record), pairs (scored, at or above half the link
     probability, for audit), blocking statistics and the model as used."""
@@ -58,7 +58,11 @@ def find_duplicates(
     compare_pairs(con, model, "records")
     score_pairs(con, model, "records")
     thresholds = model["thresholds"]
+    if cannot_link is not None and cannot_link.height:
+        _apply_cannot_link(con, cannot_link, id_column)
     cluster_records(con, "records", thresholds["link_probability"], model.get("cluster", {}).get("canonical_order"))
+    if cannot_link is not None and cannot_link.height:
+        _split_cannot_link(con, id_column)
     clusters = con.sql(
         f"""
         SELECT r.{id_column} AS id_dtks, k.{id_column} AS canonical_id_dtks, 'K-' || k.{id_column} AS cluster_id,
@@ -84,6 +88,42 @@ def find_duplicates(
     for table in ("candidate_pairs", "comparison_vectors", "scored_pairs", "clusters", "records"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return {"clusters": clusters, "pairs": pairs, "blocking": blocking_stats, "model": model}
+
+
+def _apply_cannot_link(con: duckdb.DuckDBPyConnection, cannot_link: pl.DataFrame, id_column: str) -> None:
+    """A reviewer said these are different people: their pair scores zero."""
+    con.register("_cannot_link_ids", cannot_link)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE cannot_link AS
+            SELECT least(a.rid, b.rid) AS rid_l, greatest(a.rid, b.rid) AS rid_r
+            FROM _cannot_link_ids c JOIN records a ON a.{id_column} = c.id_a JOIN records b ON b.{id_column} = c.id_b"""
+    )
+    con.unregister("_cannot_link_ids")
+    con.execute(
+        """UPDATE scored_pairs SET match_probability = 0,
+               evidence = evidence || '; keputusan pemeriksa: bukan orang yang sama'
+           WHERE (rid_l, rid_r) IN (SELECT (rid_l, rid_r) FROM cannot_link)"""
+    )
+
+
+def _split_cannot_link(con: duckdb.DuckDBPyConnection, id_column: str) -> None:
+    """Both rows may still reach one canonical row; then the one linked less strongly
+    (never the canonical row) leaves the cluster."""
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _leaving AS
+           SELECT CASE WHEN a.rid = a.canonical_rid THEN b.rid
+                       WHEN b.rid = b.canonical_rid THEN a.rid
+                       WHEN coalesce(a.match_probability, 0) < coalesce(b.match_probability, 0) THEN a.rid
+                       ELSE b.rid END AS rid
+           FROM cannot_link k JOIN clusters a ON a.rid = k.rid_l JOIN clusters b ON b.rid = k.rid_r
+           WHERE a.canonical_rid = b.canonical_rid"""
+    )
+    con.execute(
+        """UPDATE clusters SET canonical_rid = rid, match_probability = NULL, evidence = NULL
+           WHERE rid IN (SELECT rid FROM _leaving)"""
+    )
+    con.execute("DROP TABLE _leaving")
+    con.execute("DROP TABLE cannot_link")
 
 
 def duplicate_anomalies(clusters: pl.DataFrame, model: dict) -> pl.DataFrame:

@@ -1,0 +1,191 @@
+"""Reviewers' decisions: read filled workbooks (or CSV of the same columns), keep them in an
+append-only log, and carry them into every later round so nobody is asked twice.
+
+Keys are stable across extracts: id_dtks, anomaly code, and the related id (the other
+row for duplicates, the masked Dukcapil NIK otherwise). What a decision does:
+  DUPLICATE_PERSON  TOLAK  the pair is never merged again (cannot-link before clustering)
+                    SETUJU the duplicate row is excluded while it stays in the cluster
+  DECEASED          TOLAK  the person is alive: DECEASED no longer removes or holds the row
+                    SETUJU confirmed death: the row is excluded
+  NIK problems      SETUJU with a suggested NIK: the repair is applied when this round's
+                           suggestion is the one the reviewer confirmed
+  any code          TOLAK  the finding was wrong: it no longer holds the row (warn)
+  PERLU_CEK_LAPANGAN       logged, the row stays in review
+A decision that no longer matches anything (row gone, anomaly no longer raised) is
+reported as stale; a malformed one is reported with its file, sheet and row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import polars as pl
+
+from pipeline import contract
+from pipeline.errors import InputError
+from pipeline.report.mask import mask_nik
+
+DECISION_VALUES = ("SETUJU", "TOLAK", "PERLU_CEK_LAPANGAN")
+HEADER_ALIASES = {
+    "id_dtks": "id_dtks", "kode_anomali": "anomaly_code", "anomaly_code": "anomaly_code",
+    "id_terkait": "related_id", "related_id": "related_id",
+    "keputusan": "keputusan", "catatan": "catatan", "pemeriksa": "pemeriksa",
+}
+LOG_COLUMNS = ["id_dtks", "anomaly_code", "related_key", "keputusan", "catatan", "pemeriksa", "source_file",
+               "source_sha256", "sheet", "row", "recorded_at"]
+NIK_REPAIR_CODES = ("NIK_INVALID_FORMAT", "NIK_INVALID_REGION", "NIK_INVALID_DATE", "NIK_NOT_FOUND", "IDENTITY_MISMATCH")
+EMPTY_LOG = pl.DataFrame(schema={c: (pl.Int64 if c == "row" else pl.String) for c in LOG_COLUMNS})
+
+
+def related_key(related: pl.Expr) -> pl.Expr:
+    """Related ids as stored: a 16-digit NIK is masked; another id_dtks is kept."""
+    text = related.cast(pl.String).str.strip_chars()
+    return pl.when(text.str.contains(r"^[0-9]{16}$")).then(mask_nik(text)).otherwise(text).fill_null("")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _frames_of(path: Path) -> list[tuple[str, pl.DataFrame, int]]:
+    """(sheet, rows as text, line of the first data row) for each decision table in a file."""
+    if path.suffix.lower() == ".csv":
+        return [("", pl.read_csv(path, infer_schema=False), 2)]
+    sheets = pl.read_excel(path, sheet_id=0, engine="calamine", infer_schema_length=0)
+    return [(name, frame, 2) for name, frame in sheets.items() if "keputusan" in frame.columns]
+
+
+def read_decision_files(source: Path, recorded_at: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Decisions filled in (rows with a keputusan) and the malformed ones, from one file
+    or every .xlsx/.csv in a folder."""
+    source = Path(source)
+    if not source.exists():
+        raise InputError(f"--decisions {source}: not found")
+    files = sorted(p for p in source.iterdir() if p.suffix.lower() in (".xlsx", ".csv")) if source.is_dir() else [source]
+    good, bad = [], []
+    for path in files:
+        digest = _sha256(path)
+        for sheet, frame, first_line in _frames_of(path):
+            frame = frame.rename({c: HEADER_ALIASES[c.strip().lower()] for c in frame.columns if c.strip().lower() in HEADER_ALIASES})
+            missing = [c for c in ("id_dtks", "anomaly_code", "keputusan") if c not in frame.columns]
+            if missing:
+                bad.append(pl.DataFrame({"source_file": [path.name], "sheet": [sheet], "row": [None],
+                                         "reason": [f"kolom tidak ada: {', '.join(missing)}"]}, schema_overrides={"row": pl.Int64}))
+                continue
+            for column in ("related_id", "catatan", "pemeriksa"):
+                if column not in frame.columns:
+                    frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+            frame = frame.with_row_index("row", offset=first_line).with_columns(
+                pl.col("row").cast(pl.Int64),
+                keputusan=pl.col("keputusan").str.strip_chars().str.to_uppercase(),
+                id_dtks=pl.col("id_dtks").str.strip_chars(),
+                anomaly_code=pl.col("anomaly_code").str.strip_chars().str.to_uppercase(),
+            ).filter(pl.col("keputusan").is_not_null() & (pl.col("keputusan") != ""))
+            reason = (
+                pl.when(~pl.col("keputusan").is_in(DECISION_VALUES)).then(pl.format("keputusan '{}' bukan SETUJU/TOLAK/PERLU_CEK_LAPANGAN", pl.col("keputusan")))
+                .when(pl.col("id_dtks").is_null() | (pl.col("id_dtks") == "")).then(pl.lit("id_dtks kosong"))
+                .when(~pl.col("anomaly_code").is_in(contract.ANOMALY_CODES)).then(pl.format("kode_anomali '{}' tidak dikenal", pl.col("anomaly_code")))
+                .otherwise(None)
+            )
+            frame = frame.with_columns(reason=reason, source_file=pl.lit(path.name), sheet=pl.lit(sheet))
+            bad.append(frame.filter(pl.col("reason").is_not_null()).select("source_file", "sheet", "row", "reason"))
+            good.append(
+                frame.filter(pl.col("reason").is_null()).select(
+                    "id_dtks", "anomaly_code", related_key=related_key(pl.col("related_id")), keputusan=pl.col("keputusan"),
+                    catatan=pl.col("catatan"), pemeriksa=pl.col("pemeriksa"), source_file=pl.lit(path.name),
+                    source_sha256=pl.lit(digest), sheet=pl.lit(sheet), row=pl.col("row"), recorded_at=pl.lit(recorded_at),
+                )
+            )
+    decisions = pl.concat(good, how="vertical_relaxed") if good else EMPTY_LOG
+    malformed = pl.concat(bad) if bad else pl.DataFrame(schema={"source_file": pl.String, "sheet": pl.String, "row": pl.Int64, "reason": pl.String})
+    return decisions.select(LOG_COLUMNS).cast({c: EMPTY_LOG.schema[c] for c in LOG_COLUMNS}), malformed
+
+
+def read_log(log_path: Path | None) -> pl.DataFrame:
+    if not log_path or not Path(log_path).exists():
+        return EMPTY_LOG
+    lines = [json.loads(line) for line in Path(log_path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return pl.DataFrame(lines, schema=EMPTY_LOG.schema) if lines else EMPTY_LOG
+
+
+def append_to_log(log_path: Path, decisions: pl.DataFrame) -> int:
+    """Append decisions not logged before (same file content and row); returns how many."""
+    known = read_log(log_path).select("source_sha256", "sheet", "row")
+    new = decisions.join(known, on=["source_sha256", "sheet", "row"], how="anti")
+    if new.height:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", encoding="utf-8") as handle:
+            for record in new.to_dicts():
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return new.height
+
+
+def effective_decisions(log: pl.DataFrame) -> pl.DataFrame:
+    """The latest decision per key (id_dtks, anomaly_code, related_key)."""
+    return (
+        log.sort("recorded_at", "source_file", "sheet", "row")
+        .unique(["id_dtks", "anomaly_code", "related_key"], keep="last", maintain_order=True)
+        .sort("id_dtks", "anomaly_code", "related_key")
+    )
+
+
+def gather(decisions_source: str | None, log_path: str | None, recorded_at: str | None = None) -> dict:
+    """Stage: read new decision files into the log, return the effective decisions and the
+    malformed rows."""
+    recorded_at = recorded_at or dt.datetime.now(dt.timezone(dt.timedelta(hours=7))).isoformat(timespec="seconds")
+    new = EMPTY_LOG
+    malformed = pl.DataFrame(schema={"source_file": pl.String, "sheet": pl.String, "row": pl.Int64, "reason": pl.String})
+    if decisions_source:
+        new, malformed = read_decision_files(Path(decisions_source), recorded_at)
+    appended = 0
+    if log_path:
+        appended = append_to_log(Path(log_path), new)
+        log = read_log(Path(log_path))
+    else:
+        log = new
+    return {"effective": effective_decisions(log), "malformed": malformed, "new": new.height, "appended": appended}
+
+
+def cannot_link_pairs(decisions: pl.DataFrame) -> pl.DataFrame:
+    """(id_a, id_b) pairs a reviewer judged to be different people."""
+    pairs = decisions.filter((pl.col("anomaly_code") == "DUPLICATE_PERSON") & (pl.col("keputusan") == "TOLAK") & (pl.col("related_key") != ""))
+    return pairs.select(id_a=pl.min_horizontal("id_dtks", "related_key"), id_b=pl.max_horizontal("id_dtks", "related_key")).unique()
+
+
+def apply_decisions(anomalies: pl.DataFrame, decisions: pl.DataFrame, dtks_ids: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Anomalies with reviewers' decisions applied, and every decision with its status
+    (applied | stale: row gone | stale: anomaly not raised)."""
+    keyed = anomalies.with_columns(related_key=related_key(pl.col("related_id")))
+    # DUPLICATE_PERSON TOLAK works through cannot-link in clustering; here it is applied
+    # when the pair is no longer clustered.
+    joined = keyed.join(
+        decisions.select("id_dtks", "anomaly_code", "related_key", "keputusan", "pemeriksa", "recorded_at"),
+        on=["id_dtks", "anomaly_code", "related_key"], how="left",
+    )
+    who = pl.format(" [keputusan {} oleh {} pada {}]", pl.col("keputusan"), pl.col("pemeriksa").fill_null("?"), pl.col("recorded_at").str.slice(0, 10))
+    decided = pl.col("keputusan").is_not_null()
+    repair = decided & (pl.col("keputusan") == "SETUJU") & pl.col("anomaly_code").is_in(NIK_REPAIR_CODES) & (pl.col("related_key") != "")
+    action = (
+        pl.when(~decided).then(pl.col("action"))
+        .when(pl.col("keputusan") == "TOLAK").then(pl.lit("warn"))
+        .when(repair).then(pl.lit("warn"))
+        .when((pl.col("keputusan") == "SETUJU") & pl.col("anomaly_code").is_in(["DECEASED", "DUPLICATE_PERSON"]) & (pl.col("action") != "warn")).then(pl.lit("exclude"))
+        .otherwise(pl.col("action"))
+    )
+    applied = joined.with_columns(
+        action=action,
+        detail=pl.when(decided).then(pl.col("detail") + who).otherwise(pl.col("detail")),
+        nik_repair=pl.when(repair).then(pl.col("related_id")),
+    )
+    status = decisions.join(
+        keyed.select("id_dtks", "anomaly_code", "related_key", matched=pl.lit(True)), on=["id_dtks", "anomaly_code", "related_key"], how="left"
+    ).with_columns(
+        status=pl.when(pl.col("matched")).then(pl.lit("applied"))
+        .when(~pl.col("id_dtks").is_in(dtks_ids.implode())).then(pl.lit("stale: baris tidak ada lagi di ekstrak"))
+        .when((pl.col("anomaly_code") == "DUPLICATE_PERSON") & (pl.col("keputusan") == "TOLAK")).then(pl.lit("applied: pasangan tidak digabung"))
+        .otherwise(pl.lit("stale: anomali tidak muncul lagi"))
+    ).drop("matched")
+    return applied.drop("related_key", "keputusan", "pemeriksa", "recorded_at"), status

@@ -1,0 +1,104 @@
+"""Reviewers' decisions carried into the next round: never merged again, alive overrides
+a death, a confirmed NIK repair applied, malformed and stale decisions reported, and the
+append-only log carrying decisions into rounds that are not given the file again."""
+
+import json
+
+import polars as pl
+import pytest
+
+from pipeline.progress import StageClock
+from pipeline.round import RoundContext, run_round
+
+JOKO_NIK = "320101" + "010770" + "0007"
+
+
+def run(extracts, out, **kwargs):
+    ctx = RoundContext(dtks=str(extracts["dtks"]), dukcapil=str(extracts["dukcapil"]), out=str(out),
+                       as_of="2026-11-21", **kwargs)
+    return run_round(ctx, StageClock(quiet=True))
+
+
+def anomaly(out, id_dtks, code):
+    frame = pl.read_parquet(out / "anomalies.parquet").filter((pl.col("id_dtks") == id_dtks) & (pl.col("anomaly_code") == code))
+    return frame.row(0, named=True) if frame.height else None
+
+
+def outcome(out, id_dtks):
+    for name in ("verified_recipients", "review", "excluded"):
+        if id_dtks in pl.read_parquet(out / f"{name}.parquet")["id_dtks"].to_list():
+            return name
+    return None
+
+
+@pytest.fixture
+def first_round(small_extracts):
+    out = small_extracts["dir"] / "round1"
+    run(small_extracts, out)
+    return out
+
+
+def write_decisions(path, rows):
+    header = "id_dtks,kode_anomali,id_terkait,keputusan,catatan,pemeriksa"
+    path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_first_round_raises_what_the_reviewers_decide_on(first_round):
+    assert anomaly(first_round, "D002", "DUPLICATE_PERSON")["action"] == "exclude"
+    assert anomaly(first_round, "D006", "DECEASED")["action"] == "exclude"
+    nik = anomaly(first_round, "D004", "NIK_INVALID_FORMAT")
+    assert nik["related_id"] == JOKO_NIK and "NIK usulan" in nik["detail"]
+
+
+def test_decisions_are_applied_logged_and_carried_forward(small_extracts, first_round):
+    log = small_extracts["dir"] / "decisions.jsonl"
+    masked = JOKO_NIK[:4] + "*" * 8 + JOKO_NIK[-4:]
+    decisions = write_decisions(small_extracts["dir"] / "keputusan.csv", [
+        "D002,DUPLICATE_PERSON,D001,TOLAK,beda orang (ibu dan anak),Rina",
+        f"D006,DECEASED,{'320101' + '050560' + '0001'},TOLAK,masih hidup; dicek ke desa,Rina",
+        f"D004,NIK_INVALID_FORMAT,{masked},SETUJU,NIK sesuai KTP,Budi",
+        "D999,DECEASED,,SETUJU,baris sudah dihapus,Budi",
+        "D003,RELOCATED,,MUNGKIN,,Budi",
+    ])
+    out = small_extracts["dir"] / "round2"
+    summary = run(small_extracts, out, decisions=str(decisions), decision_log=str(log))
+
+    clusters = pl.read_parquet(out / "duplicate_clusters.parquet")
+    ids = dict(zip(clusters["id_dtks"], clusters["cluster_id"]))
+    assert ids["D001"] != ids["D002"]  # never merged again
+    assert anomaly(out, "D002", "NIK_SHARED") is not None  # two people, one NIK
+    assert anomaly(out, "D006", "DECEASED")["action"] == "warn"
+    assert "TOLAK oleh Rina" in anomaly(out, "D006", "DECEASED")["detail"]
+    assert outcome(out, "D006") == "verified_recipients"
+    repaired = pl.read_parquet(out / "verified_recipients.parquet").filter(pl.col("id_dtks") == "D004").row(0, named=True)
+    assert repaired["nik"] == JOKO_NIK and repaired["nik_asli"] == "3.20101E+15"
+
+    rejected = pl.read_parquet(out / "decisions_rejected.parquet")
+    assert rejected.height == 1 and rejected["row"].to_list() == [6] and "MUNGKIN" in rejected["reason"][0]
+    status = pl.read_parquet(out / "decisions_applied.parquet")
+    assert status.filter(pl.col("id_dtks") == "D999")["status"].item().startswith("stale")
+    assert summary["decisions"]["applied"] == 3 and summary["decisions"]["stale"] == 1
+    assert summary["decisions"]["nik_repairs"] == 1
+
+    logged = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(logged) == 4 and {r["pemeriksa"] for r in logged} == {"Rina", "Budi"}
+    assert all(r["source_file"] == "keputusan.csv" and r["recorded_at"] for r in logged)
+    assert not any(JOKO_NIK in line for line in log.read_text().splitlines())  # masked keys only
+
+    # Next round, no decision file given: the log carries the decisions; nothing re-logged.
+    again = small_extracts["dir"] / "round3"
+    run(small_extracts, again, decision_log=str(log))
+    assert anomaly(again, "D006", "DECEASED")["action"] == "warn"
+    assert pl.read_parquet(again / "duplicate_clusters.parquet").filter(pl.col("id_dtks").is_in(["D001", "D002"]))["cluster_id"].n_unique() == 2
+    run(small_extracts, small_extracts["dir"] / "round4", decisions=str(decisions), decision_log=str(log))
+    assert len(log.read_text().splitlines()) == 4  # append-only, idempotent
+
+
+def test_decision_file_missing_a_key_column_is_reported(small_extracts, first_round):
+    decisions = small_extracts["dir"] / "bad.csv"
+    decisions.write_text("id_dtks,keputusan\nD001,SETUJU\n")
+    out = small_extracts["dir"] / "round-bad"
+    run(small_extracts, out, decisions=str(decisions))
+    rejected = pl.read_parquet(out / "decisions_rejected.parquet")
+    assert "kode_anomali" in rejected["reason"][0] or "anomaly_code" in rejected["reason"][0]
