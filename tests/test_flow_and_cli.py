@@ -11,7 +11,7 @@ from pipeline.cli import main
 from pipeline.paths import PROJECT_DIR
 
 
-def test_flow_runs_the_round_as_tasks(prefect_harness, small_extracts):
+def test_flow_runs_the_round_as_tasks(prefect_harness, small_extracts, capsys, caplog):
     from prefect.client.orchestration import get_client
 
     from pipeline.flows.verval import verval_round
@@ -35,6 +35,25 @@ def test_flow_runs_the_round_as_tasks(prefect_harness, small_extracts):
 
     names = asyncio.run(task_names())
     assert {"ingest-dtks", "nik-checks", "link-civil-registry", "find-duplicates", "decide", "publish"} <= names
+
+    async def artifacts():
+        async with get_client() as client:
+            return await client.read_artifacts()
+
+    published = {a.key: a for a in asyncio.run(artifacts())}
+    assert "Rekonsiliasi (seimbang)" in published["verval-ringkasan"].data
+    table = json.loads(published["verval-anomali"].data)
+    assert {row["kode"] for row in table} >= {"DECEASED", "DUPLICATE_PERSON"}
+
+    # Personal data: no full NIK and no name in the logs or the artifacts of the run.
+    captured = capsys.readouterr()
+    text = captured.out + captured.err + caplog.text + published["verval-ringkasan"].data + published["verval-anomali"].data
+    dtks = pl.read_csv(small_extracts["dtks"], infer_schema=False)
+    for nik in dtks["nik"].drop_nulls().to_list():
+        if len(nik) == 16 and nik.isdigit():
+            assert nik not in text
+    for name in dtks["nama"].drop_nulls().to_list():
+        assert name not in text and name.upper() not in text
 
 
 def test_cli_run_without_prefect(small_extracts, capsys):

@@ -10,6 +10,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+from pipeline.flows.artifacts import publish_artifacts  # noqa: E402
 from pipeline.progress import StageClock  # noqa: E402
 from pipeline.round import RoundContext, run_round  # noqa: E402
 
@@ -36,4 +37,5 @@ def verval_round(
     clock = StageClock(quiet=quiet)
     summary = run_round(ctx, clock, run=run_as_task)
     summary["stage_timings"] = clock.timings
+    publish_artifacts(summary)
     return summary

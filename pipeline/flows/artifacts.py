@@ -1,0 +1,48 @@
+"""What an analyst sees of each round in the Prefect UI: a markdown summary and a table
+of counts per anomaly code. Aggregates only: no NIK, name or birth date (UU 27/2022)."""
+
+from __future__ import annotations
+
+from pipeline.contract import anomaly_rules
+
+
+def summary_markdown(summary: dict) -> str:
+    rec = summary["reconciliation"]
+    status = "seimbang" if rec["balanced"] else "TIDAK SEIMBANG"
+    lines = [
+        f"# Putaran verval {summary.get('as_of', '')}",
+        "",
+        f"**Rekonsiliasi ({status})**: masuk {rec['rows_in']:,} = terverifikasi {rec['verified']:,} + "
+        f"perlu diperiksa {rec['review']:,} + dikeluarkan {rec['excluded']:,} + karantina {rec['quarantined']:,}",
+        "",
+        "| kode | arti | dikeluarkan | diperiksa | peringatan |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    rules = anomaly_rules()
+    for code, counts in summary["anomalies_by_code"].items():
+        lines.append(
+            f"| {code} | {rules[code].label_id} | {counts.get('exclude', 0):,} | {counts.get('review', 0):,} | {counts.get('warn', 0):,} |"
+        )
+    decisions = summary.get("decisions", {})
+    if decisions:
+        lines += ["", f"Keputusan pemeriksa diterapkan: {decisions.get('applied', 0):,}; usang: {decisions.get('stale', 0):,}; "
+                      f"ditolak (format salah): {decisions.get('malformed', 0):,}."]
+    if summary.get("output_dir"):
+        lines += ["", f"Keluaran: `{summary['output_dir']}`"]
+    return "\n".join(lines)
+
+
+def counts_table(summary: dict) -> list[dict]:
+    rules = anomaly_rules()
+    return [
+        {"kode": code, "tingkat": rules[code].severity, "dikeluarkan": c.get("exclude", 0),
+         "diperiksa": c.get("review", 0), "peringatan": c.get("warn", 0)}
+        for code, c in summary["anomalies_by_code"].items()
+    ]
+
+
+def publish_artifacts(summary: dict) -> None:
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    create_markdown_artifact(summary_markdown(summary), key="verval-ringkasan", description="Ringkasan putaran verval")
+    create_table_artifact(counts_table(summary), key="verval-anomali", description="Jumlah baris per kode anomali")
