@@ -54,4 +54,5 @@ def run_benchmark(n: int, seed: int, work: str | None, fmt: str, through_prefect
         console.print(f"quarantine: {result['quarantine']}")
         console.print(f"DECEASED per person (exact and fuzzy links): {result['deceased_per_person']}")
         console.print(f"fuzzy links to Dukcapil: {result['fuzzy_links']}")
+        console.print(f"hard negatives: {result['hard_negatives']}")
     return 0

@@ -33,6 +33,11 @@ OUTPUT_FILES = {
     "manifest.json": "input/output SHA-256, package versions, parameters",
     "model.json": "the matching model (comparisons, weights, thresholds) used by the run",
     "report.html": "the reviewers' report",
+    "anomalies.xlsx": "the reviewers' workbook: one sheet per anomaly group, keputusan/catatan/pemeriksa to fill in",
+    "history.json": "counts per anomaly code of this and earlier rounds at the same --out",
+    "decisions_applied.parquet": "every effective reviewer decision and whether it applied or is stale",
+    "decisions_rejected.parquet": "malformed decision rows: file, sheet, row, reason",
+    "link_model.json": "the civil-registry fuzzy-link model used by the run",
 }
 
 

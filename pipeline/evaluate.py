@@ -76,6 +76,37 @@ def fuzzy_link_scores(links: pl.DataFrame, truth_rows: pl.DataFrame) -> dict:
     return {"links": fuzzy.height, "correct": correct, "precision": correct / fuzzy.height if fuzzy.height else None}
 
 
+HARD_NEGATIVE_SCENARIOS = ("twin", "father_son_same_name")
+
+
+def hard_negative_scores(clusters: pl.DataFrame, truth_rows: pl.DataFrame, dtks: pl.DataFrame) -> dict:
+    """Pairs of different people in one household who look alike (twins; father and son
+    with one name), and how many of them ended up in one cluster."""
+    rows = truth_rows.filter(pl.col("scenario").is_in(HARD_NEGATIVE_SCENARIOS)).join(
+        dtks.select("id_dtks", "no_kk"), on="id_dtks"
+    )
+    pairs = rows.join(rows, on="no_kk", suffix="_r").filter(
+        (pl.col("id_dtks") < pl.col("id_dtks_r")) & (pl.col("person_id") != pl.col("person_id_r"))
+    )
+    cluster = clusters.select("id_dtks", "cluster_id")
+    merged = (
+        pairs.join(cluster, on="id_dtks")
+        .join(cluster.rename({"id_dtks": "id_dtks_r", "cluster_id": "cluster_r"}), on="id_dtks_r")
+        .filter(pl.col("cluster_id") == pl.col("cluster_r"))
+    )
+    # Unrelated people with a very common name: rows in a cluster holding several people.
+    people = clusters.select("id_dtks", "cluster_id").join(truth_rows.select("id_dtks", "person_id", "scenario"), on="id_dtks")
+    mixed = people.group_by("cluster_id").agg(pl.col("person_id").n_unique().alias("people")).filter(pl.col("people") > 1)
+    common = people.filter(pl.col("scenario") == "common_name")
+    return {
+        "household_pairs": pairs.height,
+        "household_pairs_merged": merged.height,
+        "household_merged_rate": merged.height / pairs.height if pairs.height else None,
+        "common_name_rows": common.height,
+        "common_name_rows_merged_with_another_person": common.join(mixed, on="cluster_id", how="semi").height,
+    }
+
+
 def evaluate_round(out_dir: Path, truth_dir: Path) -> dict:
     out_dir, truth_dir = Path(out_dir), Path(truth_dir)
     truth_rows = _read_truth(truth_dir, "truth_rows")
@@ -91,6 +122,10 @@ def evaluate_round(out_dir: Path, truth_dir: Path) -> dict:
         "per_code": codes,
         "duplicate_pairs": pairs,
         "deceased_per_person": deceased_scores(anomalies, truth_rows),
+        "hard_negatives": hard_negative_scores(
+            pl.read_parquet(out_dir / "duplicate_clusters.parquet"), truth_rows,
+            pl.read_parquet(out_dir / "staging" / "dtks.parquet").select("id_dtks", "no_kk"),
+        ),
         "fuzzy_links": fuzzy_link_scores(pl.read_parquet(out_dir / "dukcapil_links.parquet"), truth_rows),
         "quarantine": {"expected": expected_quarantine.height, "quarantined": quarantined.height},
     }

@@ -44,6 +44,7 @@ class RoundContext:
     link_model_path: str | None = None
     decisions: str | None = None
     decision_log: str | None = None
+    full_nik: bool = False
     as_of: str = field(default_factory=lambda: dt.datetime.now(JAKARTA).date().isoformat())
     duckdb_memory_limit: str = "3GB"
     threads: int = 2
@@ -326,8 +327,16 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
 
 
 def write_report(ctx: RoundContext, summary: dict) -> dict:
-    from pipeline.report.html import render_report
+    """summary.json, report.html (with the change since the round previously published at
+    --out), history.json and the reviewers' workbook anomalies.xlsx."""
+    from pipeline.report.html import build_history, render_report
+    from pipeline.report.xlsx import write_workbook
 
+    previous = Path(ctx.out).resolve()
+    previous_dir = previous if (previous / "summary.json").exists() else None
     write_summary(ctx, summary)
-    ctx.path("report.html").write_text(render_report(ctx.work_dir, summary), encoding="utf-8")
-    return {"report": str(ctx.path("report.html"))}
+    ctx.path("history.json").write_text(json.dumps(build_history(previous_dir, summary), indent=2, default=str) + "\n")
+    ctx.path("report.html").write_text(render_report(ctx.work_dir, summary, previous_dir), encoding="utf-8")
+    workbook = write_workbook(ctx.work_dir, ctx.path("anomalies.xlsx"), full_nik=ctx.full_nik)
+    return {"report": str(ctx.path("report.html")), "previous_round": str(previous_dir) if previous_dir else None,
+            "workbook_sheets": workbook.get("sheets")}

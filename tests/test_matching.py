@@ -111,32 +111,14 @@ def test_blocking_recall_on_generated_registry(records, truth_rows):
     assert union["pairs"] < 10 * records.height  # blocking stays far from all pairs
 
 
-def _hard_negative_pairs(generated_round, truth_rows):
-    dtks = pl.read_csv(generated_round["data"] / "dtks.csv", infer_schema=False).select("id_dtks", "no_kk", "nama")
-    rows = truth_rows.filter(pl.col("scenario").is_in(["twin", "father_son_same_name"])).join(dtks, on="id_dtks")
-    pairs = rows.join(rows, on="no_kk", suffix="_r").filter(
-        (pl.col("id_dtks") < pl.col("id_dtks_r")) & (pl.col("person_id") != pl.col("person_id_r"))
-    )
-    return pairs.select("id_dtks", "id_dtks_r", "scenario")
+def test_hard_negatives_stay_apart(generated_round):
+    from pipeline.evaluate import evaluate_round
 
-
-def test_hard_negatives_stay_apart(generated_round, truth_rows):
-    clusters = pl.read_parquet(generated_round["out"] / "duplicate_clusters.parquet").select("id_dtks", "cluster_id")
-    pairs = _hard_negative_pairs(generated_round, truth_rows)
-    assert pairs.height > 100
-    merged = (
-        pairs.join(clusters, on="id_dtks")
-        .join(clusters.rename({"id_dtks": "id_dtks_r", "cluster_id": "cluster_r"}), on="id_dtks_r")
-        .filter(pl.col("cluster_id") == pl.col("cluster_r"))
-    )
-    assert merged.height / pairs.height < 0.005, merged
+    hard = evaluate_round(generated_round["out"], generated_round["data"])["hard_negatives"]
+    assert hard["household_pairs"] > 100
+    assert hard["household_merged_rate"] < 0.005, hard
     # Unrelated people sharing a very common name are not merged either.
-    common = truth_rows.filter(pl.col("scenario") == "common_name").join(clusters, on="id_dtks")
-    people_per_cluster = common.join(truth_rows.select("id_dtks", "person_id"), on="id_dtks", suffix="_t")
-    wrong = clusters.join(truth_rows.select("id_dtks", "person_id"), on="id_dtks").group_by("cluster_id").agg(
-        pl.col("person_id").n_unique().alias("people"))
-    merged_common = people_per_cluster.join(wrong, on="cluster_id").filter(pl.col("people") > 1)
-    assert merged_common.height / common.height < 0.02
+    assert hard["common_name_rows_merged_with_another_person"] / hard["common_name_rows"] < 0.02, hard
 
 
 def test_clusters_are_stable_across_reruns_and_input_order(records):

@@ -63,13 +63,20 @@ EVIDENCE_ITEM = re.compile(r"(?P<field>\w+)=(?P<level>[\w-]+) \((?P<weight>[+-]?
 
 LINK_LABELS = {
     "identity": {"strong": "kuat", "consistent": "konsisten", "weak": "lemah", "mismatch": "orang lain"},
-    "dob_agreement": {"exact": "sama", "different": "berbeda"},
+    "dob_agreement": {"exact": "sama", "close": "hampir sama", "different": "berbeda"},
 }
 
 
 def fmt_int(value: int | float | None) -> str:
     """Indonesian thousands separator: 12.345."""
     return "" if value is None else f"{int(value):,}".replace(",", ".")
+
+
+def fmt_dec(value: float | None, digits: int) -> str:
+    """Indonesian decimals: 1.234,56 (thousands with dots, decimals after a comma)."""
+    if value is None:
+        return ""
+    return f"{value:,.{digits}f}".replace(",", "_").replace(".", ",").replace("_", ".")
 
 
 def esc(value: object) -> str:
@@ -255,13 +262,20 @@ def load_anomalies(work_dir: Path) -> pl.LazyFrame:
     return frame
 
 
-def ranked(frame: pl.LazyFrame, severity: str = "severity", action: str = "action", id_dtks: str = "id_dtks", code: str = "anomaly_code") -> pl.LazyFrame:
+def rank_of(column: str, order: tuple[str, ...]) -> pl.Expr:
+    return pl.col(column).replace_strict(order, list(range(len(order))), default=len(order), return_dtype=pl.Int8)
+
+
+def ranked(
+    frame: pl.LazyFrame, severity: str = "severity", action: str = "action", id_dtks: str = "id_dtks", code: str = "anomaly_code"
+) -> pl.LazyFrame:
     """The fixed order of every list: severity, action, id_dtks, code. Joins do not keep
     row order, so every list is sorted with this last."""
-    return frame.with_columns(
-        _sev=pl.col(severity).replace_strict(SEVERITIES, list(range(len(SEVERITIES))), default=len(SEVERITIES), return_dtype=pl.Int8),
-        _act=pl.col(action).replace_strict(ACTIONS, list(range(len(ACTIONS))), default=len(ACTIONS), return_dtype=pl.Int8),
-    ).sort("_sev", "_act", id_dtks, code).drop("_sev", "_act")
+    return (
+        frame.with_columns(_sev=rank_of(severity, SEVERITIES), _act=rank_of(action, ACTIONS))
+        .sort("_sev", "_act", id_dtks, code)
+        .drop("_sev", "_act")
+    )
 
 
 def first_cases(anomalies: pl.LazyFrame, max_cases: int) -> pl.DataFrame:
@@ -286,11 +300,10 @@ def masked_case_rows(cases: pl.DataFrame, records: pl.LazyFrame) -> pl.DataFrame
             sev=pl.col("severity"),
             act=pl.col("action"),
             kab=pl.col("nama_kabupaten"),
-            prov=pl.col("nama_provinsi"),
             nik=mask_nik(pl.col("nik")),
             nama=mask_name(pl.col("nama")),
             jk=pl.col("jenis_kelamin"),
-            thn=birth_year(pl.col("tanggal_lahir")),
+            thn=birth_year(pl.col("tanggal_lahir")).cast(pl.String),
             detail=scrub_text(pl.col("detail")),
             rel=pl.when(pl.col("_related_is_row").fill_null(False)).then(pl.col("related_id")).otherwise(mask_nik(pl.col("related_id"))),
             score=pl.col("score").round(4),
@@ -300,7 +313,9 @@ def masked_case_rows(cases: pl.DataFrame, records: pl.LazyFrame) -> pl.DataFrame
     return ranked(frame, "sev", "act", "id", "code").collect()
 
 
-def list_spec(frame: pl.DataFrame, columns: list[dict], facets: list[dict], search: list[str], placeholder: str, unit: str = "baris") -> dict:
+def list_spec(
+    frame: pl.DataFrame, columns: list[dict], facets: list[dict], search: list[str], placeholder: str, unit: str = "baris"
+) -> dict:
     """Data of one interactive list: rows as arrays (smaller than objects) plus the
     columns, drop-down filters and searchable fields the JavaScript needs."""
     return {
@@ -326,6 +341,29 @@ def shown_note(shown: int, total: int, what: str = "kasus") -> str:
         f"Menampilkan {fmt_int(shown)} dari {fmt_int(total)} {what}; "
         "daftar lengkap di anomalies.parquet / anomalies.xlsx."
     )
+
+
+@dataclass
+class RoundData:
+    """What the sections read: lazy frames over the round's outputs, the count of each
+    code, and the cases shown in the lists (the first max_cases of each code)."""
+
+    work_dir: Path
+    summary: dict
+    max_cases: int
+    records: pl.LazyFrame
+    anomalies: pl.LazyFrame
+    totals: dict[str, int]
+    cases: pl.DataFrame
+
+    @classmethod
+    def load(cls, work_dir: Path, summary: dict, max_cases: int) -> RoundData:
+        anomalies = load_anomalies(work_dir)
+        totals = {code: 0 for code in anomaly_rules()} | dict(anomalies.group_by("anomaly_code").len().collect().iter_rows())
+        return cls(
+            work_dir=work_dir, summary=summary, max_cases=max_cases, records=load_records(work_dir),
+            anomalies=anomalies, totals=totals, cases=first_cases(anomalies, max_cases),
+        )
 
 
 # --------------------------------------------------------------------------- sections
@@ -363,19 +401,24 @@ def reconciliation_section(summary: dict) -> str:
     )
 
 
-def codes_section(summary: dict, totals: dict[str, int], max_cases: int) -> str:
-    rules = anomaly_rules()
-    by_code = summary.get("anomalies_by_code", {})
+def action_words(rule) -> str:
+    words = ACTION_LABELS.get(rule.action, rule.action)
+    if rule.strong_action:
+        words += " / kuat: " + ACTION_LABELS.get(rule.strong_action, rule.strong_action)
+    return words
+
+
+def codes_section(data: RoundData) -> str:
+    by_code = data.summary.get("anomalies_by_code", {})
     rows, bars = [], []
-    for code, rule in rules.items():
+    for code, rule in anomaly_rules().items():
         counts = {action: int(by_code.get(code, {}).get(action, 0)) for action in ACTIONS}
-        total = sum(counts.values())
-        shown = min(totals.get(code, 0), max_cases)
+        found = data.totals.get(code, 0)
+        severity = f'<span class="sev-{esc(rule.severity)}">{esc(SEVERITY_LABELS.get(rule.severity, rule.severity))}</span>'
         rows.append([
-            esc(code), esc(rule.label_id), f'<span class="sev-{esc(rule.severity)}">{esc(SEVERITY_LABELS.get(rule.severity, rule.severity))}</span>',
-            esc(ACTION_LABELS.get(rule.action, rule.action)) + (f" / kuat: {esc(ACTION_LABELS.get(rule.strong_action, rule.strong_action))}" if rule.strong_action else ""),
-            *(fmt_int(counts[a]) for a in ACTIONS), f"<b>{fmt_int(total)}</b>",
-            f"{fmt_int(shown)} dari {fmt_int(totals.get(code, 0))}",
+            esc(code), esc(rule.label_id), severity, esc(action_words(rule)),
+            *(fmt_int(counts[a]) for a in ACTIONS), f"<b>{fmt_int(sum(counts.values()))}</b>",
+            f"{fmt_int(min(found, data.max_cases))} dari {fmt_int(found)}",
         ])
         bars.append((code, counts))
     table = html_table(
@@ -386,7 +429,8 @@ def codes_section(summary: dict, totals: dict[str, int], max_cases: int) -> str:
     return (
         f'<div class="wide">{table}</div><h3>Grafik per kode</h3>{bar_chart_svg(bars, segments)}{legend(segments)}'
         f'<p class="note">Satu baris DTKS dapat memiliki beberapa kode. Daftar di halaman ini memuat paling banyak '
-        f"{fmt_int(max_cases)} kasus per kode (urut tingkat, tindakan, id_dtks); daftar lengkap di anomalies.parquet / anomalies.xlsx.</p>"
+        f"{fmt_int(data.max_cases)} kasus per kode (urut tingkat, tindakan, id_dtks); daftar lengkap di "
+        "anomalies.parquet / anomalies.xlsx.</p>"
     )
 
 
@@ -419,18 +463,23 @@ def region_counts(records: pl.LazyFrame, anomalies: pl.LazyFrame) -> pl.DataFram
     return with_region(table.lazy()).collect().sort("kode_kabupaten")
 
 
-def region_section(page: Page, regions: pl.DataFrame) -> str:
+def need_bars(frame: pl.DataFrame, label) -> list[tuple[str, dict[str, int]]]:
+    """Bars of rows needing action (excluded, review) per region; label(row) names a bar."""
+    return [(label(r), {"excluded": r["excluded"], "review": r["review"]}) for r in frame.iter_rows(named=True)]
+
+
+def region_section(page: Page, data: RoundData) -> str:
+    regions = region_counts(data.records, data.anomalies)
     codes = list(anomaly_rules())
     numeric = ["baris", "verified", "review", "excluded", "anomali", *codes]
-    provinces = (
-        regions.group_by("kode_provinsi", "nama_provinsi").agg(pl.col(numeric).sum()).sort("kode_provinsi")
+    provinces = regions.group_by("kode_provinsi", "nama_provinsi").agg(pl.col(numeric).sum()).sort("kode_provinsi")
+    top_kab = (
+        regions.with_columns(_need=pl.col("review") + pl.col("excluded")).filter(pl.col("_need") > 0)
+        .sort(["_need", "kode_kabupaten"], descending=[True, False]).head(20)
     )
-    segments = {"excluded": ("dikeluarkan", OUTCOME_COLORS["excluded"]), "review": ("perlu diperiksa", OUTCOME_COLORS["review"])}
-    province_bars = [(r["nama_provinsi"], {"excluded": r["excluded"], "review": r["review"]}) for r in provinces.iter_rows(named=True)]
-    top_kab = regions.with_columns(_need=pl.col("review") + pl.col("excluded")).filter(pl.col("_need") > 0).sort(
-        ["_need", "kode_kabupaten"], descending=[True, False]
-    ).head(20)
-    kab_bars = [(f"{r['nama_kabupaten']} ({r['nama_provinsi']})", {"excluded": r["excluded"], "review": r["review"]}) for r in top_kab.iter_rows(named=True)]
+    segments = {key: (OUTCOME_LABELS[key], OUTCOME_COLORS[key]) for key in ("excluded", "review")}
+    province_chart = bar_chart_svg(need_bars(provinces, lambda r: r["nama_provinsi"]), segments)
+    kab_chart = bar_chart_svg(need_bars(top_kab, lambda r: f"{r['nama_kabupaten']} ({r['nama_provinsi']})"), segments)
 
     count_columns = [
         {"key": "baris", "label": "Baris", "num": True},
@@ -438,36 +487,34 @@ def region_section(page: Page, regions: pl.DataFrame) -> str:
         {"key": "review", "label": "Perlu diperiksa", "num": True},
         {"key": "excluded", "label": "Dikeluarkan", "num": True},
         {"key": "anomali", "label": "Anomali", "num": True},
-    ] + [{"key": code, "label": code, "num": True, "title": anomaly_rules()[code].label_id} for code in codes]
-    province_frame = provinces.select("kode_provinsi", "nama_provinsi", *numeric)
-    kab_frame = regions.select("kode_kabupaten", "nama_kabupaten", "kode_provinsi", "nama_provinsi", *numeric)
+    ] + [{"key": code, "label": code, "num": True, "title": rule.label_id} for code, rule in anomaly_rules().items()]
     province_list = page.list_mount("provinsi", list_spec(
-        province_frame,
+        provinces.select("kode_provinsi", "nama_provinsi", *numeric),
         [{"key": "kode_provinsi", "label": "Kode"}, {"key": "nama_provinsi", "label": "Provinsi"}] + count_columns,
         facets=[], search=["kode_provinsi", "nama_provinsi"], placeholder="Cari provinsi…", unit="provinsi",
     ))
     kab_list = page.list_mount("kabupaten", list_spec(
-        kab_frame,
+        regions.select("kode_kabupaten", "nama_kabupaten", "kode_provinsi", "nama_provinsi", *numeric),
         [{"key": "kode_kabupaten", "label": "Kode"}, {"key": "nama_kabupaten", "label": "Kabupaten/kota"},
          {"key": "nama_provinsi", "label": "Provinsi"}] + count_columns,
         facets=[{"key": "nama_provinsi", "label": "Provinsi"}],
         search=["kode_kabupaten", "nama_kabupaten", "nama_provinsi"], placeholder="Cari kabupaten/kota…", unit="kabupaten/kota",
     ))
     return (
-        "<p class=\"note\">Dihitung atas semua baris yang terbaca (tanpa karantina), menurut kabupaten/kota domisili DTKS; "
+        '<p class="note">Dihitung atas semua baris yang terbaca (tanpa karantina), menurut kabupaten/kota domisili DTKS; '
         "kode lama (pemekaran Papua) dipetakan ke kode yang berlaku.</p>"
-        f"<h3>Per provinsi: baris perlu diperiksa dan dikeluarkan</h3>{bar_chart_svg(province_bars, segments)}{legend(segments)}"
-        f"{province_list}"
-        f"<h3>20 kabupaten/kota dengan baris bermasalah terbanyak</h3>{bar_chart_svg(kab_bars, segments)}"
+        f"<h3>Per provinsi: baris perlu diperiksa dan dikeluarkan</h3>{province_chart}{legend(segments)}{province_list}"
+        f"<h3>20 kabupaten/kota dengan baris bermasalah terbanyak</h3>{kab_chart}"
         f"<h3>Semua kabupaten/kota</h3>{kab_list}"
     )
 
 
-def anomaly_list_section(page: Page, rows: pl.DataFrame, totals: dict[str, int], max_cases: int) -> str:
+def anomaly_list_section(page: Page, data: RoundData) -> str:
+    rows = masked_case_rows(data.cases, data.records)
     shown = dict(rows.group_by("code").len().iter_rows()) if rows.height else {}
     notes = "".join(
         f"<li><b>{esc(code)}</b>: {esc(shown_note(shown.get(code, 0), total))}</li>"
-        for code, total in totals.items() if total
+        for code, total in data.totals.items() if total
     )
     mount = page.list_mount("anomalies", list_spec(
         rows,
@@ -481,10 +528,10 @@ def anomaly_list_section(page: Page, rows: pl.DataFrame, totals: dict[str, int],
             {"key": "nama", "label": "Inisial"},
             {"key": "jk", "label": "JK"},
             {"key": "thn", "label": "Tahun lahir"},
-            {"key": "detail", "label": "Keterangan"},
+            {"key": "detail", "label": "Keterangan", "css": "text"},
             {"key": "rel", "label": "Terkait"},
             {"key": "score", "label": "Peluang", "num": True, "digits": 4},
-            {"key": "bukti", "label": "Bukti per kolom"},
+            {"key": "bukti", "label": "Bukti per kolom", "css": "evidence"},
         ],
         facets=[
             {"key": "code", "label": "Kode", "labels": code_labels(), "order": list(anomaly_rules())},
@@ -525,24 +572,24 @@ CLUSTER_FIELDS = (
 )
 
 
-def cluster_members(work_dir: Path, records: pl.LazyFrame, anomalies: pl.LazyFrame, max_cases: int) -> tuple[pl.DataFrame, int]:
-    """Members of the first max_cases clusters with more than one row: clusters holding a
-    row a reviewer must decide on first, then by cluster_id."""
-    clusters = scan(work_dir, "duplicate_clusters.parquet")
+def cluster_members(data: RoundData) -> tuple[pl.DataFrame, int]:
+    """Members of the first max_cases clusters with more than one row (clusters holding a
+    row a reviewer must decide on first, then by cluster_id), and the number of such clusters."""
+    clusters = scan(data.work_dir, "duplicate_clusters.parquet")
     if clusters is None:
         return pl.DataFrame(), 0
     multi = clusters.filter(pl.col("cluster_size") > 1)
     total = multi.select(pl.col("cluster_id").n_unique()).collect().item()
-    actions = anomalies.filter(pl.col("anomaly_code") == "DUPLICATE_PERSON").select("id_dtks", "action")
+    actions = data.anomalies.filter(pl.col("anomaly_code") == "DUPLICATE_PERSON").select("id_dtks", "action")
     chosen = (
         multi.join(actions, on="id_dtks", how="left")
         .group_by("cluster_id").agg(needs_review=(pl.col("action") == "review").any())
         .sort(["needs_review", "cluster_id"], descending=[True, False])
-        .head(max_cases)
+        .head(data.max_cases)
     )
     members = (
         multi.join(chosen, on="cluster_id", how="inner")
-        .join(records, on="id_dtks", how="left")
+        .join(data.records, on="id_dtks", how="left")
         .pipe(with_region)
         .with_columns(
             nik_m=mask_nik(pl.col("nik")),
@@ -571,7 +618,7 @@ def cluster_view(cluster_id: str, members: list[dict]) -> dict:
     for m in members:
         if m is canonical:
             continue
-        probability = f": peluang {m['match_probability']:.4f}" if m["match_probability"] is not None else ""
+        probability = f": peluang {fmt_dec(m['match_probability'], 4)}" if m["match_probability"] is not None else ""
         evidence.append({
             "title": f"Bukti {m['id_dtks']} sama dengan {canonical['id_dtks']} (baris utama){probability}",
             "items": parse_evidence(m["evidence"]),
@@ -590,8 +637,8 @@ def cluster_view(cluster_id: str, members: list[dict]) -> dict:
     }
 
 
-def duplicates_section(page: Page, work_dir: Path, records: pl.LazyFrame, anomalies: pl.LazyFrame, max_cases: int) -> str:
-    members, total = cluster_members(work_dir, records, anomalies, max_cases)
+def duplicates_section(page: Page, data: RoundData) -> str:
+    members, total = cluster_members(data)
     views = []
     if members.height:
         for (cluster_id,), group in members.group_by("cluster_id", maintain_order=True):
@@ -644,7 +691,8 @@ def linked_dukcapil(work_dir: Path, cases: pl.LazyFrame) -> pl.LazyFrame:
     (DECEASED/RELOCATED, or the NIK a fuzzy link suggests), else the exact-NIK link."""
     links = scan(work_dir, "dukcapil_links.parquet")
     if links is None:
-        return pl.LazyFrame(schema={"id_dtks": pl.String, "anomaly_code": pl.String} | LINK_SCHEMA | PERSON_SCHEMA | {"d_kab": pl.String})
+        keys = {"id_dtks": pl.String, "anomaly_code": pl.String}
+        return pl.LazyFrame(schema=keys | LINK_SCHEMA | PERSON_SCHEMA | {"d_kab": pl.String})
     exact = pl.col("link_method").str.starts_with("exact")
     chosen = (
         cases.select("id_dtks", "anomaly_code", "related_id")
@@ -661,7 +709,8 @@ def linked_dukcapil(work_dir: Path, cases: pl.LazyFrame) -> pl.LazyFrame:
     )
     staged = scan(work_dir, "staging/dukcapil.parquet")
     if staged is not None:
-        person = staged.join(chosen.select("dukcapil_source_line"), left_on="source_line", right_on="dukcapil_source_line", how="semi").select(
+        lines = chosen.select(source_line=pl.col("dukcapil_source_line"))
+        person = staged.join(lines, on="source_line", how="semi").select(
             dukcapil_source_line=pl.col("source_line"), d_nama=pl.col("nama"), d_jk=pl.col("jenis_kelamin"),
             d_lahir=pl.col("tanggal_lahir"), d_alamat=pl.col("alamat"),
         )
@@ -675,22 +724,23 @@ def linked_dukcapil(work_dir: Path, cases: pl.LazyFrame) -> pl.LazyFrame:
 LINK_METHOD_LABELS = {"exact_nik": "NIK sama", "fuzzy": "fuzzy (nama, tanggal lahir, wilayah)"}
 
 
-def dukcapil_rows(work_dir: Path, cases: pl.DataFrame, records: pl.LazyFrame) -> pl.DataFrame:
+def dukcapil_rows(data: RoundData) -> pl.DataFrame:
     """DTKS row and the linked Dukcapil record side by side for the shown cases."""
-    chosen = cases.filter(pl.col("anomaly_code").is_in(list(DUKCAPIL_CODES)))
+    chosen = data.cases.filter(pl.col("anomaly_code").is_in(list(DUKCAPIL_CODES)))
     if chosen.height == 0:
-        return pl.DataFrame()
+        return pl.DataFrame(schema={"id": pl.String, "code": pl.String, "act": pl.String, "kab": pl.String})
+    people = data.records.select("id_dtks", "nik", "nama", "jenis_kelamin", "tanggal_lahir", "kode_kabupaten")
     frame = (
         chosen.lazy()
-        .join(records.select("id_dtks", "nik", "nama", "jenis_kelamin", "tanggal_lahir", "kode_kabupaten"), on="id_dtks", how="left")
+        .join(people, on="id_dtks", how="left")
         .pipe(with_region)
-        .join(linked_dukcapil(work_dir, chosen.lazy()), on=["id_dtks", "anomaly_code"], how="left")
+        .join(linked_dukcapil(data.work_dir, chosen.lazy()), on=["id_dtks", "anomaly_code"], how="left")
         .select(
             id=pl.col("id_dtks"), code=pl.col("anomaly_code"), sev=pl.col("severity"), act=pl.col("action"),
             nik=mask_nik(pl.col("nik")), nama=mask_name(pl.col("nama")), jk=pl.col("jenis_kelamin"),
-            thn=birth_year(pl.col("tanggal_lahir")), kab=pl.col("nama_kabupaten"),
+            thn=birth_year(pl.col("tanggal_lahir")).cast(pl.String), kab=pl.col("nama_kabupaten"),
             d_nik=mask_nik(pl.col("dukcapil_nik")), d_nama=mask_name(pl.col("d_nama")), d_jk=pl.col("d_jk"),
-            d_thn=birth_year(pl.col("d_lahir")), d_kab=pl.col("d_kab"),
+            d_thn=birth_year(pl.col("d_lahir")).cast(pl.String), d_kab=pl.col("d_kab"),
             d_mati=pl.col("tanggal_meninggal").cast(pl.String),
             via=pl.col("link_method"), p=pl.col("match_probability").round(4),
             sim=pl.col("name_similarity").round(3), dob=pl.col("dob_agreement"), identity=pl.col("identity"),
@@ -699,16 +749,17 @@ def dukcapil_rows(work_dir: Path, cases: pl.DataFrame, records: pl.LazyFrame) ->
     return ranked(frame, "sev", "act", "id", "code").collect()
 
 
-def dukcapil_section(page: Page, work_dir: Path, cases: pl.DataFrame, records: pl.LazyFrame, totals: dict[str, int]) -> str:
-    rows = dukcapil_rows(work_dir, cases, records)
+def dukcapil_section(page: Page, data: RoundData) -> str:
+    rows = dukcapil_rows(data)
+    shown = dict(rows.group_by("code").len().iter_rows()) if rows.height else {}
     notes = "".join(
         f"<li><b>{esc(code)}</b> ({esc(anomaly_rules()[code].label_id)}): "
-        f"{esc(shown_note(rows.filter(pl.col('code') == code).height if rows.height else 0, totals.get(code, 0)))}</li>"
+        f"{esc(shown_note(shown.get(code, 0), data.totals.get(code, 0)))}</li>"
         for code in DUKCAPIL_CODES
     )
     dtks, duk = "DTKS", "Dukcapil"
     mount = page.list_mount("dukcapil", list_spec(
-        rows if rows.height else pl.DataFrame(schema={"id": pl.String, "code": pl.String, "act": pl.String, "kab": pl.String}),
+        rows,
         columns=[
             {"key": "id", "label": "id_dtks", "group": ""},
             {"key": "code", "label": "Kode", "group": ""},
@@ -719,10 +770,10 @@ def dukcapil_section(page: Page, work_dir: Path, cases: pl.DataFrame, records: p
             {"key": "thn", "label": "Tahun lahir", "group": dtks},
             {"key": "kab", "label": "Kabupaten/kota", "group": dtks},
             {"key": "d_nik", "label": "NIK", "group": duk},
-            {"key": "d_nama", "label": "Inisial", "group": duk},
-            {"key": "d_jk", "label": "JK", "group": duk},
-            {"key": "d_thn", "label": "Tahun lahir", "group": duk},
-            {"key": "d_kab", "label": "Kabupaten/kota", "group": duk},
+            {"key": "d_nama", "label": "Inisial", "group": duk, "compare": "nama"},
+            {"key": "d_jk", "label": "JK", "group": duk, "compare": "jk"},
+            {"key": "d_thn", "label": "Tahun lahir", "group": duk, "compare": "thn"},
+            {"key": "d_kab", "label": "Kabupaten/kota", "group": duk, "compare": "kab"},
             {"key": "d_mati", "label": "Tanggal meninggal", "group": duk},
             {"key": "via", "label": "Tautan", "labels": LINK_METHOD_LABELS, "group": "Kecocokan"},
             {"key": "p", "label": "Peluang", "num": True, "digits": 4, "group": "Kecocokan"},
@@ -741,8 +792,8 @@ def dukcapil_section(page: Page, work_dir: Path, cases: pl.DataFrame, records: p
     return (
         "<p>Kasus meninggal, pindah domisili, dan identitas tidak cocok: baris DTKS di kiri, catatan Dukcapil yang "
         "tertaut di kanan (lewat NIK yang sama, atau tautan fuzzy bila NIK tidak mengarah ke orangnya; "
-        "tautan fuzzy selalu diperiksa pemeriksa). Identitas kuat = nama dan tanggal lahir cocok; orang lain = NIK sama tetapi "
-        "nama dan tanggal lahir milik orang lain.</p>"
+        "tautan fuzzy selalu diperiksa pemeriksa). Sel kuning: berbeda dengan DTKS. Identitas kuat = nama dan "
+        "tanggal lahir cocok; orang lain = NIK sama tetapi nama dan tanggal lahir milik orang lain.</p>"
         f'<ul class="note">{notes}</ul>{mount}'
     )
 
@@ -760,13 +811,13 @@ def quality_section(summary: dict) -> str:
                 esc(r.get("rule")), esc(r.get("expectation")), esc(r.get("column") or ""),
                 '<span class="yes">&#10003;</span>' if r.get("success") else '<span class="no">&#10007;</span>',
                 fmt_int(r.get("unexpected_count")) if r.get("unexpected_count") is not None else "",
-                f"{r['unexpected_percent']:.2f}%" if r.get("unexpected_percent") is not None else "",
+                f"{fmt_dec(r['unexpected_percent'], 2)}%" if r.get("unexpected_percent") is not None else "",
             ]
             for r in result.get("results", [])
         ]
+        passed = f"{fmt_int(result.get('successful'))} dari {fmt_int(result.get('evaluated'))} aturan lulus"
         out.append(
-            f"<h3>{esc(kind.upper())}: {badge} &middot; {fmt_int(result.get('successful'))} dari {fmt_int(result.get('evaluated'))} "
-            f"aturan lulus &middot; {fmt_int(result.get('rows'))} baris</h3>"
+            f"<h3>{esc(kind.upper())}: {badge} &middot; {passed} &middot; {fmt_int(result.get('rows'))} baris</h3>"
             + html_table(["Aturan", "Expectation (GX)", "Kolom", "Lulus", "Tidak sesuai", "Persen"], rows, numeric={4, 5}, raw=True)
         )
     return (
@@ -794,55 +845,65 @@ def process_section(summary: dict) -> str:
         ["Pasangan duplikat yang dinilai dan dilaporkan", fmt_int(dup.get("pairs_scored_reported"))],
     ]
     facts = [f for f in facts if f[1] not in ("", " / ")]
-    return (
-        html_table(["Tahap", "Jumlah"], facts, numeric={1})
-        + "<h3>Aturan blocking pencarian duplikat</h3>" + blocking_table(dup.get("blocking", []))
-        + ("<h3>Aturan blocking tautan fuzzy ke Dukcapil</h3>" + blocking_table(link["fuzzy_blocking"]) if link.get("fuzzy_blocking") else "")
-    )
+    out = html_table(["Tahap", "Jumlah"], facts, numeric={1})
+    out += "<h3>Aturan blocking pencarian duplikat</h3>" + blocking_table(dup.get("blocking", []))
+    if link.get("fuzzy_blocking"):
+        out += "<h3>Aturan blocking tautan fuzzy ke Dukcapil</h3>" + blocking_table(link["fuzzy_blocking"])
+    return out
 
 
 def blocking_table(rules: list[dict]) -> str:
     rows = [
-        [b.get("rule"), fmt_int(b.get("pairs")), fmt_int(b.get("total_candidate_pairs")), fmt_int(b.get("records_in_skipped_blocks"))]
-        for b in rules
+        [rule.get("rule"), fmt_int(rule.get("pairs")), fmt_int(rule.get("total_candidate_pairs")),
+         fmt_int(rule.get("records_in_skipped_blocks"))]
+        for rule in rules
     ]
-    return html_table(["Aturan", "Pasangan baru", "Semua pasangan kandidat", "Baris di blok terlalu besar (dilewati)"], rows, numeric={1, 2, 3})
+    headers = ["Aturan", "Pasangan baru", "Semua pasangan kandidat", "Baris di blok terlalu besar (dilewati)"]
+    return html_table(headers, rows, numeric={1, 2, 3})
 
 
 def timings_section(summary: dict) -> str:
     timings = summary.get("stage_timings") or []
-    rows = [[esc(t.get("stage")), f"{t.get('seconds', 0):.2f}", f"{t.get('peak_rss_mib', 0):,.0f}"] for t in timings]
+    rows = [[esc(t.get("stage")), fmt_dec(t.get("seconds", 0), 2), fmt_int(t.get("peak_rss_mib", 0))] for t in timings]
     bars = [(t.get("stage", ""), {"s": max(int(round(t.get("seconds", 0) * 1000)), 0)}) for t in timings]
     chart = bar_chart_svg(bars, {"s": ("milidetik", "#17324d")})
     total = sum(t.get("seconds", 0) for t in timings)
     return (
         html_table(["Tahap", "Detik", "Puncak memori (MiB)"], rows, numeric={1, 2}, raw=True)
-        + f'<p class="note">Jumlah {total:.2f} detik (tanpa tahap laporan dan penerbitan). Grafik dalam milidetik.</p>{chart}'
+        + f'<p class="note">Jumlah {fmt_dec(total, 2)} detik (tanpa tahap laporan dan penerbitan). '
+        f"Grafik dalam milidetik.</p>{chart}"
     )
 
 
-def quarantine_section(page: Page, work_dir: Path, max_cases: int) -> str:
-    frame = scan(work_dir, "quarantine.parquet")
+def quarantine_section(page: Page, data: RoundData) -> str:
+    frame = scan(data.work_dir, "quarantine.parquet")
     if frame is None:
         return '<p class="empty">quarantine.parquet tidak ada.</p>'
     # The raw line is never shown: it holds the person's data as typed.
     safe = frame.select("source", "file", "line", "id_dtks", reason=scrub_text(pl.col("reason")))
     per_source = safe.group_by("source").len().sort("source").collect()
-    reasons = safe.group_by("source", "reason").len().sort(["len", "source", "reason"], descending=[True, False, False]).head(20).collect()
+    reasons = (
+        safe.group_by("source", "reason").len()
+        .sort(["len", "source", "reason"], descending=[True, False, False]).head(20).collect()
+    )
     total = sum(per_source["len"]) if per_source.height else 0
-    lines = safe.sort("source", "file", "line").head(max_cases).collect()
+    # Line numbers are identifiers, not amounts: text, so no thousands separator.
+    lines = safe.sort("source", "file", "line").head(data.max_cases).with_columns(pl.col("line").cast(pl.String)).collect()
     mount = page.list_mount("quarantine", list_spec(
         lines,
-        columns=[{"key": "source", "label": "Sumber"}, {"key": "file", "label": "File"}, {"key": "line", "label": "Baris", "num": True},
-                 {"key": "id_dtks", "label": "id_dtks"}, {"key": "reason", "label": "Alasan"}],
+        columns=[
+            {"key": "source", "label": "Sumber"}, {"key": "file", "label": "File"}, {"key": "line", "label": "Baris", "num": True},
+            {"key": "id_dtks", "label": "id_dtks"}, {"key": "reason", "label": "Alasan"},
+        ],
         facets=[{"key": "source", "label": "Sumber"}],
         search=["file", "id_dtks", "reason"], placeholder="Cari id_dtks atau alasan…",
     ))
     counts = ", ".join(f"{esc(s)}: {fmt_int(n)}" for s, n in per_source.iter_rows()) or "tidak ada"
+    reason_rows = [[s, r, fmt_int(n)] for s, r, n in reasons.iter_rows()]
     return (
         f"<p>Baris yang tidak dapat dibaca masuk karantina, tidak dibuang: {counts}. "
         "DTKS yang dikarantina ikut dihitung di rekonsiliasi.</p><h3>Alasan terbanyak</h3>"
-        + html_table(["Sumber", "Alasan", "Baris"], [[s, r, fmt_int(n)] for s, r, n in reasons.iter_rows()], numeric={2})
+        + html_table(["Sumber", "Alasan", "Baris"], reason_rows, numeric={2})
         + f'<h3>Daftar baris</h3><p class="note">{esc(shown_note(lines.height, total, "baris"))} '
         "Isi baris asli tidak ditampilkan (data pribadi); lihat quarantine.parquet.</p>" + mount
     )
@@ -872,8 +933,9 @@ def build_history(previous_dir: Path | None, summary: dict) -> list[dict]:
             history = list(json.loads(history_path.read_text(encoding="utf-8")))
         if summary_path.is_file():
             previous = history_entry(json.loads(summary_path.read_text(encoding="utf-8")))
-            # history.json of the previous round already ends with that round.
-            if not history or history[-1].get("as_of") != previous["as_of"] or history[-1].get("anomalies_by_code") != previous["anomalies_by_code"]:
+            # history.json of the previous round normally already ends with that round.
+            last = history[-1] if history else {}
+            if (last.get("as_of"), last.get("anomalies_by_code")) != (previous["as_of"], previous["anomalies_by_code"]):
                 history.append(previous)
     history.append(history_entry(summary))
     return history
@@ -892,59 +954,77 @@ def trend_table(history: list[dict]) -> str:
     return html_table(["Kode", *rounds, "Tren"], rows, numeric=set(range(1, len(rounds) + 1)), raw=True)
 
 
-def changes_section(page: Page, previous_dir: Path | None, summary: dict, anomalies: pl.LazyFrame, records: pl.LazyFrame, max_cases: int) -> str:
+def counts_by_code(frame: pl.LazyFrame) -> dict[str, int]:
+    return dict(frame.group_by("anomaly_code").len().collect().iter_rows())
+
+
+def change_table(before: dict[str, int], now: dict[str, int], new: dict[str, int], resolved: dict[str, int]) -> str:
+    rows = []
+    for code in anomaly_rules():
+        delta = now.get(code, 0) - before.get(code, 0)
+        if delta > 0:
+            change = f'<span class="up">+{fmt_int(delta)}</span>'
+        elif delta < 0:
+            change = f'<span class="down">-{fmt_int(-delta)}</span>'
+        else:
+            change = "0"
+        rows.append([
+            esc(code), fmt_int(before.get(code, 0)), fmt_int(now.get(code, 0)), change,
+            fmt_int(new.get(code, 0)), fmt_int(resolved.get(code, 0)),
+        ])
+    return html_table(["Kode", "Sebelumnya", "Sekarang", "Selisih", "Baru", "Selesai"], rows, numeric={1, 2, 3, 4, 5}, raw=True)
+
+
+CHANGE_FACETS = [
+    {"key": "code", "label": "Kode", "labels": code_labels(), "order": list(anomaly_rules())},
+    {"key": "act", "label": "Tindakan", "labels": ACTION_LABELS, "order": list(ACTIONS)},
+]
+CHANGE_COLUMNS = [
+    {"key": "id", "label": "id_dtks"}, {"key": "code", "label": "Kode"},
+    {"key": "sev", "label": "Tingkat", "labels": SEVERITY_LABELS, "cls": "sev"},
+    {"key": "act", "label": "Tindakan", "labels": ACTION_LABELS, "cls": "act"},
+]
+
+
+def changes_section(page: Page, data: RoundData, previous_dir: Path | None) -> str:
+    """New anomalies (id_dtks + code not in the previous round), resolved ones, counts per
+    code before and now, and the trend over the rounds in history.json."""
     previous = scan(Path(previous_dir), "anomalies.parquet") if previous_dir is not None else None
     if previous is None or not (Path(previous_dir) / "summary.json").is_file():
         return (
             '<p class="empty">Tidak ada putaran sebelumnya untuk dibandingkan (berikan folder hasil putaran sebelumnya '
             "yang berisi anomalies.parquet dan summary.json).</p>"
         )
-    previous_summary = json.loads((Path(previous_dir) / "summary.json").read_text(encoding="utf-8"))
+    previous_as_of = json.loads((Path(previous_dir) / "summary.json").read_text(encoding="utf-8")).get("as_of", "?")
     keys = ["id_dtks", "anomaly_code"]
-    new = anomalies.join(previous.select(keys), on=keys, how="anti")
-    resolved = previous.join(anomalies.select(keys), on=keys, how="anti")
-    new_by_code = dict(new.group_by("anomaly_code").len().collect().iter_rows())
-    resolved_by_code = dict(resolved.group_by("anomaly_code").len().collect().iter_rows())
-    now_by_code = dict(anomalies.group_by("anomaly_code").len().collect().iter_rows())
-    before_by_code = dict(previous.group_by("anomaly_code").len().collect().iter_rows())
+    new = data.anomalies.join(previous.select(keys), on=keys, how="anti")
+    resolved = previous.join(data.anomalies.select(keys), on=keys, how="anti")
+    new_by_code, resolved_by_code = counts_by_code(new), counts_by_code(resolved)
     new_total, resolved_total = sum(new_by_code.values()), sum(resolved_by_code.values())
 
-    rows = []
-    for code in anomaly_rules():
-        before, now = before_by_code.get(code, 0), now_by_code.get(code, 0)
-        delta = now - before
-        arrow = f'<span class="up">+{fmt_int(delta)}</span>' if delta > 0 else f'<span class="down">-{fmt_int(-delta)}</span>' if delta < 0 else "0"
-        rows.append([esc(code), fmt_int(before), fmt_int(now), arrow, fmt_int(new_by_code.get(code, 0)), fmt_int(resolved_by_code.get(code, 0))])
-    per_code = html_table(["Kode", "Sebelumnya", "Sekarang", "Selisih", "Baru", "Selesai"], rows, numeric={1, 2, 3, 4, 5}, raw=True)
-
-    new_rows = masked_case_rows(first_cases(new, max_cases), records) if new_total else pl.DataFrame(schema={"id": pl.String, "code": pl.String})
-    resolved_rows = (
-        ranked(resolved).filter(pl.int_range(pl.len()).over("anomaly_code") < max_cases)
-        .select(id=pl.col("id_dtks"), code=pl.col("anomaly_code"), sev=pl.col("severity"), act=pl.col("action"), detail=scrub_text(pl.col("detail")))
-        .collect()
+    new_rows = masked_case_rows(first_cases(new, data.max_cases), data.records).select(
+        "id", "code", "sev", "act", "kab", "nama", "detail"
     )
-    facets = [
-        {"key": "code", "label": "Kode", "labels": code_labels(), "order": list(anomaly_rules())},
-        {"key": "act", "label": "Tindakan", "labels": ACTION_LABELS, "order": list(ACTIONS)},
-    ]
-    common = [
-        {"key": "id", "label": "id_dtks"}, {"key": "code", "label": "Kode"},
-        {"key": "sev", "label": "Tingkat", "labels": SEVERITY_LABELS, "cls": "sev"},
-        {"key": "act", "label": "Tindakan", "labels": ACTION_LABELS, "cls": "act"},
-    ]
+    resolved_rows = first_cases(resolved, data.max_cases).select(
+        id=pl.col("id_dtks"), code=pl.col("anomaly_code"), sev=pl.col("severity"), act=pl.col("action"),
+        detail=scrub_text(pl.col("detail")),
+    )
     new_mount = page.list_mount("new", list_spec(
-        new_rows, common + [{"key": "kab", "label": "Kabupaten/kota"}, {"key": "nama", "label": "Inisial"}, {"key": "detail", "label": "Keterangan"}],
-        facets, ["id", "code", "kab", "detail"], "Cari id_dtks…",
+        new_rows,
+        CHANGE_COLUMNS + [{"key": "kab", "label": "Kabupaten/kota"}, {"key": "nama", "label": "Inisial"},
+                          {"key": "detail", "label": "Keterangan"}],
+        CHANGE_FACETS, ["id", "code", "kab", "detail"], "Cari id_dtks…",
     ))
     resolved_mount = page.list_mount("resolved", list_spec(
-        resolved_rows, common + [{"key": "detail", "label": "Keterangan (putaran sebelumnya)"}], facets, ["id", "code", "detail"], "Cari id_dtks…",
+        resolved_rows, CHANGE_COLUMNS + [{"key": "detail", "label": "Keterangan (putaran sebelumnya)"}],
+        CHANGE_FACETS, ["id", "code", "detail"], "Cari id_dtks…",
     ))
-    history = build_history(previous_dir, summary)
+    history = build_history(previous_dir, data.summary)
     return (
-        f'<p>Dibandingkan dengan putaran per <b>{esc(previous_summary.get("as_of", "?"))}</b>: '
+        f"<p>Dibandingkan dengan putaran per <b>{esc(previous_as_of)}</b>: "
         f'<b id="changes-new">{fmt_int(new_total)}</b> anomali baru dan <b id="changes-resolved">{fmt_int(resolved_total)}</b> '
         "anomali selesai (ada sebelumnya, sekarang tidak). Kunci pembanding: id_dtks + kode.</p>"
-        + per_code
+        + change_table(counts_by_code(previous), data.totals, new_by_code, resolved_by_code)
         + f"<h3>Tren {len(history)} putaran</h3>" + trend_table(history)
         + f'<h3>Anomali baru</h3><p class="note">{esc(shown_note(new_rows.height, new_total))}</p>{new_mount}'
         + f'<h3>Anomali selesai</h3><p class="note">{esc(shown_note(resolved_rows.height, resolved_total))}</p>{resolved_mount}'
@@ -957,23 +1037,17 @@ def changes_section(page: Page, previous_dir: Path | None, summary: dict, anomal
 def render_report(work_dir: Path, summary: dict, previous_dir: Path | None = None, max_cases: int = MAX_CASES) -> str:
     """The whole report as one HTML string. work_dir holds the round's Parquet outputs;
     previous_dir (optional) the previous round's outputs, for "what changed"."""
-    work_dir = Path(work_dir)
-    records = load_records(work_dir)
-    anomalies = load_anomalies(work_dir)
-    totals = {code: 0 for code in anomaly_rules()} | dict(anomalies.group_by("anomaly_code").len().collect().iter_rows())
-    cases = first_cases(anomalies, max_cases)
-    case_rows = masked_case_rows(cases, records)
-
+    data = RoundData.load(Path(work_dir), summary, max_cases)
     page = Page()
     page.add("rekonsiliasi", "Rekonsiliasi", reconciliation_section(summary))
-    page.add("kode", "Anomali per kode", codes_section(summary, totals, max_cases))
-    page.add("wilayah", "Per provinsi dan kabupaten/kota", region_section(page, region_counts(records, anomalies)))
-    page.add("daftar", "Daftar anomali", anomaly_list_section(page, case_rows, totals, max_cases))
-    page.add("duplikat", "Klaster duplikat", duplicates_section(page, work_dir, records, anomalies, max_cases))
-    page.add("dukcapil", "DTKS dibanding Dukcapil", dukcapil_section(page, work_dir, cases, records, totals))
-    page.add("perubahan", "Perubahan sejak putaran sebelumnya", changes_section(page, previous_dir, summary, anomalies, records, max_cases))
+    page.add("kode", "Anomali per kode", codes_section(data))
+    page.add("wilayah", "Per provinsi dan kabupaten/kota", region_section(page, data))
+    page.add("daftar", "Daftar anomali", anomaly_list_section(page, data))
+    page.add("duplikat", "Klaster duplikat", duplicates_section(page, data))
+    page.add("dukcapil", "DTKS dibanding Dukcapil", dukcapil_section(page, data))
+    page.add("perubahan", "Perubahan sejak putaran sebelumnya", changes_section(page, data, previous_dir))
     page.add("mutu", "Mutu data", quality_section(summary))
     page.add("proses", "Ringkasan proses", process_section(summary))
-    page.add("karantina", "Karantina", quarantine_section(page, work_dir, max_cases))
+    page.add("karantina", "Karantina", quarantine_section(page, data))
     page.add("waktu", "Waktu per tahap", timings_section(summary))
     return assemble(page, summary)

@@ -42,12 +42,17 @@ def birth_year(expr: pl.Expr) -> pl.Expr:
     return expr.dt.year()
 
 
+def mask_digit_runs(expr: pl.Expr) -> pl.Expr:
+    """Digit runs of 12 or more (a NIK or KK number quoted in free text) keep their first
+    and last 4 digits."""
+    return expr.cast(pl.String).str.replace_all(r"\b(\d{4})\d{4,}(\d{4})\b", "${1}" + NIK_STARS + "${2}")
+
+
 def scrub_text(expr: pl.Expr) -> pl.Expr:
     """Free text (anomaly details, quarantine reasons) may quote input values: long digit
     runs (NIK, KK) are masked and dates keep only their year."""
     return (
-        expr.cast(pl.String)
-        .str.replace_all(r"\b(\d{4})\d{4,}(\d{4})\b", "${1}" + NIK_STARS + "${2}")
+        mask_digit_runs(expr)
         .str.replace_all(r"\b(\d{4})[-/.]\d{1,2}[-/.]\d{1,2}\b", "${1}-**-**")
         .str.replace_all(r"\b\d{1,2}[-/.]\d{1,2}[-/.](\d{2}|\d{4})\b", "**-**-${1}")
     )

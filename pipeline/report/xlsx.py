@@ -29,8 +29,19 @@ import polars as pl
 import xlsxwriter
 
 from pipeline.contract import anomaly_rules
-from pipeline.report.html import ACTION_LABELS, ACTIONS, SEVERITY_LABELS, load_anomalies, load_records, ranked, scan, with_region
-from pipeline.report.mask import mask_nik
+from pipeline.report.html import (
+    ACTION_LABELS,
+    ACTIONS,
+    LINK_METHOD_LABELS,
+    SEVERITY_LABELS,
+    linked_dukcapil,
+    load_anomalies,
+    load_records,
+    ranked,
+    scan,
+    with_region,
+)
+from pipeline.report.mask import mask_digit_runs, mask_nik
 
 DECISIONS = ("SETUJU", "TOLAK", "PERLU_CEK_LAPANGAN")
 KEY_COLUMNS = ("id_dtks", "kode_anomali", "id_terkait")
@@ -47,41 +58,45 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 OTHER_GROUP = "Lainnya"
 
-# What each decision means, per group (shown on the summary sheet and in the drop-down's input message).
+# What each decision means, per group (shown on the summary sheet and in the drop-down's
+# input message). Kept in line with what pipeline/decisions.py does with them next round.
 MEANINGS: dict[str, dict[str, str]] = {
     "NIK": {
-        "SETUJU": "NIK memang salah/tidak sah; data harus diperbaiki sebelum dibayar.",
-        "TOLAK": "NIK sebenarnya benar (temuan keliru); baris boleh diverifikasi.",
-        "PERLU_CEK_LAPANGAN": "Perlu melihat KTP/KK asli di lapangan.",
+        "SETUJU": "NIK memang salah. Bila id_terkait berisi NIK usulan Dukcapil: NIK itu benar milik orang ini "
+                  "dan dipakai sebagai perbaikan.",
+        "TOLAK": "NIK sebenarnya benar (temuan keliru): baris tidak lagi ditahan.",
+        "PERLU_CEK_LAPANGAN": "Perlu melihat KTP/KK asli di lapangan; baris tetap diperiksa.",
     },
     "Duplikat": {
         "SETUJU": "Memang orang yang sama: baris ini dikeluarkan, baris utama (id_terkait) tetap.",
-        "TOLAK": "Bukan orang yang sama: kedua baris tetap.",
+        "TOLAK": "Bukan orang yang sama: pasangan ini tidak digabung lagi, kedua baris tetap.",
         "PERLU_CEK_LAPANGAN": "Belum bisa dipastikan dari data; perlu kunjungan lapangan.",
     },
     "Meninggal": {
         "SETUJU": "Benar sudah meninggal: baris dikeluarkan.",
         "TOLAK": "Masih hidup, pencocokan dengan Dukcapil salah: baris tetap.",
-        "PERLU_CEK_LAPANGAN": "Perlu konfirmasi keluarga/desa di lapangan.",
+        "PERLU_CEK_LAPANGAN": "Perlu konfirmasi keluarga/desa di lapangan; baris tetap diperiksa.",
     },
     "Pindah": {
-        "SETUJU": "Benar sudah pindah ke kabupaten/kota lain: data domisili diperbarui.",
-        "TOLAK": "Masih tinggal di alamat DTKS: baris tetap.",
-        "PERLU_CEK_LAPANGAN": "Perlu kunjungan ke alamat DTKS.",
+        "SETUJU": "Benar sudah pindah ke kabupaten/kota lain: data domisili perlu diperbarui.",
+        "TOLAK": "Masih tinggal di alamat DTKS (temuan keliru): baris tidak lagi ditahan.",
+        "PERLU_CEK_LAPANGAN": "Perlu kunjungan ke alamat DTKS; baris tetap diperiksa.",
     },
     "Identitas": {
-        "SETUJU": "NIK memang bukan milik orang ini / tidak terdaftar / dipakai orang lain: data harus diperbaiki.",
-        "TOLAK": "Identitas benar (temuan keliru): baris tetap.",
-        "PERLU_CEK_LAPANGAN": "Perlu melihat KTP/KK asli di lapangan.",
+        "SETUJU": "NIK memang bukan milik orang ini / tidak terdaftar / dipakai orang lain. Bila id_terkait berisi "
+                  "NIK usulan Dukcapil: NIK itu benar milik orang ini.",
+        "TOLAK": "Identitas benar (temuan keliru): baris tidak lagi ditahan.",
+        "PERLU_CEK_LAPANGAN": "Perlu melihat KTP/KK asli di lapangan; baris tetap diperiksa.",
     },
     OTHER_GROUP: {
         "SETUJU": "Temuan benar.",
-        "TOLAK": "Temuan keliru: baris tetap.",
-        "PERLU_CEK_LAPANGAN": "Perlu pemeriksaan lapangan.",
+        "TOLAK": "Temuan keliru: baris tidak lagi ditahan.",
+        "PERLU_CEK_LAPANGAN": "Perlu pemeriksaan lapangan; baris tetap diperiksa.",
     },
 }
 
 OUTCOME_LABELS = {"verified": "terverifikasi", "review": "perlu diperiksa", "excluded": "dikeluarkan"}
+OUTCOME_FILES = {"verified": "verified_recipients.parquet", "review": "review.parquet", "excluded": "excluded.parquet"}
 EXCEL_MAX_ROWS = 1_048_576
 
 
@@ -106,29 +121,29 @@ def nik_column(name: str, full_nik: bool) -> pl.Expr:
 
 def case_frame(work_dir: Path, full_nik: bool) -> pl.LazyFrame:
     """Every anomaly with the DTKS row it concerns, its region, and for link codes the
-    Dukcapil record; for duplicates the row it duplicates."""
+    Dukcapil record; for duplicates the row it duplicates (t_* columns)."""
     records = load_records(work_dir)
     anomalies = load_anomalies(work_dir)
     # related_id is an id_dtks (duplicates, shared NIK) or a Dukcapil NIK (link codes).
-    known = records.select(related_id=pl.col("id_dtks"), _related_is_row=pl.lit(True))
-    related = records.select(
-        related_id=pl.col("id_dtks"), t_nama=pl.col("nama"), t_nik=pl.col("nik"), t_lahir=pl.col("tanggal_lahir"),
-        t_wilayah=pl.col("kode_wilayah"),
+    related_row = records.select(
+        related_id=pl.col("id_dtks"), _related_is_row=pl.lit(True), t_nama=pl.col("nama"), t_nik=pl.col("nik"),
+        t_lahir=pl.col("tanggal_lahir"), t_wilayah=pl.col("kode_wilayah"),
     )
     frame = (
         anomalies.join(records, on="id_dtks", how="left")
         .pipe(with_region)
-        .join(known, on="related_id", how="left")
-        .join(related, on="related_id", how="left")
-        .join(dukcapil_frame(work_dir), on="id_dtks", how="left")
+        .join(related_row, on="related_id", how="left")
+        .join(dukcapil_columns(work_dir, anomalies), on=["id_dtks", "anomaly_code"], how="left")
         .join(clusters_frame(work_dir), on="id_dtks", how="left")
         .with_columns(
             id_terkait=pl.when(pl.col("_related_is_row").fill_null(False)).then(pl.col("related_id"))
             .otherwise(nik_column("related_id", full_nik)),
             nik_tampil=nik_column("nik", full_nik),
+            nik_raw_tampil=nik_column("nik_raw", full_nik),
             kk_tampil=nik_column("no_kk", full_nik),
             t_nik=nik_column("t_nik", full_nik),
             d_nik=nik_column("d_nik", full_nik),
+            detail=pl.col("detail") if full_nik else mask_digit_runs(pl.col("detail")),
             label=pl.col("anomaly_code").replace_strict({c: r.label_id for c, r in anomaly_rules().items()}, default=None),
             tingkat=pl.col("severity").replace_strict(SEVERITY_LABELS, default=pl.col("severity")),
             tindakan=pl.col("action").replace_strict(ACTION_LABELS, default=pl.col("action")),
@@ -138,34 +153,16 @@ def case_frame(work_dir: Path, full_nik: bool) -> pl.LazyFrame:
     return ranked(frame)
 
 
-def dukcapil_frame(work_dir: Path) -> pl.LazyFrame:
-    """id_dtks -> the linked Dukcapil record (d_* columns) and the link's agreement facts."""
-    links = scan(work_dir, "dukcapil_links.parquet")
-    columns = {
-        "id_dtks": pl.String, "d_nik": pl.String, "d_nama": pl.String, "d_jk": pl.String, "d_lahir": pl.Date,
-        "d_alamat": pl.String, "d_wilayah": pl.String, "d_meninggal": pl.Date, "d_kab": pl.String,
-        "kemiripan_nama": pl.Float64, "tgl_lahir_cocok": pl.String, "identitas": pl.String,
-    }
-    if links is None:
-        return pl.LazyFrame(schema=columns)
-    links = links.unique("id_dtks", keep="first")
-    staged = scan(work_dir, "staging/dukcapil.parquet")
-    if staged is not None:
-        person = staged.select(
-            dukcapil_source_line=pl.col("source_line"), d_nama=pl.col("nama"), d_jk=pl.col("jenis_kelamin"),
-            d_lahir=pl.col("tanggal_lahir"), d_alamat=pl.col("alamat"),
-        )
-        links = links.join(person, on="dukcapil_source_line", how="left")
-    else:
-        links = links.with_columns(
-            d_nama=pl.lit(None, pl.String), d_jk=pl.lit(None, pl.String), d_lahir=pl.lit(None, pl.Date), d_alamat=pl.lit(None, pl.String)
-        )
-    names = with_region(links.select("id_dtks", kode_kabupaten=pl.col("kab_dukcapil"))).select("id_dtks", d_kab=pl.col("nama_kabupaten"))
-    return links.join(names, on="id_dtks", how="left").select(
-        "id_dtks", d_nik=pl.col("dukcapil_nik"), d_nama=pl.col("d_nama"), d_jk=pl.col("d_jk"), d_lahir=pl.col("d_lahir"),
-        d_alamat=pl.col("d_alamat"), d_wilayah=pl.col("dukcapil_kode_wilayah"), d_meninggal=pl.col("tanggal_meninggal"),
-        d_kab=pl.col("d_kab"), kemiripan_nama=pl.col("name_similarity"), tgl_lahir_cocok=pl.col("dob_agreement"),
-        identitas=pl.col("identity"),
+def dukcapil_columns(work_dir: Path, anomalies: pl.LazyFrame) -> pl.LazyFrame:
+    """(id_dtks, anomaly_code) -> the Dukcapil record the anomaly is about (d_* columns)
+    and the link's facts; see html.linked_dukcapil for which link that is."""
+    return linked_dukcapil(work_dir, anomalies).select(
+        "id_dtks", "anomaly_code", d_nik=pl.col("dukcapil_nik"), d_nama=pl.col("d_nama"), d_jk=pl.col("d_jk"),
+        d_lahir=pl.col("d_lahir"), d_alamat=pl.col("d_alamat"), d_wilayah=pl.col("dukcapil_kode_wilayah"),
+        d_meninggal=pl.col("tanggal_meninggal"), d_kab=pl.col("d_kab"),
+        tautan=pl.col("link_method").replace_strict(LINK_METHOD_LABELS, default=pl.col("link_method")),
+        peluang_tautan=pl.col("match_probability"), bukti_tautan=pl.col("evidence"),
+        kemiripan_nama=pl.col("name_similarity"), tgl_lahir_cocok=pl.col("dob_agreement"), identitas=pl.col("identity"),
     )
 
 
@@ -206,6 +203,7 @@ PERSON = [
     Column("Hasil putaran", "hasil", 15),
 ]
 DUKCAPIL = [
+    Column("Tautan ke Dukcapil", "tautan", 14),
     Column("NIK Dukcapil", "d_nik", 19),
     Column("Nama Dukcapil", "d_nama", 26),
     Column("Jenis kelamin Dukcapil", "d_jk", 8),
@@ -214,6 +212,8 @@ DUKCAPIL = [
     Column("Kode wilayah Dukcapil", "d_wilayah", 12),
     Column("Kabupaten/kota Dukcapil", "d_kab", 24),
     Column("Tanggal meninggal", "d_meninggal", 12, "date"),
+    Column("Peluang tautan (fuzzy)", "peluang_tautan", 11, "probability"),
+    Column("Bukti tautan (fuzzy)", "bukti_tautan", 60),
     Column("Kemiripan nama", "kemiripan_nama", 10, "number"),
     Column("Tanggal lahir cocok", "tgl_lahir_cocok", 12),
     Column("Kekuatan identitas", "identitas", 12),
@@ -229,7 +229,9 @@ DUPLICATE = [
 ]
 
 SHEET_COLUMNS: dict[str, list[Column]] = {
-    "NIK": COMMON_HEAD + [Column("NIK seperti tertulis", "nik_raw_tampil", 19)] + PERSON,
+    # The NIK sheet shows the Dukcapil record too: the one a fuzzy link suggests for a
+    # broken NIK (related_id), else the record of the same NIK.
+    "NIK": COMMON_HEAD + [Column("NIK seperti tertulis", "nik_raw_tampil", 19)] + PERSON + DUKCAPIL,
     "Duplikat": COMMON_HEAD + DUPLICATE + PERSON,
     "Meninggal": COMMON_HEAD + PERSON + DUKCAPIL,
     "Pindah": COMMON_HEAD + PERSON + DUKCAPIL,
@@ -238,13 +240,18 @@ SHEET_COLUMNS: dict[str, list[Column]] = {
 }
 
 
-def sheet_rows(cases: pl.LazyFrame, group: str, full_nik: bool) -> pl.DataFrame:
-    codes = GROUPS.get(group)
-    frame = cases.filter(pl.col("anomaly_code").is_in(list(codes)) if codes else ~pl.col("anomaly_code").is_in([c for cs in GROUPS.values() for c in cs]))
+GROUPED_CODES = [code for codes in GROUPS.values() for code in codes]
+
+
+def sheet_rows(cases: pl.LazyFrame, group: str) -> pl.DataFrame:
+    """The cases of one group with the columns of its sheet, in the fixed order."""
+    if group in GROUPS:
+        frame = cases.filter(pl.col("anomaly_code").is_in(list(GROUPS[group])))
+    else:
+        frame = cases.filter(~pl.col("anomaly_code").is_in(GROUPED_CODES))
     if group == "Duplikat":
         # The canonical row of a cluster is the one kept: nothing to decide on it.
         frame = frame.filter(pl.col("related_id").is_not_null())
-    frame = frame.with_columns(nik_raw_tampil=nik_column("nik_raw", full_nik))
     return frame.select([c.source for c in SHEET_COLUMNS[group] if c.source]).collect()
 
 
@@ -253,8 +260,9 @@ def sheet_rows(cases: pl.LazyFrame, group: str, full_nik: bool) -> pl.DataFrame:
 
 class Formats:
     def __init__(self, book: xlsxwriter.Workbook) -> None:
-        self.header = book.add_format({"bold": True, "bg_color": "#DCE6F1", "text_wrap": True, "valign": "top", "border": 1})
-        self.header_decision = book.add_format({"bold": True, "bg_color": "#FFE699", "text_wrap": True, "valign": "top", "border": 1})
+        header = {"bold": True, "text_wrap": True, "valign": "top", "border": 1}
+        self.header = book.add_format(header | {"bg_color": "#DCE6F1"})
+        self.header_decision = book.add_format(header | {"bg_color": "#FFE699"})  # the columns to fill in
         self.decision = book.add_format({"bg_color": "#FFF2CC", "border": 1, "border_color": "#BFBFBF"})
         self.text = book.add_format({})
         self.quoted = book.add_format({"quote_prefix": True})
@@ -291,9 +299,13 @@ def write_cell(sheet, row: int, col: int, column: Column, value: object, formats
 
 
 def decision_message(group: str) -> str:
-    """The drop-down's input message (Excel allows 255 characters)."""
+    """The drop-down's input message: the first sentence of each meaning (Excel allows
+    255 characters; the full text is on the summary sheet)."""
     meaning = MEANINGS[group]
-    text = " ".join(f"{d}: {meaning[d]}" for d in DECISIONS)
+    text = " ".join(f"{d}: {meaning[d].split('. ')[0].rstrip('.')}." for d in DECISIONS)
+    more = " Lengkapnya: lembar Ringkasan."
+    if len(text) + len(more) <= 255:
+        return text + more
     return text if len(text) <= 255 else text[:252] + "..."
 
 
@@ -327,91 +339,117 @@ def write_case_sheet(book: xlsxwriter.Workbook, name: str, group: str, rows: pl.
 
 
 def reconciliation_facts(work_dir: Path) -> dict:
+    """as_of and reconciliation from summary.json; without it, counted from the files."""
     summary_path = work_dir / "summary.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
         return {"as_of": summary.get("as_of"), **summary.get("reconciliation", {})}
-    counts = {key: (pl.scan_parquet(work_dir / name).select(pl.len()).collect().item() if (work_dir / name).is_file() else 0)
-              for key, name in (("verified", "verified_recipients.parquet"), ("review", "review.parquet"), ("excluded", "excluded.parquet"))}
+
+    def rows(frame: pl.LazyFrame | None) -> int:
+        return frame.select(pl.len()).collect().item() if frame is not None else 0
+
+    counts = {key: rows(scan(work_dir, name)) for key, name in OUTCOME_FILES.items()}
     quarantine = scan(work_dir, "quarantine.parquet")
-    counts["quarantined"] = quarantine.filter(pl.col("source") == "dtks").select(pl.len()).collect().item() if quarantine is not None else 0
-    total = sum(counts.values())
-    return {"as_of": None, "rows_in": None, **counts, "sum": total, "balanced": None}
+    counts["quarantined"] = rows(quarantine.filter(pl.col("source") == "dtks") if quarantine is not None else None)
+    return {"as_of": None, "rows_in": None, **counts, "sum": sum(counts.values()), "balanced": None}
 
 
-def write_summary_sheet(book: xlsxwriter.Workbook, work_dir: Path, counts: pl.DataFrame, sheets: dict[str, int],
-                        canonical_rows: int, full_nik: bool, formats: Formats) -> None:
-    sheet = book.add_worksheet("Ringkasan")
-    sheet.set_column(0, 0, 24)
-    sheet.set_column(1, 1, 60)
-    sheet.set_column(2, 7, 16)
-    facts = reconciliation_facts(work_dir)
-    row = 0
+class Lines:
+    """Writes a sheet top to bottom, one line at a time (constant_memory needs row order)."""
 
-    def line(*cells, fmt=None):
-        nonlocal row
+    def __init__(self, sheet, formats: Formats) -> None:
+        self.sheet, self.formats, self.row = sheet, formats, 0
+
+    def write(self, *cells: object, fmt=None) -> None:
         for col, value in enumerate(cells):
             if value is None:
                 continue
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                sheet.write_number(row, col, value, fmt)
+                self.sheet.write_number(self.row, col, value, fmt)
             elif fmt is not None:
-                sheet.write_string(row, col, str(value), fmt)
+                self.sheet.write_string(self.row, col, str(value), fmt)
             else:
-                write_text(sheet, row, col, value, formats)
-        row += 1
+                write_text(self.sheet, self.row, col, value, self.formats)
+        self.row += 1
 
-    line("Lembar kerja pemeriksaan verval DTKS", fmt=formats.title)
-    line("Putaran per", facts.get("as_of") or "-")
-    line("NIK", "LENGKAP (full_nik): simpan dan bagikan sesuai UU 27/2022" if full_nik else "disamarkan (4 digit awal + 4 digit akhir)")
-    row += 1
-    line("Rekonsiliasi", fmt=formats.bold)
+    def skip(self) -> None:
+        self.row += 1
+
+
+def reconciliation_lines(lines: Lines, facts: dict) -> None:
+    lines.write("Rekonsiliasi", fmt=lines.formats.bold)
     for label, key in (("Baris masuk", "rows_in"), ("Terverifikasi", "verified"), ("Perlu diperiksa", "review"),
                        ("Dikeluarkan", "excluded"), ("Karantina", "quarantined"), ("Jumlah", "sum")):
-        line(label, facts.get(key))
+        lines.write(label, facts.get(key))
     balanced = facts.get("balanced")
-    sheet.write_string(row, 0, "Status")
-    sheet.write_string(row, 1, "SEIMBANG" if balanced else "TIDAK SEIMBANG" if balanced is False else "tidak diketahui (summary.json tidak ada)",
-                       formats.ok if balanced else formats.bad)
-    row += 2
+    status = "SEIMBANG" if balanced else "TIDAK SEIMBANG" if balanced is False else "tidak diketahui (summary.json tidak ada)"
+    lines.sheet.write_string(lines.row, 0, "Status")
+    lines.write(None, status, fmt=lines.formats.ok if balanced else lines.formats.bad)
 
-    line("Cara mengisi", fmt=formats.bold)
+
+def instruction_lines(lines: Lines, canonical_rows: int) -> None:
+    lines.write("Cara mengisi", fmt=lines.formats.bold)
     for text in (
-        "Isi kolom keputusan (pilih dari daftar: SETUJU, TOLAK, PERLU_CEK_LAPANGAN), catatan, dan pemeriksa (nama/NIP pemeriksa).",
+        "Isi kolom keputusan (pilih dari daftar: SETUJU, TOLAK, PERLU_CEK_LAPANGAN), catatan, dan pemeriksa "
+        "(nama/NIP pemeriksa).",
         "Jangan mengubah kolom id_dtks, kode_anomali, id_terkait: keputusan dicocokkan kembali dengan kunci ini. "
         "Untuk duplikat, pasangan yang diputuskan adalah id_dtks + id_terkait (baris utama yang dipertahankan).",
         f"Baris utama klaster duplikat ({canonical_rows} baris) tidak dicantumkan: baris itu yang dipertahankan.",
         "Teks yang diawali =, +, -, @, tab atau CR ditulis sebagai teks dengan tanda petik (') di depan "
         "agar Excel tidak menjalankannya sebagai rumus.",
     ):
-        sheet.write_string(row, 1, text, formats.wrap)
-        row += 1
-    row += 1
+        lines.write(None, text, fmt=lines.formats.wrap)
 
-    line("Arti keputusan per lembar", fmt=formats.bold)
-    line("Lembar", "Kode", *DECISIONS, fmt=formats.header)
-    for group, meaning in MEANINGS.items():
-        codes = GROUPS.get(group, ("kode lain",))
-        if group == OTHER_GROUP and OTHER_GROUP not in sheets:
-            continue
-        sheet.write_string(row, 0, group)
-        sheet.write_string(row, 1, ", ".join(codes), formats.wrap)
-        for col, decision in enumerate(DECISIONS, start=2):
-            sheet.write_string(row, col, meaning[decision], formats.wrap)
-        row += 1
-    row += 1
 
-    line("Jumlah anomali per kode", fmt=formats.bold)
-    line("Kode", "Arti", "Tingkat", "Dikeluarkan", "Perlu diperiksa", "Peringatan", "Jumlah", "Lembar", fmt=formats.header)
-    by_code = {r["anomaly_code"]: r for r in counts.to_dicts()}
+def meaning_lines(lines: Lines, groups: list[str]) -> None:
+    """What SETUJU, TOLAK and PERLU_CEK_LAPANGAN mean on each sheet."""
+    lines.write("Arti keputusan per lembar", fmt=lines.formats.bold)
+    lines.write("Lembar", "Kode", *DECISIONS, fmt=lines.formats.header)
+    for group in groups:
+        codes = ", ".join(GROUPS.get(group, ("kode lain",)))
+        lines.write(group, codes, *(MEANINGS[group][d] for d in DECISIONS), fmt=lines.formats.wrap)
+
+
+def count_lines(lines: Lines, counts: dict[str, dict[str, int]], sheets: dict[str, int]) -> None:
+    lines.write("Jumlah anomali per kode", fmt=lines.formats.bold)
+    lines.write("Kode", "Arti", "Tingkat", "Dikeluarkan", "Perlu diperiksa", "Peringatan", "Jumlah", "Lembar",
+                fmt=lines.formats.header)
     for code, rule in anomaly_rules().items():
-        found = by_code.get(code, {})
-        values = [int(found.get(a) or 0) for a in ACTIONS]
-        line(code, rule.label_id, SEVERITY_LABELS.get(rule.severity, rule.severity), *values, sum(values), group_of(code))
-    row += 1
-    line("Lembar", "Baris", fmt=formats.header)
+        values = [counts.get(code, {}).get(a, 0) for a in ACTIONS]
+        lines.write(code, rule.label_id, SEVERITY_LABELS.get(rule.severity, rule.severity), *values, sum(values), group_of(code))
+    lines.skip()
+    lines.write("Lembar", "Baris", fmt=lines.formats.header)
     for name, n in sheets.items():
-        line(name, n)
+        lines.write(name, n)
+
+
+def write_summary_sheet(book: xlsxwriter.Workbook, work_dir: Path, counts: dict[str, dict[str, int]], sheets: dict[str, int],
+                        groups: list[str], canonical_rows: int, full_nik: bool, formats: Formats) -> None:
+    sheet = book.add_worksheet("Ringkasan")
+    sheet.set_column(0, 0, 24)
+    sheet.set_column(1, 1, 60)
+    sheet.set_column(2, 7, 16)
+    facts = reconciliation_facts(work_dir)
+    lines = Lines(sheet, formats)
+    lines.write("Lembar kerja pemeriksaan verval DTKS", fmt=formats.title)
+    lines.write("Putaran per", facts.get("as_of") or "-")
+    lines.write("NIK", "LENGKAP (full_nik): simpan dan bagikan sesuai UU 27/2022" if full_nik
+                else "disamarkan (4 digit awal + 4 digit akhir)")
+    lines.skip()
+    reconciliation_lines(lines, facts)
+    lines.skip()
+    instruction_lines(lines, canonical_rows)
+    lines.skip()
+    meaning_lines(lines, groups)
+    lines.skip()
+    count_lines(lines, counts, sheets)
+
+
+def group_size(group: str, counts: dict[str, dict[str, int]], canonical_rows: int) -> int:
+    """Rows of a group's sheets, known before they are written (the summary sheet comes first)."""
+    codes = GROUPS.get(group) or [code for code in counts if code not in GROUPED_CODES]
+    rows = sum(sum(counts.get(code, {}).values()) for code in codes)
+    return rows - canonical_rows if group == "Duplikat" else rows
 
 
 def split_names(group: str, height: int, max_rows: int) -> list[tuple[str, int, int]]:
@@ -430,17 +468,16 @@ def write_workbook(work_dir: Path, path: Path, full_nik: bool = False, max_rows_
     numbers) are masked unless full_nik=True. Returns the sheets and their row counts."""
     work_dir, path = Path(work_dir), Path(path)
     max_rows = max(1, min(max_rows_per_sheet, EXCEL_MAX_ROWS - 1))
-    cases = case_frame(work_dir, full_nik).cache()
-    counts = (
-        load_anomalies(work_dir).group_by("anomaly_code", "action").len()
-        .collect().pivot(on="action", index="anomaly_code", values="len")
-    )
-    present = set(load_anomalies(work_dir).select("anomaly_code").unique().collect()["anomaly_code"].to_list())
-    groups = list(GROUPS) + ([OTHER_GROUP] if present - {c for cs in GROUPS.values() for c in cs} else [])
+    anomalies = load_anomalies(work_dir)
+    counts: dict[str, dict[str, int]] = {}
+    for code, action, n in anomalies.group_by("anomaly_code", "action").len().collect().iter_rows():
+        counts.setdefault(code, {})[action] = n
+    groups = list(GROUPS) + ([OTHER_GROUP] if set(counts) - set(GROUPED_CODES) else [])
     canonical_rows = (
-        load_anomalies(work_dir).filter((pl.col("anomaly_code") == "DUPLICATE_PERSON") & pl.col("related_id").is_null())
+        anomalies.filter((pl.col("anomaly_code") == "DUPLICATE_PERSON") & pl.col("related_id").is_null())
         .select(pl.len()).collect().item()
     )
+    cases = case_frame(work_dir, full_nik)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     book = xlsxwriter.Workbook(str(path), {
@@ -450,11 +487,14 @@ def write_workbook(work_dir: Path, path: Path, full_nik: bool = False, max_rows_
         "strings_to_numbers": False,   # NIK and codes stay text
     })
     formats = Formats(book)
-    frames = {group: sheet_rows(cases, group, full_nik) for group in groups}
-    sheets = {name: rows for group, frame in frames.items() for name, _, rows in split_names(group, frame.height, max_rows)}
+    sizes = {group: group_size(group, counts, canonical_rows) for group in groups}
+    sheets = {name: rows for group, size in sizes.items() for name, _, rows in split_names(group, size, max_rows)}
     # The summary sheet comes first; constant_memory writes sheets in creation order.
-    write_summary_sheet(book, work_dir, counts, sheets, canonical_rows, full_nik, formats)
-    for group, frame in frames.items():
+    write_summary_sheet(book, work_dir, counts, sheets, groups, canonical_rows, full_nik, formats)
+    for group in groups:
+        frame = sheet_rows(cases, group)  # one group in memory at a time
+        if frame.height != sizes[group]:
+            raise RuntimeError(f"sheet {group}: {frame.height} rows but {sizes[group]} anomalies (a join repeated rows)")
         for name, start, rows in split_names(group, frame.height, max_rows):
             write_case_sheet(book, name, group, frame.slice(start, rows), formats)
     book.close()

@@ -7,6 +7,15 @@
   var DATA = JSON.parse(document.getElementById("report-data").textContent);
   var numberFormat = new Intl.NumberFormat("id-ID");
 
+  var decimalFormats = {};
+
+  function decimal(value, digits) {
+    if (!decimalFormats[digits]) {
+      decimalFormats[digits] = new Intl.NumberFormat("id-ID", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+    }
+    return decimalFormats[digits].format(value);
+  }
+
   function make(tag, className, text) {
     var node = document.createElement(tag);
     if (className) node.className = className;
@@ -18,7 +27,7 @@
     if (value === null || value === undefined) return "";
     if (spec.labels && Object.prototype.hasOwnProperty.call(spec.labels, value)) return spec.labels[value];
     if (typeof value === "number") {
-      return spec.digits !== undefined ? value.toFixed(spec.digits) : numberFormat.format(value);
+      return spec.digits !== undefined ? decimal(value, spec.digits) : numberFormat.format(value);
     }
     return String(value);
   }
@@ -26,6 +35,7 @@
   function cellClass(spec, value) {
     var names = [];
     if (spec.num) names.push("num");
+    if (spec.css) names.push(spec.css);
     if (spec.cls && value !== null && value !== undefined) names.push(spec.cls + "-" + value);
     return names.join(" ");
   }
@@ -51,7 +61,7 @@
     }
     var row = make("tr");
     columns.forEach(function (c) {
-      var th = make("th", c.num ? "num" : null, c.label);
+      var th = make("th", [c.num ? "num" : "", c.css || ""].join(" ").trim() || null, c.label);
       if (c.title) th.title = c.title;
       row.appendChild(th);
     });
@@ -69,7 +79,10 @@
       var tr = make("tr");
       spec.columns.forEach(function (c) {
         var value = row[index[c.key]];
-        tr.appendChild(make("td", cellClass(c, value), display(c, value)));
+        var td = make("td", cellClass(c, value), display(c, value));
+        // A side-by-side column is highlighted where it differs from its counterpart.
+        if (c.compare && value !== null && value !== row[index[c.compare]]) td.classList.add("diff");
+        tr.appendChild(td);
       });
       tbody.appendChild(tr);
       return {
@@ -128,7 +141,7 @@
         tr.appendChild(make("td", null, evidenceLevel(spec, item[1])));
         var weight = item[2];
         tr.appendChild(make("td", "num " + (weight > 0 ? "w-pos" : weight < 0 ? "w-neg" : ""),
-          (weight > 0 ? "+" : "") + weight.toFixed(1)));
+          (weight > 0 ? "+" : "") + decimal(weight, 1)));
         ev.appendChild(tr);
       });
       card.appendChild(ev);

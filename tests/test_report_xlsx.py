@@ -1,0 +1,126 @@
+"""anomalies.xlsx read back with openpyxl: drop-down decisions, frozen header, autofilter,
+stable keys, masked NIKs, and input text that looks like a formula stays text."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import polars as pl
+import pytest
+
+from pipeline.progress import StageClock
+from pipeline.report.xlsx import DECISIONS, GROUPS, write_workbook
+from pipeline.round import RoundContext, run_round
+
+HYPERLINK = '=HYPERLINK("http://x")'
+# Names and an address an attacker could type into a registration form. Both rows have a
+# malformed NIK, so they land on the NIK sheet.
+EXTRA_DTKS = [
+    'D010,12345,,"=HYPERLINK(""http://x"")",L,BOGOR,1975-03-04,JL A,3201011001,PKH',
+    "D012,54321,,@SUM(A1),P,BOGOR,1970-01-01,-2+3,3201011001,PKH",
+]
+
+
+@pytest.fixture
+def round_out(small_extracts):
+    with open(small_extracts["dtks"], "a", encoding="utf-8") as handle:
+        handle.write("\n".join(EXTRA_DTKS) + "\n")
+    out = small_extracts["dir"] / "out"
+    ctx = RoundContext(dtks=str(small_extracts["dtks"]), dukcapil=str(small_extracts["dukcapil"]), out=str(out), as_of="2026-11-21")
+    run_round(ctx, StageClock(quiet=True))
+    return out, small_extracts
+
+
+def rows_of(sheet) -> list[dict]:
+    values = list(sheet.iter_rows(values_only=True))
+    header = values[0]
+    return [dict(zip(header, row)) for row in values[1:] if any(v is not None for v in row)]
+
+
+def input_niks(extracts: dict) -> set[str]:
+    text = extracts["dtks"].read_text() + extracts["dukcapil"].read_text()
+    return set(re.findall(r"\d{16}", text))
+
+
+def all_text(book) -> str:
+    return "\n".join(str(v) for sheet in book.worksheets for row in sheet.iter_rows(values_only=True) for v in row if v is not None)
+
+
+def test_workbook_for_reviewers(round_out, tmp_path):
+    out, extracts = round_out
+    path = tmp_path / "anomalies.xlsx"
+    result = write_workbook(out, path)
+    book = openpyxl.load_workbook(path)
+
+    assert book.sheetnames[0] == "Ringkasan"
+    assert set(GROUPS) <= set(book.sheetnames)
+    summary_text = "\n".join(str(v) for row in book["Ringkasan"].iter_rows(values_only=True) for v in row if v is not None)
+    assert "memang orang yang sama" in summary_text.lower() and "masih hidup" in summary_text.lower()
+    assert "SEIMBANG" in summary_text
+
+    anomalies = pl.read_parquet(out / "anomalies.parquet")
+    canonical = anomalies.filter((pl.col("anomaly_code") == "DUPLICATE_PERSON") & pl.col("related_id").is_null()).height
+    assert sum(result["sheets"].values()) == anomalies.height - canonical  # every case once, no join fan-out
+
+    for name in GROUPS:
+        sheet = book[name]
+        header = [c.value for c in sheet[1]]
+        assert header[:6] == ["id_dtks", "kode_anomali", "id_terkait", "keputusan", "catatan", "pemeriksa"]
+        assert sheet.freeze_panes == "A2"
+        assert sheet.auto_filter.ref and sheet.auto_filter.ref.startswith("A1:")
+        validations = sheet.data_validations.dataValidation
+        assert len(validations) == 1
+        validation = validations[0]
+        assert validation.type == "list"
+        assert validation.formula1 == '"' + ",".join(DECISIONS) + '"'
+        assert str(validation.sqref).startswith("D2")
+        assert validation.prompt  # the input message says what each decision means
+
+    duplicates = rows_of(book["Duplikat"])
+    assert [(r["id_dtks"], r["id_terkait"]) for r in duplicates] == [("D002", "D001")]
+
+    nik_rows = {r["id_dtks"]: r for r in rows_of(book["NIK"])}
+    assert nik_rows["D010"]["Nama"] == "'" + HYPERLINK.upper()  # ingest upper-cases names
+    assert nik_rows["D012"]["Nama"] == "'@SUM(A1)"
+    assert nik_rows["D012"]["Alamat"] == "'-2+3"
+    for row in book["NIK"].iter_rows(min_row=2):
+        for cell in row:
+            assert cell.data_type != "f", cell.coordinate
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if name.startswith("xl/worksheets/"):
+                assert "<f>" not in archive.read(name).decode(), f"formula in {name}"
+
+    text = all_text(book)
+    assert not input_niks(extracts) & set(re.findall(r"\d{16}", text)), "a full NIK in the masked workbook"
+    assert "3201********0012" in text  # Siti's NIK, masked
+    identity = {(r["id_dtks"], r["kode_anomali"]): r for r in rows_of(book["Identitas"])}
+    assert identity[("D007", "IDENTITY_MISMATCH")]["Nama Dukcapil"] == "WAWAN SETIAWAN"
+    assert identity[("D007", "IDENTITY_MISMATCH")]["id_terkait"].startswith("3201********")
+
+
+def test_full_nik_on_request(round_out, tmp_path):
+    out, extracts = round_out
+    path = tmp_path / "lengkap.xlsx"
+    write_workbook(out, path, full_nik=True)
+    book = openpyxl.load_workbook(path)
+    moved = {r["id_dtks"]: r for r in rows_of(book["Pindah"])}
+    nik = pl.read_parquet(out / "review.parquet").filter(pl.col("id_dtks") == "D003")["nik"].item()
+    assert moved["D003"]["NIK"] == nik and moved["D003"]["id_terkait"] == nik
+    assert input_niks(extracts) & set(re.findall(r"\d{16}", all_text(book)))
+
+
+def test_large_group_continues_on_next_sheet(round_out, tmp_path):
+    out, _ = round_out
+    path = tmp_path / "split.xlsx"
+    result = write_workbook(out, path, max_rows_per_sheet=2)
+    book = openpyxl.load_workbook(path)
+    nik_sheets = [name for name in book.sheetnames if name == "NIK" or name.startswith("NIK (")]
+    assert len(nik_sheets) >= 2
+    assert sum(result["sheets"][name] for name in nik_sheets) == len(
+        [r for name in nik_sheets for r in rows_of(book[name])]
+    )
+    assert all(book[name].freeze_panes == "A2" for name in nik_sheets)
