@@ -102,3 +102,24 @@ def test_decision_file_missing_a_key_column_is_reported(small_extracts, first_ro
     run(small_extracts, out, decisions=str(decisions))
     rejected = pl.read_parquet(out / "decisions_rejected.parquet")
     assert "kode_anomali" in rejected["reason"][0] or "anomaly_code" in rejected["reason"][0]
+
+
+def test_filled_workbook_is_read_back(small_extracts, first_round):
+    import openpyxl
+
+    book = openpyxl.load_workbook(first_round / "anomalies.xlsx")
+    sheet = book["Duplikat"]
+    headers = [cell.value for cell in sheet[1]]
+    row = next(r for r in range(2, sheet.max_row + 1) if sheet.cell(r, headers.index("id_dtks") + 1).value == "D002")
+    sheet.cell(row, headers.index("keputusan") + 1).value = "TOLAK"
+    sheet.cell(row, headers.index("pemeriksa") + 1).value = "Sari"
+    filled = small_extracts["dir"] / "terisi.xlsx"
+    book.save(filled)
+
+    out = small_extracts["dir"] / "round-xlsx"
+    summary = run(small_extracts, out, decisions=str(filled))
+    clusters = pl.read_parquet(out / "duplicate_clusters.parquet")
+    assert clusters.filter(pl.col("id_dtks").is_in(["D001", "D002"]))["cluster_id"].n_unique() == 2
+    status = pl.read_parquet(out / "decisions_applied.parquet").row(0, named=True)
+    assert (status["sheet"], status["pemeriksa"], status["status"]) == ("Duplikat", "Sari", "applied: pasangan tidak digabung")
+    assert summary["decisions"]["malformed"] == 0
