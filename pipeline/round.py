@@ -318,6 +318,7 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
             "stage_timings": clock.timings,
         }
         step("report", write_report, ctx, summary)
+        step("workbook", write_workbook, ctx)
         step("manifest", write_manifest, ctx)
         summary["output_dir"] = step("publish", publish, ctx)
     except BaseException:
@@ -328,15 +329,19 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
 
 def write_report(ctx: RoundContext, summary: dict) -> dict:
     """summary.json, report.html (with the change since the round previously published at
-    --out), history.json and the reviewers' workbook anomalies.xlsx."""
+    --out) and history.json."""
     from pipeline.report.html import build_history, render_report
-    from pipeline.report.xlsx import write_workbook
 
     previous = Path(ctx.out).resolve()
     previous_dir = previous if (previous / "summary.json").exists() else None
     write_summary(ctx, summary)
     ctx.path("history.json").write_text(json.dumps(build_history(previous_dir, summary), indent=2, default=str) + "\n")
     ctx.path("report.html").write_text(render_report(ctx.work_dir, summary, previous_dir), encoding="utf-8")
-    workbook = write_workbook(ctx.work_dir, ctx.path("anomalies.xlsx"), full_nik=ctx.full_nik)
-    return {"report": str(ctx.path("report.html")), "previous_round": str(previous_dir) if previous_dir else None,
-            "workbook_sheets": workbook.get("sheets")}
+    return {"report": str(ctx.path("report.html")), "previous_round": str(previous_dir) if previous_dir else None}
+
+
+def write_workbook(ctx: RoundContext) -> dict:
+    """anomalies.xlsx for reviewers (xlsxwriter writes cell by cell: the slowest output)."""
+    from pipeline.report.xlsx import write_workbook as write
+
+    return {"sheets": write(ctx.work_dir, ctx.path("anomalies.xlsx"), full_nik=ctx.full_nik).get("sheets")}

@@ -4,6 +4,8 @@ gives the match probability. Everything compiles to one DuckDB query from model.
 
 from __future__ import annotations
 
+import math
+
 import duckdb
 
 from pipeline.matching.model import level_weight, probability_sql
@@ -37,6 +39,18 @@ def compare_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right:
     )
 
 
+def effective_prior(con: duckdb.DuckDBPyConnection, model: dict, population: str) -> float:
+    """The prior log2 odds for this run. Strangers who share a name and a birth date grow
+    with the square of the registry while each person's duplicates do not, so the odds
+    that a candidate pair is one person fall as 1/N: a model calibrated at
+    `prior_reference_records` records is shifted by log2(reference / N)."""
+    reference = model.get("prior_reference_records")
+    if not reference:
+        return float(model["prior_log2_odds"])
+    records = con.execute(f"SELECT count(*) FROM {population}").fetchall()[0][0]
+    return float(model["prior_log2_odds"]) - math.log2(max(records, 1) / reference)
+
+
 def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None) -> None:
     """Create table scored_pairs from comparison_vectors: per-comparison weights, the
     total, the probability and a readable evidence string. Term frequencies come from
@@ -65,6 +79,7 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: s
         tf_join = f"JOIN {left} lr ON lr.rid = v.rid_l LEFT JOIN _tf tf ON tf.value = lr.{column}"
     names = [c["name"] for c in model["comparisons"]]
     total = " + ".join(f"w_{n}" for n in names)
+    prior = effective_prior(con, model, population)
     evidence = " || '; ' || ".join(
         f"'{c['name']}=' || {_label_case(c, 'g_' + c['name'])} || ' (' || printf('%+.1f', w_{c['name']}) || ')'"
         for c in model["comparisons"]
@@ -73,8 +88,8 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: s
         f"""
         CREATE OR REPLACE TEMP TABLE scored_pairs AS
         WITH weighted AS (SELECT v.*, {", ".join(weights)} FROM comparison_vectors v {tf_join})
-        SELECT *, {model['prior_log2_odds']!r} + {total} AS match_weight,
-               {probability_sql(f"{model['prior_log2_odds']!r} + {total}")} AS match_probability,
+        SELECT *, {prior!r} + {total} AS match_weight,
+               {probability_sql(f"{prior!r} + {total}")} AS match_probability,
                {evidence} AS evidence
         FROM weighted
         """
