@@ -147,14 +147,15 @@ def link_civil_registry(ctx: RoundContext) -> dict:
 
 def find_duplicates(ctx: RoundContext) -> dict:
     model = load_model(Path(ctx.model_path) if ctx.model_path else None)
-    records = pl.read_parquet(ctx.staging_dir / "records.parquet")
+    records_path = ctx.staging_dir / "records.parquet"
     cannot_link = decisions.cannot_link_pairs(pl.read_parquet(ctx.staging_dir / "decisions.parquet"))
     con = ctx.connect()
     try:
-        found = dedupe.find_duplicates(con, records, model, cannot_link=cannot_link)
+        found = dedupe.find_duplicates(con, str(records_path), model, cannot_link=cannot_link)
     finally:
         con.close()
     clusters = found["clusters"]
+    records = pl.read_parquet(records_path, columns=["id_dtks", "nik", "nik_format_ok"])
     anomalies = pl.concat([dedupe.duplicate_anomalies(clusters, model), dedupe.shared_nik_anomalies(records, clusters)])
     clusters.select("id_dtks", "cluster_id", "cluster_size", "is_canonical", "canonical_id_dtks", "match_probability", "evidence").write_parquet(
         ctx.path("duplicate_clusters.parquet")

@@ -46,14 +46,19 @@ def mark_verified(records: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
 
 
 def find_duplicates(
-    con: duckdb.DuckDBPyConnection, records: pl.DataFrame, model: dict, id_column: str = "id_dtks",
+    con: duckdb.DuckDBPyConnection, records: pl.DataFrame | str, model: dict, id_column: str = "id_dtks",
     columns: list[str] | None = RECORD_COLUMNS, cannot_link: pl.DataFrame | None = None,
 ) -> dict:
     """Returns clusters (every record), pairs (scored, at or above half the link
     probability, for audit), blocking statistics and the model as used."""
-    con.register("_records_frame", records.select(columns) if columns else records)
-    con.execute("CREATE OR REPLACE TEMP TABLE records AS SELECT * FROM _records_frame")
-    con.unregister("_records_frame")
+    if isinstance(records, str):
+        # A Parquet path: DuckDB reads it directly, no second copy in Python memory.
+        selected = ", ".join(columns) if columns else "*"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE records AS SELECT {selected} FROM read_parquet($path)", {"path": records})
+    else:
+        con.register("_records_frame", records.select(columns) if columns else records)
+        con.execute("CREATE OR REPLACE TEMP TABLE records AS SELECT * FROM _records_frame")
+        con.unregister("_records_frame")
     blocking_stats = candidate_pairs(con, model, "records")
     compare_pairs(con, model, "records")
     score_pairs(con, model, "records")
