@@ -19,6 +19,13 @@ PLACEHOLDER_DAY_MONTHS = ((1, 7), (31, 12), (1, 1))
 SIXTEEN_DIGITS = r"^[0-9]{16}$"
 
 
+def placeholder_birth_date(date: pl.Expr) -> pl.Expr:
+    """True for 1 July, 31 December and 1 January: dates written when the real one is unknown."""
+    return pl.any_horizontal(
+        [(date.dt.day() == d) & (date.dt.month() == m) for d, m in PLACEHOLDER_DAY_MONTHS]
+    ).fill_null(False)
+
+
 def format_problem(nik: pl.Expr) -> pl.Expr:
     """Why a NIK is not 16 digits with a non-zero serial, or null when it is."""
     digits_only = nik.str.contains(r"^[0-9]+$")
@@ -79,9 +86,7 @@ def parse_nik(frame: pl.DataFrame) -> pl.DataFrame:
             & (pl.col("nik_region_status") != "unknown")
             & pl.col("nik_date_valid").fill_null(False)
         ).fill_null(False),
-        dob_placeholder=pl.any_horizontal(
-            [(pl.col("tanggal_lahir").dt.day() == d) & (pl.col("tanggal_lahir").dt.month() == m) for d, m in PLACEHOLDER_DAY_MONTHS]
-        ).fill_null(False),
+        dob_placeholder=placeholder_birth_date(pl.col("tanggal_lahir")),
     )
     return frame
 

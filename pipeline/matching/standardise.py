@@ -122,13 +122,11 @@ def standardise_records(frame: pl.DataFrame) -> pl.DataFrame:
     """Names, region and NIK keys shared by deduplication and civil-registry linkage.
     Expects nama, nik, tanggal_lahir, kode_wilayah."""
     from pipeline.checks import wilayah
-    from pipeline.checks.nik import PLACEHOLDER_DAY_MONTHS
+    from pipeline.checks.nik import placeholder_birth_date
 
     frame = standardise_names(frame)
     digits = nik_digits(pl.col("nik"))
-    placeholder = pl.any_horizontal(
-        [(pl.col("tanggal_lahir").dt.day() == d) & (pl.col("tanggal_lahir").dt.month() == m) for d, m in PLACEHOLDER_DAY_MONTHS]
-    ).fill_null(False)
+    placeholder = placeholder_birth_date(pl.col("tanggal_lahir"))
     return frame.with_columns(
         kab=wilayah.current_kabupaten(pl.col("kode_wilayah")),
         nik_digits=digits,
