@@ -86,7 +86,9 @@ def prepare(ctx: RoundContext) -> dict:
     for label, value in (("--dtks", ctx.dtks), ("--dukcapil", ctx.dukcapil)):
         if not Path(value).is_file():
             raise InputError(f"{label} {value}: file not found")
-    ctx.staging_dir.mkdir(parents=True, exist_ok=True)
+    # Personal data (UU 27/2022): the work folder is owner-only from the start.
+    ctx.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ctx.staging_dir.mkdir(mode=0o700, exist_ok=True)
     return {"work": ctx.work}
 
 

@@ -92,3 +92,13 @@ def test_prefect_yaml_schedules_twice_a_year_in_jakarta():
     assert (PROJECT_DIR / module).exists() and function == "verval_round"
     assert set(deployment["parameters"]) >= {"dtks", "dukcapil", "out"}
     assert yaml.safe_load((PROJECT_DIR / "prefect.yaml").read_text())["name"] == "verval"
+
+
+def test_serve_builds_the_scheduled_deployment():
+    from pipeline.flows.deployment import build_deployment
+
+    deployment = build_deployment(PROJECT_DIR / "prefect.yaml", "verval-semesteran")
+    schedule = deployment.schedules[0].schedule
+    assert (schedule.cron, schedule.timezone) == ("0 2 1 1,7 *", "Asia/Jakarta")
+    assert deployment.parameters["out"] == "reports/semesteran"
+    assert deployment.name == "verval-semesteran"

@@ -18,7 +18,8 @@ def load_deployment(prefect_yaml: Path, name: str) -> dict:
     raise VervalError(f"{prefect_yaml}: no deployment named {name!r} (found: {names})")
 
 
-def serve_from_prefect_yaml(prefect_yaml: Path, name: str) -> None:
+def build_deployment(prefect_yaml: Path, name: str):
+    """The flow's deployment as declared in prefect.yaml (schedule, parameters, tags)."""
     from prefect.client.schemas.schedules import CronSchedule
 
     from pipeline.flows.verval import verval_round
@@ -29,10 +30,17 @@ def serve_from_prefect_yaml(prefect_yaml: Path, name: str) -> None:
         for s in deployment.get("schedules", [])
         if s.get("active", True)
     ]
-    verval_round.serve(
+    return verval_round.to_deployment(
         name=deployment["name"],
         schedules=schedules,
         parameters=deployment.get("parameters", {}),
         description=deployment.get("description"),
         tags=deployment.get("tags"),
     )
+
+
+def serve_from_prefect_yaml(prefect_yaml: Path, name: str) -> None:
+    """Serve until stopped; scheduled runs fire only against a running `prefect server start`."""
+    from prefect import serve
+
+    serve(build_deployment(prefect_yaml, name))
