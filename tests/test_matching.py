@@ -142,3 +142,31 @@ def test_every_duplicate_explains_itself(generated_round):
     assert linked["score"].min() >= load_model()["thresholds"]["link_probability"]
     fuzzy = pl.read_parquet(generated_round["out"] / "dukcapil_links.parquet").filter(pl.col("link_method") == "fuzzy")
     assert fuzzy.height > 0 and fuzzy["evidence"].str.contains("name=").all()
+
+
+def test_engine_runs_on_other_person_data_with_its_own_id_column():
+    from pipeline.matching.engine import deduplicate
+
+    frame = pl.DataFrame({
+        "rec_id": ["a-0", "a-1", "b-0"],
+        "given_name": ["john", "jon", "mary"],
+        "surname": ["smith", "smith", "jones"],
+        "dob": ["19800101", "19800101", "19900505"],
+    })
+    model = {
+        "prior_log2_odds": -2.0,
+        "thresholds": {"link_probability": 0.5, "strong_probability": 0.99},
+        "blocking_rules": [{"name": "dob", "keys": ["dob"], "max_block_size": 10}],
+        "comparisons": [
+            {"name": "given", "levels": [
+                {"label": "jw90", "when": "jaro_winkler_similarity(l.given_name, r.given_name) >= 0.9", "m": 0.9, "u": 0.05},
+                {"label": "different", "when": "TRUE", "m": 0.1, "u": 0.95}]},
+            {"name": "surname", "levels": [
+                {"label": "exact", "when": "l.surname = r.surname", "m": 0.9, "u": 0.01},
+                {"label": "different", "when": "TRUE", "m": 0.1, "u": 0.99}]},
+        ],
+        "cluster": {"canonical_order": ["r.rec_id"]},
+    }
+    clusters = deduplicate(frame, model, id_column="rec_id")["clusters"]
+    ids = dict(zip(clusters["id_dtks"], clusters["cluster_id"]))
+    assert ids["a-0"] == ids["a-1"] == "K-a-0" and ids["b-0"] == "K-b-0"

@@ -74,7 +74,7 @@ def find_duplicates(
                count(*) OVER (PARTITION BY c.canonical_rid) AS cluster_size,
                c.rid = c.canonical_rid AS is_canonical, c.match_probability, c.evidence
         FROM clusters c JOIN records r ON r.rid = c.rid JOIN records k ON k.rid = c.canonical_rid
-        ORDER BY r.id_dtks
+        ORDER BY r.{id_column}
         """
     ).pl()
     rule_names = pl.DataFrame(
