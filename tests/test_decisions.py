@@ -86,6 +86,13 @@ def test_decisions_are_applied_logged_and_carried_forward(small_extracts, first_
     assert all(r["source_file"] == "keputusan.csv" and r["recorded_at"] for r in logged)
     assert not any(JOKO_NIK in line for line in log.read_text().splitlines())  # masked keys only
 
+    # The next workbook does not ask again about what was decided.
+    import openpyxl
+
+    book = openpyxl.load_workbook(out / "anomalies.xlsx", read_only=True)
+    asked = {row[0] for name in ("Meninggal", "Duplikat") for row in book[name].iter_rows(min_row=2, values_only=True)}
+    assert "D006" not in asked and "D002" not in asked
+
     # Next round, no decision file given: the log carries the decisions; nothing re-logged.
     again = small_extracts["dir"] / "round3"
     run(small_extracts, again, decision_log=str(log))

@@ -249,9 +249,9 @@ def sheet_rows(cases: pl.LazyFrame, group: str) -> pl.DataFrame:
         frame = cases.filter(pl.col("anomaly_code").is_in(list(GROUPS[group])))
     else:
         frame = cases.filter(~pl.col("anomaly_code").is_in(GROUPED_CODES))
-    if group == "Duplikat":
-        # The canonical row of a cluster is the one kept: nothing to decide on it.
-        frame = frame.filter(pl.col("related_id").is_not_null())
+    # Warnings leave the row paid: nothing to decide. That covers the canonical row of a
+    # duplicate cluster and every finding a reviewer already decided (TOLAK -> warn).
+    frame = frame.filter(pl.col("action") != "warn")
     return frame.select([c.source for c in SHEET_COLUMNS[group] if c.source]).collect()
 
 
@@ -395,6 +395,9 @@ def instruction_lines(lines: Lines, canonical_rows: int) -> None:
         "Jangan mengubah kolom id_dtks, kode_anomali, id_terkait: keputusan dicocokkan kembali dengan kunci ini. "
         "Untuk duplikat, pasangan yang diputuskan adalah id_dtks + id_terkait (baris utama yang dipertahankan).",
         f"Baris utama klaster duplikat ({canonical_rows} baris) tidak dicantumkan: baris itu yang dipertahankan.",
+        "Temuan berstatus peringatan (misalnya NIK_DOB_MISMATCH, atau yang sudah diputuskan pada putaran "
+        "sebelumnya) tidak dicantumkan: baris tetap dibayar, tidak ada yang perlu diputuskan. "
+        "Daftar lengkap ada di report.html dan anomalies.parquet.",
         "Teks yang diawali =, +, -, @, tab atau CR ditulis sebagai teks dengan tanda petik (') di depan "
         "agar Excel tidak menjalankannya sebagai rumus.",
     ):
@@ -448,8 +451,7 @@ def write_summary_sheet(book: xlsxwriter.Workbook, work_dir: Path, counts: dict[
 def group_size(group: str, counts: dict[str, dict[str, int]], canonical_rows: int) -> int:
     """Rows of a group's sheets, known before they are written (the summary sheet comes first)."""
     codes = GROUPS.get(group) or [code for code in counts if code not in GROUPED_CODES]
-    rows = sum(sum(counts.get(code, {}).values()) for code in codes)
-    return rows - canonical_rows if group == "Duplikat" else rows
+    return sum(n for code in codes for action, n in counts.get(code, {}).items() if action != "warn")
 
 
 def split_names(group: str, height: int, max_rows: int) -> list[tuple[str, int, int]]:
