@@ -147,6 +147,3 @@ def anomaly_frame(
         evidence=(evidence if evidence is not None else null_text).cast(pl.String),
     ).cast(ANOMALY_SCHEMA)
 
-
-def empty_anomalies() -> pl.DataFrame:
-    return pl.DataFrame(schema=ANOMALY_SCHEMA)

@@ -23,7 +23,7 @@ def ingest(tmp_path, path, kind="dtks"):
 
 
 def test_missing_required_columns_stop_before_work_and_name_them(tmp_path):
-    path = write(tmp_path / "dtks.csv", f"id_dtks,nama,jenis_kelamin\nD1,SITI,P\n")
+    path = write(tmp_path / "dtks.csv", "id_dtks,nama,jenis_kelamin\nD1,SITI,P\n")
     with pytest.raises(InputError) as error:
         ingest(tmp_path, path)
     message = str(error.value)
@@ -68,7 +68,7 @@ def test_bad_rows_are_quarantined_with_line_and_reason(tmp_path):
         f"D6,{NIK_B},,BUDI,L,,TIDAK TAHU,,3201011001,PKH",  # line 7: unreadable date
         f"D1,{NIK_B},,BUDI,L,,1985-02-03,,3201011001,PKH",  # line 8: duplicate id
         f"D7,{NIK_B},,BUDI,L,,1985-02-03,,32010110,PKH",  # line 9: short region code
-        f"D8,,,BUDI,L,,1985-02-03,,3201011001,PKH",  # line 10: empty NIK is an anomaly, not quarantine
+        "D8,,,BUDI,L,,1985-02-03,,3201011001,PKH",  # line 10: empty NIK is an anomaly, not quarantine
     ]
     result, staged, quarantine = ingest(tmp_path, write(tmp_path / "dtks.csv", "\n".join(lines) + "\n"))
     assert result.rows_read == 9

@@ -59,7 +59,11 @@ def test_outcomes_of_each_situation(round_out):
 
 
 def test_outputs_contract_and_manifest(round_out):
+    from pipeline.contract import ANOMALY_SCHEMA, OUTPUT_FILES
+
     out, _ = round_out
+    assert sorted(name for name in OUTPUT_FILES if not (out / name).is_file()) == []
+    assert dict(pl.read_parquet(out / "anomalies.parquet").schema) == ANOMALY_SCHEMA
     clusters = pl.read_parquet(out / "duplicate_clusters.parquet")
     assert clusters.height == 8  # every parsed row, singletons included
     assert clusters.filter(pl.col("id_dtks") == "D002")["cluster_id"].item() == clusters.filter(
