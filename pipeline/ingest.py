@@ -160,7 +160,28 @@ def alias_is_nik(name: str) -> bool:
     return contract.alias_key(name) in nik_aliases | {"NIK"}
 
 
+def _refuse_numeric_nik(path: Path) -> None:
+    """Excel keeps 15 significant digits of a number: a NIK typed into a numeric cell has
+    already lost its 16th digit. A column the first 1,000 rows show as numeric is refused."""
+    import fastexcel
+
+    sheet = fastexcel.read_excel(str(path)).load_sheet(0, n_rows=1000)
+    numeric = [c.name for c in sheet.available_columns() if alias_is_nik(c.name) and c.dtype in ("float", "int")]
+    if numeric:
+        raise InputError(
+            f"{path}: column {numeric[0]!r} holds NIKs as numbers; Excel keeps only 15 digits of a number, "
+            "so the 16th digit is already lost. Format the column as Text in Excel (or export it as CSV "
+            "from the source system) and run again."
+        )
+
+
 def _read_xlsx(path: Path) -> pl.DataFrame:
+    try:
+        _refuse_numeric_nik(path)
+    except InputError:
+        raise
+    except Exception as exc:  # fastexcel raises its own error types
+        raise InputError(f"{path}: cannot read the workbook's first sheet: {exc}") from exc
     try:
         frame = pl.read_excel(path, engine="calamine", infer_schema_length=0)
     except Exception as exc:  # calamine raises its own error types

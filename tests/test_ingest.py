@@ -135,6 +135,24 @@ def test_xlsx_is_read_as_text(tmp_path):
     assert quarantine["line"].to_list() == [3]
 
 
+def test_xlsx_with_nik_stored_as_numbers_is_refused(tmp_path):
+    import xlsxwriter
+
+    path = tmp_path / "dtks.xlsx"
+    book = xlsxwriter.Workbook(path)
+    sheet = book.add_worksheet()
+    for col, name in enumerate(HEADER.split(",")):
+        sheet.write_string(0, col, name)
+    for row in (1, 2):
+        sheet.write_string(row, 0, f"D{row}")
+        sheet.write_number(row, 1, 3201014501900010 + row * 10)  # what Excel keeps of a typed NIK
+        for col, value in enumerate(["", "SITI", "P", "", "05-01-1990", "", "3201011001", "PKH"], start=2):
+            sheet.write_string(row, col, value)
+    book.close()
+    with pytest.raises(InputError, match="holds NIKs as numbers"):
+        ingest(tmp_path, path)
+
+
 def test_parquet_with_float_nik_is_refused(tmp_path):
     path = tmp_path / "dtks.parquet"
     pl.DataFrame({"id_dtks": ["D1"], "nik": [3.201014501900012e15], "nama": ["SITI"], "jenis_kelamin": ["P"],
