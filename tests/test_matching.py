@@ -170,3 +170,17 @@ def test_engine_runs_on_other_person_data_with_its_own_id_column():
     clusters = deduplicate(frame, model, id_column="rec_id")["clusters"]
     ids = dict(zip(clusters["id_dtks"], clusters["cluster_id"]))
     assert ids["a-0"] == ids["a-1"] == "K-a-0" and ids["b-0"] == "K-b-0"
+
+
+def test_em_estimation_is_opt_in_deterministic_and_raises_the_likelihood(records):
+    from pipeline.matching.dedupe import find_duplicates
+
+    assert not load_model().get("estimate_parameters")  # the declared model is the default
+    model = {**load_model(), "estimate_parameters": True}
+    first = find_duplicates(register_macros(duckdb.connect()), records, model)
+    second = find_duplicates(register_macros(duckdb.connect()), records, model)
+    estimation = first["model"]["estimation"]
+    low, high = estimation["log_likelihood_first_last"]
+    assert high > low
+    assert first["model"] == second["model"]
+    assert first["clusters"].equals(second["clusters"])

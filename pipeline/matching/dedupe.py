@@ -11,6 +11,7 @@ from pipeline.contract import anomaly_frame
 from pipeline.matching.blocking import candidate_pairs
 from pipeline.matching.cluster import cluster_records
 from pipeline.matching.compare import compare_pairs, score_pairs
+from pipeline.matching.estimate import estimate_model
 from pipeline.matching.standardise import standardise_records
 
 RECORD_COLUMNS = [
@@ -61,6 +62,8 @@ def find_duplicates(
         con.unregister("_records_frame")
     blocking_stats = candidate_pairs(con, model, "records")
     compare_pairs(con, model, "records")
+    if model.get("estimate_parameters"):
+        model = estimate_model(con, model, "records")
     score_pairs(con, model, "records")
     thresholds = model["thresholds"]
     if cannot_link is not None and cannot_link.height:
