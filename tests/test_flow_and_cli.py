@@ -90,7 +90,7 @@ def test_prefect_yaml_schedules_twice_a_year_in_jakarta():
     assert schedule["cron"] == "0 2 1 1,7 *" and schedule["timezone"] == "Asia/Jakarta"
     module, function = deployment["entrypoint"].split(":")
     assert (PROJECT_DIR / module).exists() and function == "verval_round"
-    assert set(deployment["parameters"]) >= {"dtks", "dukcapil", "out"}
+    assert set(deployment["parameters"]) >= {"dtks", "dukcapil", "out", "decision_log"}
     assert yaml.safe_load((PROJECT_DIR / "prefect.yaml").read_text())["name"] == "verval"
 
 
