@@ -98,6 +98,9 @@ MEANINGS: dict[str, dict[str, str]] = {
 OUTCOME_LABELS = {"verified": "terverifikasi", "review": "perlu diperiksa", "excluded": "dikeluarkan"}
 OUTCOME_FILES = {"verified": "verified_recipients.parquet", "review": "review.parquet", "excluded": "excluded.parquet"}
 EXCEL_MAX_ROWS = 1_048_576
+# Shared strings (constant_memory off) write each repeated label once instead of escaping
+# it in every cell: at 1M rows 35 s and 1.5 GB peak against 41 s and 0.9 GB streamed.
+CONSTANT_MEMORY = False
 
 
 @dataclass(frozen=True)
@@ -483,7 +486,7 @@ def write_workbook(work_dir: Path, path: Path, full_nik: bool = False, max_rows_
 
     path.parent.mkdir(parents=True, exist_ok=True)
     book = xlsxwriter.Workbook(str(path), {
-        "constant_memory": True,       # rows are streamed to disk: flat memory at a million rows
+        "constant_memory": CONSTANT_MEMORY,
         "strings_to_formulas": False,  # never turn "=..." into a formula
         "strings_to_urls": False,
         "strings_to_numbers": False,   # NIK and codes stay text
@@ -491,7 +494,7 @@ def write_workbook(work_dir: Path, path: Path, full_nik: bool = False, max_rows_
     formats = Formats(book)
     sizes = {group: group_size(group, counts, canonical_rows) for group in groups}
     sheets = {name: rows for group, size in sizes.items() for name, _, rows in split_names(group, size, max_rows)}
-    # The summary sheet comes first; constant_memory writes sheets in creation order.
+    # The summary sheet comes first: sheets appear in creation order.
     write_summary_sheet(book, work_dir, counts, sheets, groups, canonical_rows, full_nik, formats)
     for group in groups:
         frame = sheet_rows(cases, group)  # one group in memory at a time
