@@ -8,9 +8,16 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test bench sample clean
+.PHONY: install browser demo test bench sample clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed browser
+
+# The report's browser test needs Debian's chromium; installed here so `make test` does
+# everything on a fresh machine (as root, as on the developers' machines and CI).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium is missing and could not be installed: install Debian's chromium package" >&2
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)

@@ -114,43 +114,35 @@ def test_nik_is_never_a_float_and_decorations_are_stripped(tmp_path):
     assert staged.schema["nik"] == pl.String
 
 
-def test_xlsx_is_read_as_text(tmp_path):
+def write_xlsx(path, rows):
+    """A workbook with the DTKS header; a row value that is an int is written as a number cell."""
     import xlsxwriter
 
-    path = tmp_path / "dtks.xlsx"
     book = xlsxwriter.Workbook(path)
     sheet = book.add_worksheet()
     for col, name in enumerate(HEADER.split(",")):
         sheet.write_string(0, col, name)
-    values = ["D1", NIK_A, "", "SITI", "P", "", "05-01-1990", "", "3201011001", "PKH"]
-    for col, value in enumerate(values):
-        sheet.write_string(1, col, value)
-    values[0], values[6] = "D2", "bukan tanggal"
-    for col, value in enumerate(values):
-        sheet.write_string(2, col, value)
+    for row, values in enumerate(rows, start=1):
+        for col, value in enumerate(values):
+            (sheet.write_number if isinstance(value, int) else sheet.write_string)(row, col, value)
     book.close()
-    result, staged, quarantine = ingest(tmp_path, path)
+    return path
+
+
+def test_xlsx_is_read_as_text(tmp_path):
+    row = ["D1", NIK_A, "", "SITI", "P", "", "05-01-1990", "", "3201011001", "PKH"]
+    bad = ["D2", NIK_A, "", "SITI", "P", "", "bukan tanggal", "", "3201011001", "PKH"]
+    result, staged, quarantine = ingest(tmp_path, write_xlsx(tmp_path / "dtks.xlsx", [row, bad]))
     assert result.file_format == "xlsx"
     assert staged["nik"].to_list() == [NIK_A]
     assert quarantine["line"].to_list() == [3]
 
 
 def test_xlsx_with_nik_stored_as_numbers_is_refused(tmp_path):
-    import xlsxwriter
-
-    path = tmp_path / "dtks.xlsx"
-    book = xlsxwriter.Workbook(path)
-    sheet = book.add_worksheet()
-    for col, name in enumerate(HEADER.split(",")):
-        sheet.write_string(0, col, name)
-    for row in (1, 2):
-        sheet.write_string(row, 0, f"D{row}")
-        sheet.write_number(row, 1, 3201014501900010 + row * 10)  # what Excel keeps of a typed NIK
-        for col, value in enumerate(["", "SITI", "P", "", "05-01-1990", "", "3201011001", "PKH"], start=2):
-            sheet.write_string(row, col, value)
-    book.close()
+    # What Excel keeps of a typed 16-digit NIK: 15 significant digits.
+    rows = [[f"D{i}", 3201014501900010 + i * 10, "", "SITI", "P", "", "05-01-1990", "", "3201011001", "PKH"] for i in (1, 2)]
     with pytest.raises(InputError, match="holds NIKs as numbers"):
-        ingest(tmp_path, path)
+        ingest(tmp_path, write_xlsx(tmp_path / "dtks.xlsx", rows))
 
 
 def test_parquet_with_float_nik_is_refused(tmp_path):
