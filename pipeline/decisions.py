@@ -26,6 +26,7 @@ import polars as pl
 
 from pipeline import contract
 from pipeline.errors import InputError
+from pipeline.matching.link import NIK_REPAIR_CODES
 from pipeline.report.mask import mask_nik
 
 DECISION_VALUES = ("SETUJU", "TOLAK", "PERLU_CEK_LAPANGAN")
@@ -36,7 +37,6 @@ HEADER_ALIASES = {
 }
 LOG_COLUMNS = ["id_dtks", "anomaly_code", "related_key", "keputusan", "catatan", "pemeriksa", "source_file",
                "source_sha256", "sheet", "row", "recorded_at"]
-NIK_REPAIR_CODES = ("NIK_INVALID_FORMAT", "NIK_INVALID_REGION", "NIK_INVALID_DATE", "NIK_NOT_FOUND", "IDENTITY_MISMATCH")
 EMPTY_LOG = pl.DataFrame(schema={c: (pl.Int64 if c == "row" else pl.String) for c in LOG_COLUMNS})
 
 

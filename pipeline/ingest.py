@@ -121,10 +121,10 @@ def _duckdb_csv(con: duckdb.DuckDBPyConnection, source: Path, delimiter: str) ->
 def _attach_csv_lines(rows: pl.DataFrame, rejects: pl.DataFrame) -> pl.DataFrame:
     """File line of each accepted row: its ordinal + header, shifted past rejected lines
     that came before it (reject i, 1-based and sorted, precedes accepted rows > line_i - i - 1)."""
-    ordinal = pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
-    rows = rows.with_columns(_row=ordinal)
+    rows = _numbered(rows, header_lines=1)
     if rejects.height == 0:
-        return rows.with_columns(_line=pl.col("_row") + 1)
+        return rows
+    rows = rows.drop("_line")
     thresholds = (
         rejects.select(pl.col("line"))
         .with_row_index("i", offset=1)
@@ -143,6 +143,13 @@ def _attach_csv_lines(rows: pl.DataFrame, rejects: pl.DataFrame) -> pl.DataFrame
     )
 
 
+def _numbered(frame: pl.DataFrame, header_lines: int) -> pl.DataFrame:
+    """_row: 1-based data row; _line: where a user finds it (file line, sheet row, row)."""
+    return frame.with_columns(_row=pl.int_range(1, pl.len() + 1, dtype=pl.Int64)).with_columns(
+        _line=pl.col("_row") + header_lines
+    )
+
+
 def _read_parquet(path: Path) -> pl.DataFrame:
     frame = pl.read_parquet(path)
     non_text = [name for name, dtype in frame.schema.items() if dtype == pl.Float64 or dtype == pl.Float32]
@@ -151,8 +158,7 @@ def _read_parquet(path: Path) -> pl.DataFrame:
             f"{path}: the NIK column is stored as a floating-point number, which has already "
             "lost digits. Export the extract again with NIK as text."
         )
-    frame = frame.select(pl.all().cast(pl.String))
-    return frame.with_columns(_row=pl.int_range(1, pl.len() + 1, dtype=pl.Int64)).with_columns(_line=pl.col("_row"))
+    return _numbered(frame.select(pl.all().cast(pl.String)), header_lines=0)
 
 
 def alias_is_nik(name: str) -> bool:
@@ -178,17 +184,13 @@ def _refuse_numeric_nik(path: Path) -> None:
 def _read_xlsx(path: Path) -> pl.DataFrame:
     try:
         _refuse_numeric_nik(path)
+        frame = pl.read_excel(path, engine="calamine", infer_schema_length=0)
     except InputError:
         raise
-    except Exception as exc:  # fastexcel raises its own error types
+    except Exception as exc:  # calamine/fastexcel raise their own error types
         raise InputError(f"{path}: cannot read the workbook's first sheet: {exc}") from exc
-    try:
-        frame = pl.read_excel(path, engine="calamine", infer_schema_length=0)
-    except Exception as exc:  # calamine raises its own error types
-        raise InputError(f"{path}: cannot read the workbook's first sheet: {exc}") from exc
-    frame = frame.select(pl.all().cast(pl.String))
     # Header is line 1 of the sheet, so data row k sits on line k + 1.
-    return frame.with_columns(_row=pl.int_range(1, pl.len() + 1, dtype=pl.Int64)).with_columns(_line=pl.col("_row") + 1)
+    return _numbered(frame.select(pl.all().cast(pl.String)), header_lines=1)
 
 
 def read_extract(path: Path, work_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
