@@ -15,13 +15,14 @@ import polars as pl
 from pipeline.progress import StageClock, console
 
 
-def run_benchmark(n: int, seed: int, work: str | None, fmt: str, through_prefect: bool, score: bool) -> int:
+def run_benchmark(n: int, seed: int, work: str | None, fmt: str, through_prefect: bool, score: bool, mix: str = "standard") -> int:
     base = Path(work) if work else Path(tempfile.mkdtemp(prefix="verval-bench-"))
     data = base / "data"
     started = time.perf_counter()
     # A child process, so the round's peak memory is not the generator's.
     subprocess.run(
-        [sys.executable, "-m", "pipeline.sample", "--n", str(n), "--seed", str(seed), "--out", str(data), "--format", fmt],
+        [sys.executable, "-m", "pipeline.sample", "--n", str(n), "--seed", str(seed), "--out", str(data), "--format", fmt,
+         "--mix", mix],
         check=True, stdout=subprocess.DEVNULL,
     )
     generation = time.perf_counter() - started
@@ -49,14 +50,21 @@ def run_benchmark(n: int, seed: int, work: str | None, fmt: str, through_prefect
         f"process peak RSS {peak_mib:,.0f} MiB"
     )
     if score:
-        from pipeline.evaluate import evaluate_round
-
-        result = evaluate_round(base / "out", data)
-        with pl.Config(tbl_rows=20, float_precision=4):
-            console.print(str(result["per_code"]))
-        console.print(f"duplicate pairs: {result['duplicate_pairs']}")
-        console.print(f"quarantine: {result['quarantine']}")
-        console.print(f"DECEASED per person (exact and fuzzy links): {result['deceased_per_person']}")
-        console.print(f"fuzzy links to Dukcapil: {result['fuzzy_links']}")
-        console.print(f"hard negatives: {result['hard_negatives']}")
+        print_scores(base / "out", data)
     return 0
+
+
+def print_scores(out_dir: Path, truth_dir: Path) -> dict:
+    """Accuracy per anomaly code, duplicate pairs, and the harm figures of a round."""
+    from pipeline.evaluate import evaluate_round
+
+    result = evaluate_round(out_dir, truth_dir)
+    with pl.Config(tbl_rows=20, float_precision=4):
+        console.print(str(result["per_code"]))
+    console.print(f"duplicate pairs: {result['duplicate_pairs']}")
+    console.print(f"quarantine: {result['quarantine']}")
+    console.print(f"DECEASED per person (exact and fuzzy links): {result['deceased_per_person']}")
+    console.print(f"fuzzy links to Dukcapil: {result['fuzzy_links']}")
+    console.print(f"hard negatives merged: {result['hard_negatives']}")
+    console.print(f"harm: {result['harm']}")
+    return result

@@ -64,7 +64,7 @@ def command_sample(args: argparse.Namespace) -> int:
     from pipeline.sample import generate_sample
 
     started = time.perf_counter()
-    result = generate_sample(args.n, args.seed, Path(args.out), fmt=args.format)
+    result = generate_sample(args.n, args.seed, Path(args.out), fmt=args.format, mix=args.mix)
     console.print(f"sample of {args.n:,} DTKS rows (seed {args.seed}) in {time.perf_counter() - started:.1f} s -> {args.out}")
     for key, value in result.items():
         console.print(f"  {key}: {value}")
@@ -81,7 +81,15 @@ def command_serve(args: argparse.Namespace) -> int:
 def command_bench(args: argparse.Namespace) -> int:
     from pipeline.bench import run_benchmark
 
-    return run_benchmark(n=args.n, seed=args.seed, work=args.dir, fmt=args.format, through_prefect=args.prefect, score=args.score)
+    return run_benchmark(n=args.n, seed=args.seed, work=args.dir, fmt=args.format, through_prefect=args.prefect, score=args.score,
+                         mix=args.mix)
+
+
+def command_score(args: argparse.Namespace) -> int:
+    from pipeline.bench import print_scores
+
+    print_scores(Path(args.round), Path(args.truth))
+    return 0
 
 
 def command_blocking(args: argparse.Namespace) -> int:
@@ -119,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=42)
     sample.add_argument("--out", required=True)
     sample.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    sample.add_argument("--mix", choices=("standard", "hard"), default="standard",
+                        help="scenario mix: standard, or hard (look-alike relatives, OCR names, re-registrations...)")
     sample.set_defaults(handler=command_sample)
 
     serve = commands.add_parser("serve", help="serve the scheduled deployment from prefect.yaml (needs `prefect server start`)")
@@ -131,11 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     blocking.add_argument("--model", help="matching model JSON (default: pipeline/rules/model.json)")
     blocking.set_defaults(handler=command_blocking)
 
+    score = commands.add_parser("score", help="score a round against the truth labels of `verval sample`")
+    score.add_argument("--round", required=True, help="output folder of a round")
+    score.add_argument("--truth", required=True, help="folder with truth_rows and truth_anomalies from `verval sample`")
+    score.set_defaults(handler=command_score)
+
     bench = commands.add_parser("bench", help="generate N rows, run the round, print per-stage time and peak memory")
     bench.add_argument("--n", type=int, default=1_000_000)
     bench.add_argument("--seed", type=int, default=7)
     bench.add_argument("--dir", help="work folder (default: a temporary folder)")
     bench.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    bench.add_argument("--mix", choices=("standard", "hard"), default="standard", help="scenario mix of the generated data")
     bench.add_argument("--prefect", action="store_true", help="run through the Prefect flow (adds server start-up)")
     bench.add_argument("--score", action="store_true", help="also print precision/recall per anomaly code")
     bench.set_defaults(handler=command_bench)

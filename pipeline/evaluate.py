@@ -76,34 +76,105 @@ def fuzzy_link_scores(links: pl.DataFrame, truth_rows: pl.DataFrame) -> dict:
     return {"links": fuzzy.height, "correct": correct, "precision": correct / fuzzy.height if fuzzy.height else None}
 
 
-HARD_NEGATIVE_SCENARIOS = ("twin", "father_son_same_name")
+RELATION_CLASSES = ("twin", "father_son", "sibling_close")
 
 
-def hard_negative_scores(clusters: pl.DataFrame, truth_rows: pl.DataFrame, dtks: pl.DataFrame) -> dict:
-    """Pairs of different people in one household who look alike (twins; father and son
-    with one name), and how many of them ended up in one cluster."""
-    rows = truth_rows.filter(pl.col("scenario").is_in(HARD_NEGATIVE_SCENARIOS)).join(
-        dtks.select("id_dtks", "no_kk"), on="id_dtks"
+def _relation_rows(truth_rows: pl.DataFrame, dtks: pl.DataFrame) -> pl.DataFrame:
+    """id_dtks, person_id, household, relation per row. Truth written by newer generators
+    carries household_id and relation; older truth falls back on the scenario label and
+    the row's KK (which misses people whose label another scenario took)."""
+    if "relation" in truth_rows.columns:
+        return truth_rows.select("id_dtks", "person_id", household=pl.col("household_id"), relation=pl.col("relation"))
+    return truth_rows.join(dtks.select("id_dtks", "no_kk"), on="id_dtks").select(
+        "id_dtks", "person_id", household=pl.col("no_kk"),
+        relation=pl.col("scenario").replace({"father_son_same_name": "father_son"}),
     )
-    pairs = rows.join(rows, on="no_kk", suffix="_r").filter(
-        (pl.col("id_dtks") < pl.col("id_dtks_r")) & (pl.col("person_id") != pl.col("person_id_r"))
-    )
+
+
+def _merged(pairs: pl.DataFrame, clusters: pl.DataFrame) -> pl.DataFrame:
     cluster = clusters.select("id_dtks", "cluster_id")
-    merged = (
+    return (
         pairs.join(cluster, on="id_dtks")
         .join(cluster.rename({"id_dtks": "id_dtks_r", "cluster_id": "cluster_r"}), on="id_dtks_r")
         .filter(pl.col("cluster_id") == pl.col("cluster_r"))
     )
-    # Unrelated people with a very common name: rows in a cluster holding several people.
+
+
+def hard_negative_scores(clusters: pl.DataFrame, truth_rows: pl.DataFrame, dtks: pl.DataFrame) -> dict:
+    """Pairs of different people who look alike, per class, and how many ended up in one
+    cluster: twins, father and son with one name, siblings born close together with
+    similar names (all within one household), and different people whose rows carry one
+    NIK. Unrelated people with a very common name are counted per row."""
+    rows = _relation_rows(truth_rows, dtks)
+    result = {}
+    for relation in RELATION_CLASSES:
+        related = rows.filter(pl.col("relation").str.contains(relation) & pl.col("household").is_not_null())
+        pairs = related.join(related, on="household", suffix="_r").filter(
+            (pl.col("id_dtks") < pl.col("id_dtks_r")) & (pl.col("person_id") != pl.col("person_id_r"))
+        )
+        merged = _merged(pairs, clusters).height
+        result[relation] = {"pairs": pairs.height, "merged": merged, "rate": merged / pairs.height if pairs.height else None}
+    nik = dtks.select("id_dtks", nik=pl.col("nik").str.strip_chars().str.strip_prefix("'")).filter(
+        pl.col("nik").str.contains(r"^[0-9]{16}$")
+    ).join(truth_rows.select("id_dtks", "person_id"), on="id_dtks")
+    shared = nik.join(nik, on="nik", suffix="_r").filter(
+        (pl.col("id_dtks") < pl.col("id_dtks_r")) & (pl.col("person_id") != pl.col("person_id_r"))
+    )
+    merged = _merged(shared, clusters).height
+    result["shared_nik"] = {"pairs": shared.height, "merged": merged, "rate": merged / shared.height if shared.height else None}
     people = clusters.select("id_dtks", "cluster_id").join(truth_rows.select("id_dtks", "person_id", "scenario"), on="id_dtks")
     mixed = people.group_by("cluster_id").agg(pl.col("person_id").n_unique().alias("people")).filter(pl.col("people") > 1)
     common = people.filter(pl.col("scenario") == "common_name")
+    result["common_name"] = {
+        "rows": common.height,
+        "rows_merged_with_another_person": common.join(mixed, on="cluster_id", how="semi").height,
+    }
+    return result
+
+
+def harm_scores(out_dir: Path, truth_rows: pl.DataFrame) -> dict:
+    """What a wrong verdict costs people: living people none of whose rows stays verified or
+    in review (every parsed row excluded), exclusions that name another person as the
+    duplicate's original, and the review load."""
+    outcomes = pl.concat([
+        pl.read_parquet(out_dir / f"{name}.parquet", columns=["id_dtks"]).with_columns(outcome=pl.lit(outcome))
+        for name, outcome in (("verified_recipients", "verified"), ("review", "review"), ("excluded", "excluded"))
+    ])
+    rows = outcomes.join(truth_rows.select("id_dtks", "person_id", "true_deceased", "scenario"), on="id_dtks")
+    per_person = rows.group_by("person_id").agg(
+        alive=(pl.col("true_deceased") == "0").all(),
+        all_excluded=(pl.col("outcome") == "excluded").all(),
+        scenarios=pl.col("scenario").unique().sort().str.join(","),
+    )
+    cut_off = per_person.filter(pl.col("alive") & pl.col("all_excluded"))
+    # Budget: a person with more than one row kept for payment is paid twice.
+    paid_twice = rows.filter(pl.col("outcome") == "verified").group_by("person_id").len().filter(pl.col("len") > 1)
+    anomalies = pl.read_parquet(out_dir / "anomalies.parquet")
+    person = truth_rows.select("id_dtks", "person_id")
+    excluded_duplicates = anomalies.filter((pl.col("anomaly_code") == "DUPLICATE_PERSON") & (pl.col("action") == "exclude"))
+    wrong_original = (
+        excluded_duplicates.join(person, on="id_dtks")
+        .join(person.rename({"id_dtks": "related_id", "person_id": "related_person"}), on="related_id")
+        .filter(pl.col("person_id") != pl.col("related_person"))
+    )
+    codes_of_cut_off = (
+        anomalies.filter(pl.col("action") == "exclude").join(person, on="id_dtks")
+        .join(cut_off.select("person_id"), on="person_id", how="semi")
+        .group_by("anomaly_code").agg(pl.col("person_id").n_unique().alias("people")).sort("anomaly_code")
+    )
+    rows_in = outcomes.height
+    review = outcomes.filter(pl.col("outcome") == "review").height
     return {
-        "household_pairs": pairs.height,
-        "household_pairs_merged": merged.height,
-        "household_merged_rate": merged.height / pairs.height if pairs.height else None,
-        "common_name_rows": common.height,
-        "common_name_rows_merged_with_another_person": common.join(mixed, on="cluster_id", how="semi").height,
+        "living_people_all_rows_excluded": cut_off.height,
+        "living_people_all_rows_excluded_by_code": dict(codes_of_cut_off.iter_rows()),
+        "living_people_all_rows_excluded_scenarios": dict(
+            cut_off.group_by("scenarios").len().sort("len", descending=True).head(8).iter_rows()
+        ),
+        "duplicate_exclusions": excluded_duplicates.height,
+        "duplicate_exclusions_pointing_at_another_person": wrong_original.height,
+        "people_paid_more_than_once": paid_twice.height,
+        "review_rows": review,
+        "review_per_1000_rows": round(1000 * review / rows_in, 2) if rows_in else None,
     }
 
 
@@ -124,8 +195,9 @@ def evaluate_round(out_dir: Path, truth_dir: Path) -> dict:
         "deceased_per_person": deceased_scores(anomalies, truth_rows),
         "hard_negatives": hard_negative_scores(
             pl.read_parquet(out_dir / "duplicate_clusters.parquet"), truth_rows,
-            pl.read_parquet(out_dir / "staging" / "dtks.parquet").select("id_dtks", "no_kk"),
+            pl.read_parquet(out_dir / "staging" / "dtks.parquet").select("id_dtks", "no_kk", "nik"),
         ),
         "fuzzy_links": fuzzy_link_scores(pl.read_parquet(out_dir / "dukcapil_links.parquet"), truth_rows),
+        "harm": harm_scores(out_dir, truth_rows),
         "quarantine": {"expected": expected_quarantine.height, "quarantined": quarantined.height},
     }

@@ -69,13 +69,56 @@ DUPLICATE_EXTRA_ROWS = 0.044  # extra DTKS rows for people listed twice (~4%) or
 TRIPLICATE_SHARE = 0.05  # of the extra rows, this share belongs to people listed three times
 DOB_CORRECTED_SHARE = 0.01  # birth date corrected after the NIK was issued (NIK keeps the old date)
 COMMON_NAME_PAIR_SHARE = 0.002  # unrelated DTKS people deliberately given the same very common name
-DECEASED_SHARE = 0.03
 MOVED_OTHER_KAB_SHARE = 0.03  # of households
 MOVED_SAME_KAB_SHARE = 0.02
 PAPUA_RETIRED_CODE_SHARE = 0.5  # of DTKS households in a re-coded Papua desa: DTKS still uses the old code
-TWIN_HOUSEHOLD_SHARE = 0.03  # of households with two or more children
-FATHER_SON_SHARE = 0.03  # of households with a male head and a son
 DUKCAPIL_REPEAT_SHARE = 0.002  # same person recorded twice in Dukcapil
+
+@dataclass(frozen=True)
+class Mix:
+    """How often each problem occurs. `standard` is the mix the matching model was first
+    calibrated on; `hard` is a second world with other rates and the cases that broke the
+    standard model elsewhere (twins with names one letter apart, one of them missing from
+    Dukcapil or with a mistyped NIK; siblings born a year or two apart with similar names;
+    OCR-damaged names; households re-registered after moving; people missing from
+    Dukcapil who share a very common name with someone in it). Report on a mix and seed
+    you did not calibrate on."""
+
+    name: str
+    row_scenario_shares: dict
+    twin_household_share: float = 0.03  # of households with two or more children
+    father_son_share: float = 0.03  # of households with a male head and a son
+    deceased_share: float = 0.03
+    duplicate_nik_kinds: tuple = (0.62, 0.14, 0.10, 0.14)  # identical, one typo, two digits swapped, damaged
+    name_variation_kinds: tuple = (0.15, 0.30, 0.20, 0.10, 0.10, 0.10, 0.05)  # see vary_names
+    birth_date_variation_kinds: tuple = (0.8, 0.1, 0.1)  # same, day/month swapped, year off by one
+    duplicate_kk_kinds: tuple = (0.72, 0.14, 0.14)  # the household's KK, a newer KK, blank
+    # Only in the hard mix (0 keeps the standard world byte for byte):
+    twin_similar_name_share: float = 0.0  # of twin pairs: the younger's name one letter from the elder's
+    twin_one_missing_share: float = 0.0  # of twin pairs: one twin missing from Dukcapil
+    twin_one_nik_typo_share: float = 0.0  # of twin pairs: one twin's DTKS NIK mistyped
+    close_sibling_share: float = 0.0  # of households with two or more children: born 1-2 years apart, similar names
+    ocr_name_share: float = 0.0  # of DTKS rows: name damaged by OCR (letters merged, split, swapped, confused)
+    reregistered_share: float = 0.0  # of DTKS households that moved kabupaten: listed again at the new address
+    missing_common_name_share: float = 0.0  # of people missing from Dukcapil: given a very common name
+
+
+STANDARD_ROW_SHARES = dict(ROW_SCENARIO_SHARES, nik_typo=0.0)
+MIXES = {
+    "standard": Mix(name="standard", row_scenario_shares=STANDARD_ROW_SHARES),
+    "hard": Mix(
+        name="hard",
+        row_scenario_shares=dict(STANDARD_ROW_SHARES, missing_from_dukcapil=0.03, invalid_format=0.028, shared_nik=0.006,
+                                 identity_mismatch=0.007, nik_typo=0.006),
+        twin_household_share=0.05, father_son_share=0.05, deceased_share=0.04,
+        duplicate_nik_kinds=(0.50, 0.18, 0.12, 0.20),
+        name_variation_kinds=(0.10, 0.25, 0.30, 0.10, 0.05, 0.10, 0.10),
+        birth_date_variation_kinds=(0.7, 0.15, 0.15),
+        duplicate_kk_kinds=(0.6, 0.2, 0.2),
+        twin_similar_name_share=0.6, twin_one_missing_share=0.2, twin_one_nik_typo_share=0.2,
+        close_sibling_share=0.04, ocr_name_share=0.02, reregistered_share=0.3, missing_common_name_share=0.3,
+    ),
+}
 
 VERY_COMMON_NAMES = ("SITI AMINAH", "SUTRISNO", "MUHAMMAD RIZKI", "NUR HIDAYAH", "SRI WAHYUNI", "AHMAD FAUZI")
 
@@ -532,6 +575,7 @@ class Population:
     reg_kec: np.ndarray  # kecamatan where the NIK was issued
     twin: np.ndarray
     father_son: np.ndarray
+    sibling_close: np.ndarray  # two children born a year or two apart with similar names
     dead_day: np.ndarray  # day number of death in Dukcapil, -1 = alive
     name: pl.Series | None = None
     tempat_lahir: pl.Series | None = None
@@ -599,6 +643,7 @@ def make_households(rng, regions: Regions, n_people: int, n_victims: int) -> Pop
         hh_alamat=make_addresses(rng, n_hh), hh_alamat_cur=pl.Series([], dtype=pl.String),
         hh=hh, member=member, role=role, birth_order=birth_order, female=female, dob=dob, nik_dob=dob.copy(),
         reg_kec=np.zeros(len(hh), np.int64), twin=np.zeros(len(hh), bool), father_son=np.zeros(len(hh), bool),
+        sibling_close=np.zeros(len(hh), bool),
         dead_day=np.full(len(hh), -1, np.int64),
     )
 
@@ -633,17 +678,66 @@ def set_placeholder_birthdays(rng, pop: Population) -> None:
     pop.nik_dob = pop.dob.copy()
 
 
-def make_twins(rng, pop: Population) -> None:
+def make_twins(rng, pop: Population, mix: Mix) -> None:
     """Some households' two eldest children are same-sex twins: same birth date, same KK."""
     children = child_count(pop)
     eligible = np.flatnonzero((children >= 2) & ~pop.hh_victim)
-    chosen = rng.permutation(eligible)[: round(TWIN_HOUSEHOLD_SHARE * len(eligible))]
+    chosen = rng.permutation(eligible)[: round(mix.twin_household_share * len(eligible))]
     elder = pop.hh_first[chosen] + pop.hh_size[chosen] - children[chosen]  # children come last, eldest first
     younger = elder + 1
     pop.dob[younger] = pop.dob[elder]
     pop.nik_dob[younger] = pop.nik_dob[elder]
     pop.female[younger] = pop.female[elder]  # same sex, so their NIKs are consecutive serials
     pop.twin[elder] = pop.twin[younger] = True
+
+
+def make_close_siblings(rng, pop: Population, mix: Mix) -> None:
+    """The two eldest children of some households born one or two years apart on the same
+    day and month (their names are made alike in `make_similar_names`)."""
+    if not mix.close_sibling_share:
+        return
+    children = child_count(pop)
+    has_twins = np.bincount(pop.hh, weights=pop.twin, minlength=len(pop.hh_size)) > 0
+    eligible = np.flatnonzero((children >= 2) & ~pop.hh_victim & ~has_twins)
+    chosen = rng.permutation(eligible)[: round(mix.close_sibling_share * len(eligible))]
+    elder = pop.hh_first[chosen] + pop.hh_size[chosen] - children[chosen]
+    younger = elder + 1
+    year, month, day = ymd_from_days(pop.dob[elder])
+    later = days_from_ymd(year + rng.integers(1, 3, len(elder)), month, np.minimum(day, 28))
+    born = np.where(later <= REFERENCE_DAY, later, days_from_ymd(year - 1, month, np.minimum(day, 28)))
+    pop.dob[younger] = pop.nik_dob[younger] = born
+    pop.sibling_close[elder] = pop.sibling_close[younger] = True
+
+
+NAME_PREFIX_TOKENS = ("SITI", "NUR", "NURUL", "MUHAMMAD", "AHMAD", "ABDUL", "I", "NI", "SRI", "DWI", "TRI", "EKA")
+
+
+def one_letter_apart(names: pl.Expr) -> pl.Expr:
+    """A sibling's name one letter from another's, as parents name twins: RINA -> RINI,
+    FITRI -> FITRIA, HASAN -> HASIN. Changes the given name (the first token that is not
+    a common prefix such as SITI or I), never the family name or patronym."""
+    pattern = r"^((?:(?:" + "|".join(NAME_PREFIX_TOKENS) + r") )*)(\S+)(.*)$"
+    head, given, tail = (names.str.extract(pattern, i) for i in (1, 2, 3))
+    changed = (
+        pl.when(given.str.ends_with("A")).then(given.str.slice(0, given.str.len_chars() - 1) + pl.lit("I"))
+        .when(given.str.ends_with("I")).then(given + pl.lit("A"))
+        .when(given.str.contains(r"[AEIOU]$")).then(given.str.slice(0, given.str.len_chars() - 1) + pl.lit("A"))
+        .when(given.str.contains(r"I[^AEIOU]*$")).then(given.str.replace(r"I([^AEIOU]*)$", "A$1"))
+        .otherwise(given.str.replace(r"[AEIOU]([^AEIOU]*)$", "I$1"))
+    )
+    return pl.when(given.is_null()).then(names).otherwise(head.fill_null("") + changed + tail.fill_null(""))
+
+
+def make_similar_names(rng, pop: Population, mix: Mix) -> None:
+    """Some twins, and every close sibling pair, get names one letter apart."""
+    if not (mix.twin_similar_name_share or mix.close_sibling_share):
+        return
+    younger_twin = np.flatnonzero(pop.twin & np.r_[False, pop.twin[:-1]] & (pop.hh == np.r_[-1, pop.hh[:-1]]))
+    younger_twin = younger_twin[rng.random(len(younger_twin)) < mix.twin_similar_name_share]
+    younger_sibling = np.flatnonzero(pop.sibling_close & np.r_[False, pop.sibling_close[:-1]] & (pop.hh == np.r_[-1, pop.hh[:-1]]))
+    younger = np.r_[younger_twin, younger_sibling]
+    similar = pl.DataFrame({"n": pop.name.gather(younger - 1)}).select(one_letter_apart(pl.col("n"))).to_series()
+    pop.name = pop.name.scatter(younger, similar)
 
 
 def child_count(pop: Population) -> np.ndarray:
@@ -715,13 +809,13 @@ def name_population(rng, pop: Population) -> None:
     pop.name = names.scatter(with_bin, patronymic.to_series())
 
 
-def make_father_son_same_name(rng, pop: Population) -> None:
+def make_father_son_same_name(rng, pop: Population, mix: Mix) -> None:
     """A son named exactly after his father, in the same KK: a hard negative for duplicate detection."""
     first_son = first_member_where(pop, (pop.role == 2) & ~pop.female & ~pop.twin)
     head_name_plain = ~pop.name.gather(pop.hh_first).str.contains(" BIN")
     male_head = ~pop.female[pop.hh_first]
     eligible = np.flatnonzero((first_son >= 0) & male_head & head_name_plain.to_numpy() & ~pop.hh_victim)
-    chosen = rng.permutation(eligible)[: round(FATHER_SON_SHARE * len(eligible))]
+    chosen = rng.permutation(eligible)[: round(mix.father_son_share * len(eligible))]
     sons, fathers = first_son[chosen], pop.hh_first[chosen]
     pop.name = pop.name.scatter(sons, pop.name.gather(fathers))
     pop.father_son[sons] = pop.father_son[fathers] = True
@@ -743,11 +837,11 @@ def make_twin_names_differ(rng, pop: Population) -> None:
         pop.name = pop.name.scatter(same, name_people(rng, pop, same))
 
 
-def mark_deaths(rng, pop: Population) -> None:
+def mark_deaths(rng, pop: Population, mix: Mix) -> None:
     """~3% of people are dead in Dukcapil, older people far more often; deaths since 2016."""
     age = (REFERENCE_DAY - pop.dob) / 365.25
     weight = np.select([age < 40, age < 60, age < 70], [0.3, 1.0, 3.0], 6.0)
-    dead = (rng.random(pop.size) < np.minimum(DECEASED_SHARE * weight / weight.mean(), 0.9)) & ~pop.hh_victim[pop.hh]
+    dead = (rng.random(pop.size) < np.minimum(mix.deceased_share * weight / weight.mean(), 0.9)) & ~pop.hh_victim[pop.hh]
     since = np.maximum(pop.dob + 1, days_from_ymd(2016, 1, 1))
     pop.dead_day = np.where(dead, random_days_between(rng, since, REFERENCE_DAY - 1), -1)
 
@@ -802,7 +896,7 @@ def choose_dtks_region_codes(rng, regions: Regions, pop: Population) -> None:
 # -------------------------------------------------------------------------------- scenario plan
 
 CLEAN, QUARANTINE, INVALID_FORMAT, INVALID_REGION, INVALID_DATE, IDENTITY, SHARED_RECEIVER, SHARED_OWNER, \
-    MISSING, SEX_MISMATCH, NIK_COLLISION, DUPLICATED = range(12)
+    MISSING, SEX_MISMATCH, NIK_COLLISION, DUPLICATED, NIK_TYPO = range(13)
 
 
 @dataclass
@@ -817,6 +911,7 @@ class Plan:
     shared_owner_of: np.ndarray  # shared_nik receiver -> owner person id
     collision_with: np.ndarray  # Dukcapil-only people given a DTKS person's NIK in Dukcapil
     collision_owner: np.ndarray
+    reregistered: np.ndarray  # per person id: listed again at the new address after moving kabupaten
 
 
 def share_count(share: float, n: int, available: int) -> int:
@@ -853,7 +948,7 @@ def make_common_name_pairs(rng, pop: Population, dtks_people: np.ndarray, n: int
     return pair
 
 
-def plan_scenarios(rng, pop: Population, n: int) -> Plan:
+def plan_scenarios(rng, pop: Population, n: int, mix: Mix) -> Plan:
     dtks_people = np.flatnonzero(pop.hh_in_dtks[pop.hh])
     common_pair = make_common_name_pairs(rng, pop, dtks_people, n)
     protected = pop.twin | pop.father_son | common_pair
@@ -866,7 +961,7 @@ def plan_scenarios(rng, pop: Population, n: int) -> Plan:
     receivers = rng.permutation(receivers)
     _, first_in_household = np.unique(pop.hh[receivers], return_index=True)
     receivers = receivers[np.sort(first_in_household)]
-    receivers = receivers[: share_count(ROW_SCENARIO_SHARES["shared_nik"], n, len(receivers))]
+    receivers = receivers[: share_count(mix.row_scenario_shares["shared_nik"], n, len(receivers))]
     shared_owner_of = np.full(pop.size, -1, np.int64)
     shared_owner_of[receivers] = head[receivers]
     category[receivers] = SHARED_RECEIVER
@@ -887,17 +982,37 @@ def plan_scenarios(rng, pop: Population, n: int) -> Plan:
     for cat, key, mask in ((IDENTITY, "identity_mismatch", not_leap_day), (QUARANTINE, "quarantine_bad_row", None),
                            (INVALID_FORMAT, "invalid_format", None), (INVALID_REGION, "invalid_region", None),
                            (INVALID_DATE, "invalid_date", None), (MISSING, "missing_from_dukcapil", None),
-                           (SEX_MISMATCH, "sex_mismatch", None), (NIK_COLLISION, "dukcapil_nik_collision", None)):
+                           (SEX_MISMATCH, "sex_mismatch", None), (NIK_COLLISION, "dukcapil_nik_collision", None),
+                           (NIK_TYPO, "nik_typo", None)):
         if cat == IDENTITY:
             # one victim household was reserved per identity_mismatch row
             k = int(pop.hh_victim.sum())
+        elif not mix.row_scenario_shares[key]:
+            continue
         else:
-            k = share_count(ROW_SCENARIO_SHARES[key], n, len(free))
+            k = share_count(mix.row_scenario_shares[key], n, len(free))
         category[take(k, mask)] = cat
+    troubled_twins(rng, pop, mix, category, dtks_people)
+    if mix.missing_common_name_share:
+        give_missing_people_common_names(rng, pop, mix, category)
+
+    # Households that moved kabupaten and were registered again at the new address: every
+    # member gets a second row there (from the duplicate budget).
+    extra_rows = np.zeros(pop.size, np.int64)
+    reregistered = np.zeros(pop.size, bool)
+    if mix.reregistered_share:
+        movers = np.flatnonzero(pop.hh_in_dtks & (pop.hh_move == 1))
+        member_free = np.bincount(pop.hh, weights=~taken & (category == CLEAN) & ~protected, minlength=len(pop.hh_size))
+        movers = movers[member_free[movers] == pop.hh_size[movers]]
+        movers = rng.permutation(movers)[: round(mix.reregistered_share * len(movers))]
+        members = np.flatnonzero(np.isin(pop.hh, movers))
+        taken[members] = True
+        reregistered[members] = True
+        extra_rows[members] = 1
+        category[members] = DUPLICATED
 
     # Duplicates fill DTKS up to exactly n rows.
-    extra_rows = np.zeros(pop.size, np.int64)
-    n_extra = n - len(dtks_people)
+    n_extra = n - len(dtks_people) - int(extra_rows.sum())
     triples = int(round(n_extra * TRIPLICATE_SHARE / 2))
     doubles = n_extra - 2 * triples
     duplicated = take(doubles + triples)
@@ -931,7 +1046,42 @@ def plan_scenarios(rng, pop: Population, n: int) -> Plan:
 
     return Plan(category=category, extra_rows=extra_rows, common_pair=common_pair, dob_corrected=dob_corrected,
                 victim_of=np.full(pop.size, -1, np.int64), shared_owner_of=shared_owner_of,
-                collision_with=strangers, collision_owner=owners)
+                collision_with=strangers, collision_owner=owners, reregistered=reregistered)
+
+
+def troubled_twins(rng, pop: Population, mix: Mix, category: np.ndarray, dtks_people: np.ndarray) -> None:
+    """Some twin pairs in DTKS lose the civil registry's help: one twin is missing from
+    Dukcapil, or one twin's DTKS NIK was mistyped."""
+    if not (mix.twin_one_missing_share or mix.twin_one_nik_typo_share):
+        return
+    in_dtks = np.zeros(pop.size, bool)
+    in_dtks[dtks_people] = True
+    younger = np.flatnonzero(pop.twin & np.r_[False, pop.twin[:-1]] & (pop.hh == np.r_[-1, pop.hh[:-1]]) & in_dtks)
+    younger = younger[(category[younger] == CLEAN) & (category[younger - 1] == CLEAN)]
+    which = rng.random(len(younger))
+    one = np.where(rng.random(len(younger)) < 0.5, younger, younger - 1)
+    missing = which < mix.twin_one_missing_share
+    typo = (which >= mix.twin_one_missing_share) & (which < mix.twin_one_missing_share + mix.twin_one_nik_typo_share)
+    category[one[missing]] = MISSING
+    category[one[typo]] = NIK_TYPO
+
+
+def give_missing_people_common_names(rng, pop: Population, mix: Mix, category: np.ndarray) -> None:
+    """Adults missing from Dukcapil given a very common name that someone in Dukcapil
+    carries; half also share that person's birth date."""
+    missing = np.flatnonzero((category == MISSING) & (pop.role < 2) & ~pop.twin)
+    chosen = rng.permutation(missing)[: round(mix.missing_common_name_share * len(missing))]
+    is_common = pop.name.is_in(list(VERY_COMMON_NAMES)).to_numpy()
+    for female in (False, True):
+        who = chosen[pop.female[chosen] == female]
+        donors = np.flatnonzero(is_common & (pop.female == female) & (category != MISSING) & ~pop.hh_victim[pop.hh])
+        if len(who) == 0 or len(donors) == 0:
+            continue
+        donor = donors[rng.integers(0, len(donors), len(who))]
+        pop.name = pop.name.scatter(who, pop.name.gather(donor))
+        same_day = rng.random(len(who)) < 0.5
+        pop.dob[who[same_day]] = pop.dob[donor[same_day]]
+        pop.nik_dob[who[same_day]] = pop.nik_dob[donor[same_day]]
 
 
 def prepare_identity_victims(rng, regions: Regions, pop: Population, plan: Plan) -> None:
@@ -1137,14 +1287,14 @@ def adjacent_transpositions(rng, digits: np.ndarray) -> np.ndarray:
     return out
 
 
-def duplicate_niks(rng, niks: np.ndarray, real_niks: np.ndarray) -> pl.Series:  # real_niks sorted
+def duplicate_niks(rng, niks: np.ndarray, real_niks: np.ndarray, kinds=(0.62, 0.14, 0.10, 0.14)) -> pl.Series:  # real_niks sorted
     """NIK on a duplicate row: identical, one digit mistyped, two digits swapped, or damaged.
 
     Typos that would land on another real person's NIK are redrawn: that case is its own scenario
     (identity_mismatch), and keeping it out keeps the other labels unambiguous.
     """
     k = len(niks)
-    kind = rng.choice(4, size=k, p=[0.62, 0.14, 0.10, 0.14])
+    kind = rng.choice(4, size=k, p=list(kinds))
     digits = digits_of(niks)
     variant = digits.copy()
     todo = kind.copy()
@@ -1202,6 +1352,32 @@ def typo_names(rng, names: pl.Series) -> pl.Series:
     return frame.select(pl.when(typo == n).then(deleted).otherwise(typo)).to_series()
 
 
+OCR_CONFUSIONS = (("RN", "M"), ("M", "RN"), ("LI", "U"), ("CL", "D"), ("I", "L"), ("O", "D"))
+
+
+def ocr_damage(rng, names: pl.Series) -> pl.Series:
+    """Names as a scanner reads a worn form: two words merged, a word split, two letters
+    swapped, or letters confused (RN/M, LI/U, CL/D, I/L, O/D)."""
+    k = len(names)
+    frame = pl.DataFrame({"n": names, "kind": rng.integers(0, 4, k), "u": rng.random(k),
+                          "confusion": rng.integers(0, len(OCR_CONFUSIONS), k)})
+    n = pl.col("n")
+    middle = (n.str.len_chars() // 2).cast(pl.Int64)
+    confused = n
+    for i, (seen, read) in enumerate(OCR_CONFUSIONS):
+        confused = pl.when(pl.col("confusion") == i).then(n.str.replace(seen, read, literal=True)).otherwise(confused)
+    pos = (1 + (pl.col("u") * (n.str.len_chars() - 2).clip(lower_bound=1)).floor()).cast(pl.Int64)
+    swapped = n.str.slice(0, pos - 1) + n.str.slice(pos, 1) + n.str.slice(pos - 1, 1) + n.str.slice(pos + 1)
+    damaged = (
+        pl.when((pl.col("kind") == 0) & n.str.contains(" ")).then(n.str.replace(" ", "", literal=True))
+        .when(pl.col("kind") == 1).then(n.str.slice(0, middle) + pl.lit(" ") + n.str.slice(middle))
+        .when((pl.col("kind") == 2) | (confused == n)).then(swapped)
+        .otherwise(confused)
+    )
+    return frame.select(pl.when(damaged == n).then(n.str.slice(0, middle) + pl.lit(" ") + n.str.slice(middle))
+                        .otherwise(damaged)).to_series()
+
+
 def add_titles(rng, names: pl.Series, female: np.ndarray) -> pl.Series:
     """Haji/academic titles some registrars add: H. / HJ., DRS. / DRA., S.PD, S.AG."""
     kind = rng.integers(0, 5, len(names))
@@ -1222,10 +1398,11 @@ def toggle_patronymics(rng, names: pl.Series, female: np.ndarray) -> pl.Series:
                         .otherwise(n + pl.col("link") + pl.col("father"))).to_series()
 
 
-def vary_names(rng, names: pl.Series, female: np.ndarray, adult: np.ndarray) -> pl.Series:
+def vary_names(rng, names: pl.Series, female: np.ndarray, adult: np.ndarray,
+               kinds=(0.15, 0.30, 0.20, 0.10, 0.10, 0.10, 0.05)) -> pl.Series:
     """How a second registration spells the same person's name."""
     k = len(names)
-    kind = rng.choice(7, size=k, p=[0.15, 0.30, 0.20, 0.10, 0.10, 0.10, 0.05])
+    kind = rng.choice(7, size=k, p=list(kinds))
     spelled, has_variant = respell_names(rng, names)
     frame = pl.DataFrame({
         "n": names, "kind": kind, "has_variant": has_variant, "adult": adult,
@@ -1245,10 +1422,10 @@ def vary_names(rng, names: pl.Series, female: np.ndarray, adult: np.ndarray) -> 
     ).to_series()
 
 
-def vary_birth_dates(rng, days: np.ndarray) -> np.ndarray:
+def vary_birth_dates(rng, days: np.ndarray, kinds=(0.8, 0.1, 0.1)) -> np.ndarray:
     """Day and month swapped (10%) or the year off by one (10%); otherwise the same date."""
     year, month, day = ymd_from_days(days)
-    kind = rng.choice(3, size=len(days), p=[0.8, 0.1, 0.1])
+    kind = rng.choice(3, size=len(days), p=list(kinds))
     swap = (kind == 1) & (day <= 12) & (day != month)
     shift_year = (kind == 2) & ~((month == 2) & (day == 29))
     new_year = np.where(shift_year, year + rng.choice([-1, 1], size=len(days)), year)
@@ -1261,15 +1438,18 @@ class DuplicateRows:
     """Extra DTKS rows for people listed more than once."""
 
     pid: np.ndarray
-    kk_kind: np.ndarray  # 0 the household's KK, 1 a newer KK (new family after marriage), 2 blank
+    kk_kind: np.ndarray  # 0 the household's KK, 1 a newer KK (new family after marriage), 2 blank, 3 the KK after moving
     alt_kk_kec: np.ndarray  # kecamatan of the newer KKs
+    reregistered: np.ndarray  # the row was written at the new address after the household moved
 
 
-def plan_duplicate_rows(rng, regions: Regions, pop: Population, plan: Plan) -> DuplicateRows:
+def plan_duplicate_rows(rng, regions: Regions, pop: Population, plan: Plan, mix: Mix) -> DuplicateRows:
     pid = np.repeat(np.arange(pop.size), plan.extra_rows)
-    kk_kind = rng.choice(3, size=len(pid), p=[0.72, 0.14, 0.14])
+    reregistered = plan.reregistered[pid]
+    kk_kind = rng.choice(3, size=len(pid), p=list(mix.duplicate_kk_kinds))
+    kk_kind = np.where(reregistered, 3, kk_kind)
     alt_kk_kec = regions.desa[pop.hh_cur_desa[pop.hh[pid[kk_kind == 1]]]] // 10**4
-    return DuplicateRows(pid=pid, kk_kind=kk_kind, alt_kk_kec=alt_kk_kec)
+    return DuplicateRows(pid=pid, kk_kind=kk_kind, alt_kk_kec=alt_kk_kec, reregistered=reregistered)
 
 
 # --------------------------------------------------------------------------------------- DTKS
@@ -1330,7 +1510,7 @@ def break_quarantine_rows(rng, frame: pl.DataFrame, rows: np.ndarray, years: np.
 
 
 def build_dtks(rng, regions: Regions, pop: Population, plan: Plan, dups: DuplicateRows,
-               alt_kk: np.ndarray) -> pl.DataFrame:
+               alt_kk: np.ndarray, mix: Mix) -> pl.DataFrame:
     """n DTKS rows in random order, with the internal columns pid, is_extra and quarantine."""
     primary = np.flatnonzero(pop.hh_in_dtks[pop.hh])
     pid = np.r_[primary, dups.pid]
@@ -1352,12 +1532,20 @@ def build_dtks(rng, regions: Regions, pop: Population, plan: Plan, dups: Duplica
     nik.scatter(r, pl.Series(pop.nik[plan.victim_of[pid[r]]]).cast(pl.String))
     r = rows_with(SHARED_RECEIVER)
     nik.scatter(r, pl.Series(pop.nik[plan.shared_owner_of[pid[r]]]).cast(pl.String))
-    nik.scatter(extra, duplicate_niks(rng, pop.nik[dups.pid], np.sort(pop.nik)))
+    r = rows_with(NIK_TYPO)
+    if len(r):  # one digit mistyped or two swapped, never landing on someone else's NIK
+        nik.scatter(r, duplicate_niks(rng, pop.nik[pid[r]], np.sort(pop.nik), kinds=(0.0, 0.5, 0.5, 0.0)))
+    nik.scatter(extra, duplicate_niks(rng, pop.nik[dups.pid], np.sort(pop.nik), mix.duplicate_nik_kinds))
 
     names = pop.name.gather(pid)
-    names.scatter(extra, vary_names(rng, pop.name.gather(dups.pid), pop.female[dups.pid], pop.role[dups.pid] < 2))
+    names.scatter(extra, vary_names(rng, pop.name.gather(dups.pid), pop.female[dups.pid], pop.role[dups.pid] < 2,
+                                    mix.name_variation_kinds))
+    ocr = np.zeros(len(pid), bool)
+    if mix.ocr_name_share:
+        ocr = (rng.random(len(pid)) < mix.ocr_name_share) & (category != QUARANTINE)
+        names.scatter(np.flatnonzero(ocr), ocr_damage(rng, names.gather(np.flatnonzero(ocr))))
     days = pop.dob[pid].copy()
-    days[extra] = vary_birth_dates(rng, days[extra])
+    days[extra] = vary_birth_dates(rng, days[extra], mix.birth_date_variation_kinds)
     written_female = pop.female[pid].copy()
     written_female[rows_with(SEX_MISMATCH)] ^= True
 
@@ -1367,6 +1555,12 @@ def build_dtks(rng, regions: Regions, pop: Population, plan: Plan, dups: Duplica
     alamat = pop.hh_alamat.gather(hh)
     restyled = extra[rng.random(len(extra)) < 0.4]
     alamat.scatter(restyled, vary_addresses(rng, alamat.gather(restyled)))
+    desa_code = pop.hh_dtks_desa_code[hh].copy()
+    moved_rows = extra[dups.reregistered]
+    if len(moved_rows):  # written where the household lives now, with the KK issued there
+        no_kk.scatter(moved_rows, pl.Series(pop.hh_kk_cur[hh[moved_rows]]).cast(pl.String))
+        alamat.scatter(moved_rows, pop.hh_alamat_cur.gather(hh[moved_rows]))
+        desa_code[moved_rows] = regions.desa[pop.hh_cur_desa[hh[moved_rows]]]
     program = pop.hh_program[hh].copy()
     program[extra] = rng.choice(len(PROGRAMS), size=len(extra), p=PROGRAM_WEIGHTS)
 
@@ -1378,10 +1572,12 @@ def build_dtks(rng, regions: Regions, pop: Population, plan: Plan, dups: Duplica
         "tempat_lahir": pop.tempat_lahir.gather(pid),
         "tanggal_lahir": write_dates(rng, days),
         "alamat": alamat,
-        "kode_wilayah": write_region_codes(rng, pop.hh_dtks_desa_code[hh]),
+        "kode_wilayah": write_region_codes(rng, desa_code),
         "program": pl.Series(PROGRAMS).gather(program),
         "pid": pid,
         "is_extra": np.arange(len(pid)) >= len(primary),
+        "reregistered": np.r_[np.zeros(len(primary), bool), dups.reregistered],
+        "ocr_name": ocr,
         "quarantine": category == QUARANTINE,
     })
     quarantine = rows_with(QUARANTINE)
@@ -1398,14 +1594,15 @@ def build_dtks(rng, regions: Regions, pop: Population, plan: Plan, dups: Duplica
 
 SCENARIO_PRECEDENCE = (
     "quarantine_bad_row", "invalid_format", "invalid_region", "invalid_date", "identity_mismatch", "shared_nik",
-    "missing_from_dukcapil", "sex_mismatch", "dukcapil_nik_collision", "duplicate_variant", "duplicate_original",
-    "twin", "father_son_same_name", "common_name", "dob_corrected", "deceased", "moved", "moved_within_kab",
-    "papua_retired", "papua_retired_nik", "common_name_natural",
+    "missing_from_dukcapil", "sex_mismatch", "dukcapil_nik_collision", "nik_typo", "reregistered", "duplicate_variant",
+    "duplicate_original", "twin", "sibling_close", "father_son_same_name", "common_name", "ocr_name", "dob_corrected",
+    "deceased", "moved", "moved_within_kab", "papua_retired", "papua_retired_nik", "common_name_natural",
 )
 
 
-def scenario_labels(regions: Regions, pop: Population, plan: Plan, pid: np.ndarray, is_extra: np.ndarray) -> pl.Series:
+def scenario_labels(regions: Regions, pop: Population, plan: Plan, dtks: pl.DataFrame) -> pl.Series:
     """One short label per DTKS row: the first scenario in SCENARIO_PRECEDENCE that applies, else 'clean'."""
+    pid, is_extra = dtks["pid"].to_numpy(), dtks["is_extra"].to_numpy()
     category = np.where(is_extra, -1, plan.category[pid])
     hh = pop.hh[pid]
     applies = {
@@ -1418,11 +1615,15 @@ def scenario_labels(regions: Regions, pop: Population, plan: Plan, pid: np.ndarr
         "missing_from_dukcapil": category == MISSING,
         "sex_mismatch": category == SEX_MISMATCH,
         "dukcapil_nik_collision": category == NIK_COLLISION,
+        "nik_typo": category == NIK_TYPO,
+        "reregistered": dtks["reregistered"].to_numpy(),
         "duplicate_variant": is_extra,
         "duplicate_original": category == DUPLICATED,
         "twin": pop.twin[pid],
+        "sibling_close": pop.sibling_close[pid],
         "father_son_same_name": pop.father_son[pid],
         "common_name": plan.common_pair[pid],
+        "ocr_name": dtks["ocr_name"].to_numpy(),
         "dob_corrected": plan.dob_corrected[pid],
         "deceased": pop.dead_day[pid] >= 0,
         "moved": pop.hh_move[hh] == 1,
@@ -1448,9 +1649,15 @@ def build_truth_rows(regions: Regions, pop: Population, plan: Plan, dtks: pl.Dat
         "id_dtks": dtks["id_dtks"],
         "person_id": pl.select(person_ids(pid)).to_series(),
         "true_nik": pl.Series(pop.nik[pid]).cast(pl.String),
-        "scenario": scenario_labels(regions, pop, plan, pid, dtks["is_extra"].to_numpy()),
+        "scenario": scenario_labels(regions, pop, plan, dtks),
         "true_deceased": pl.Series(np.where(deceased, "1", "0")),
         "expect_quarantine": pl.Series(np.where(dtks["quarantine"].to_numpy(), "1", "0")),
+        "household_id": pl.select(pl.lit("H") + pl.Series(pop.hh[pid]).cast(pl.String).str.zfill(9)).to_series(),
+        # Look-alike relatives, whatever scenario label the row carries: the hard negatives.
+        "relation": pl.select(pl.concat_str(
+            [pl.when(pl.Series(flags[pid])).then(pl.lit(name)) for name, flags in
+             (("twin", pop.twin), ("father_son", pop.father_son), ("sibling_close", pop.sibling_close))],
+            separator=",", ignore_nulls=True)).to_series(),
     })
 
 
@@ -1559,34 +1766,36 @@ DUKCAPIL_COLUMNS = ("nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir", "ta
                     "kode_wilayah", "tanggal_meninggal")
 
 
-def build_world(n: int, seed: int, regions: Regions | None = None):
+def build_world(n: int, seed: int, regions: Regions | None = None, mix: Mix = MIXES["standard"]):
     """All generation steps, in order; returns (regions, population, plan, dtks, dukcapil) with internal columns."""
     rng = np.random.default_rng(seed)
     regions = regions or load_regions()
-    n_victims = share_count(ROW_SCENARIO_SHARES["identity_mismatch"], n, n)
+    n_victims = share_count(mix.row_scenario_shares["identity_mismatch"], n, n)
     pop = make_households(rng, regions, round(DUKCAPIL_PER_DTKS_ROW * n), n_victims)
     set_placeholder_birthdays(rng, pop)
-    make_twins(rng, pop)
+    make_twins(rng, pop, mix)
+    make_close_siblings(rng, pop, mix)
     assign_registration_kecamatan(rng, regions, pop)
     name_population(rng, pop)
-    make_father_son_same_name(rng, pop)
+    make_father_son_same_name(rng, pop, mix)
     make_twin_names_differ(rng, pop)
-    mark_deaths(rng, pop)
+    make_similar_names(rng, pop, mix)
+    mark_deaths(rng, pop, mix)
     move_households(rng, regions, pop)
     select_dtks_households(rng, pop, target_people=int(n / (1 + DUPLICATE_EXTRA_ROWS)))
     choose_dtks_region_codes(rng, regions, pop)
-    plan = plan_scenarios(rng, pop, n)
+    plan = plan_scenarios(rng, pop, n, mix)
     prepare_identity_victims(rng, regions, pop, plan)
     assign_birth_places(rng, regions, pop)
     assign_niks(pop, plan)
-    dups = plan_duplicate_rows(rng, regions, pop, plan)
+    dups = plan_duplicate_rows(rng, regions, pop, plan, mix)
     alt_kk = assign_kk_numbers(rng, regions, pop, dups.alt_kk_kec)
     dukcapil = build_dukcapil(rng, regions, pop, plan)
-    dtks = build_dtks(rng, regions, pop, plan, dups, alt_kk)
+    dtks = build_dtks(rng, regions, pop, plan, dups, alt_kk, mix)
     return regions, pop, plan, dtks, dukcapil
 
 
-def generate_sample(n: int, seed: int, out_dir: Path, fmt: str = "csv") -> dict:
+def generate_sample(n: int, seed: int, out_dir: Path, fmt: str = "csv", mix: str = "standard") -> dict:
     """Write dtks, dukcapil, truth_rows and truth_anomalies (CSV or Parquet, all text) into out_dir.
 
     Returns the file paths and counts. Same n and seed -> byte-identical files.
@@ -1595,7 +1804,9 @@ def generate_sample(n: int, seed: int, out_dir: Path, fmt: str = "csv") -> dict:
         raise ValueError(f"fmt must be 'csv' or 'parquet', not {fmt!r}")
     if n < 1000:
         raise ValueError("n must be at least 1000 so that every scenario can be represented")
-    regions, pop, plan, dtks, dukcapil = build_world(n, seed)
+    if mix not in MIXES:
+        raise ValueError(f"mix must be one of {', '.join(MIXES)}, not {mix!r}")
+    regions, pop, plan, dtks, dukcapil = build_world(n, seed, mix=MIXES[mix])
     truth_rows = build_truth_rows(regions, pop, plan, dtks)
     truth_anomalies = compute_truth_anomalies(regions, dtks, dukcapil, pop.name, pop.nik)
 
@@ -1619,6 +1830,7 @@ def generate_sample(n: int, seed: int, out_dir: Path, fmt: str = "csv") -> dict:
         **paths,
         "format": fmt,
         "seed": seed,
+        "mix": mix,
         "n_dtks": dtks.height,
         "n_dukcapil": dukcapil.height,
         "n_people": int(pop.size),
@@ -1635,9 +1847,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=SAMPLE_DIR)
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    parser.add_argument("--mix", choices=tuple(MIXES), default="standard")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    result = generate_sample(args.n, args.seed, args.out, args.format)
+    result = generate_sample(args.n, args.seed, args.out, args.format, args.mix)
     print(f"wrote {result['n_dtks']} DTKS rows, {result['n_dukcapil']} Dukcapil rows to {args.out} "
           f"in {time.perf_counter() - started:.1f}s")
     for label, count in sorted(result["scenario_counts"].items(), key=lambda kv: -kv[1]):

@@ -143,7 +143,8 @@ def test_files_columns_and_counts(sample, dtks, dukcapil, truth, anomalies):
                             "alamat", "kode_wilayah", "program"]
     assert dukcapil.columns == ["nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir", "tanggal_lahir", "alamat",
                                 "kode_wilayah", "tanggal_meninggal"]
-    assert truth.columns == ["id_dtks", "person_id", "true_nik", "scenario", "true_deceased", "expect_quarantine"]
+    assert truth.columns == ["id_dtks", "person_id", "true_nik", "scenario", "true_deceased", "expect_quarantine",
+                             "household_id", "relation"]
     assert anomalies.columns == ["id_dtks", "anomaly_code"]
     assert dtks.height == sample["n_dtks"] == N
     assert dukcapil.height == sample["n_dukcapil"]
@@ -547,3 +548,19 @@ def test_moves_and_retired_papua_codes(rows, dukcapil, reference):
         assert code[:4] != kab_of[r["true_nik"]]  # the raw code differs ...
         assert kabupaten(code, reference) == kab_of[r["true_nik"]]  # ... its successor does not
         assert "RELOCATED" not in r["codes"]
+
+
+def test_hard_mix_look_alike_relatives_never_share_a_name(tmp_path):
+    """Twins and close siblings in the hard mix are one letter apart, never identical
+    (parents do not give twins one name), and their labels name the relation."""
+    from pipeline.sample import generate_sample
+
+    generate_sample(3000, 4, tmp_path, fmt="parquet", mix="hard")
+    truth = pl.read_parquet(tmp_path / "truth_rows.parquet")
+    dtks = pl.read_parquet(tmp_path / "dtks.parquet").join(truth, on="id_dtks")
+    for relation in ("twin", "sibling_close"):
+        rows = dtks.filter(pl.col("relation").str.contains(relation) & ~pl.col("scenario").is_in(["ocr_name", "duplicate_variant"]))
+        pairs = rows.join(rows, on="household_id", suffix="_r").filter(pl.col("person_id") < pl.col("person_id_r"))
+        assert pairs.height > 0, relation
+        assert (pairs["nama"] != pairs["nama_r"]).all(), pairs.filter(pl.col("nama") == pl.col("nama_r"))
+    assert truth.filter(pl.col("scenario") == "reregistered").height > 0
