@@ -29,6 +29,7 @@ OUTPUT_FILES = {
     "anomalies.parquet": "one row per (id_dtks, anomaly_code)",
     "duplicate_clusters.parquet": "id_dtks, cluster_id for every parsed DTKS row",
     "dukcapil_links.parquet": "civil-registry record linked to each DTKS row",
+    "resolution.parquet": "which civil-registry person each DTKS row is: method, probability, margin",
     "summary.json": "counts, reconciliation and data-quality results",
     "manifest.json": "input/output SHA-256, package versions, parameters",
     "model.json": "the matching model (comparisons, weights, thresholds) used by the run",

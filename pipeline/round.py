@@ -27,6 +27,7 @@ from pipeline.checks.nik import check_niks
 from pipeline.decide import reconcile, row_outcomes, sort_anomalies, split_outcomes
 from pipeline.ingest import ingest_extract
 from pipeline.matching import dedupe, link
+from pipeline.matching.estimate import drift_table
 from pipeline.matching.sql import register_macros
 from pipeline.matching.model import LINK_MODEL_PATH, load_model, save_model, with_weights
 from pipeline.progress import StageClock
@@ -131,7 +132,9 @@ def link_civil_registry(ctx: RoundContext) -> dict:
     finally:
         con.close()
     anomalies = pl.concat([link.link_anomalies(records, exact), link.fuzzy_anomalies(fuzzy)])
-    records.write_parquet(ctx.staging_dir / "records.parquet")
+    resolution = link.resolve(records, exact, fuzzy, model["thresholds"]["resolve_probability"])
+    resolution.write_parquet(ctx.path("resolution.parquet"))
+    link.with_resolution(records, resolution).write_parquet(ctx.staging_dir / "records.parquet")
     pl.concat([exact, fuzzy], how="diagonal_relaxed").sort("id_dtks", "link_method").write_parquet(ctx.path("dukcapil_links.parquet"))
     anomalies.write_parquet(ctx.staging_dir / "anomalies_link.parquet")
     save_model(with_weights(model), ctx.path("link_model.json"))
@@ -142,6 +145,7 @@ def link_civil_registry(ctx: RoundContext) -> dict:
         "fuzzy_queries": int((~records["nik_verified"]).sum()),
         "fuzzy_links": fuzzy.height,
         "fuzzy_ambiguous": int(fuzzy["ambiguous"].sum()),
+        "resolution": dict(resolution.group_by("resolution").len().sort("resolution").iter_rows()),
         "fuzzy_blocking": blocking.to_dicts(),
         "anomalies": anomalies.height,
     }
@@ -159,7 +163,8 @@ def find_duplicates(ctx: RoundContext) -> dict:
     clusters = found["clusters"]
     records = pl.read_parquet(records_path, columns=["id_dtks", "nik", "nik_format_ok"])
     anomalies = pl.concat([dedupe.duplicate_anomalies(clusters, model), dedupe.shared_nik_anomalies(records, clusters)])
-    clusters.select("id_dtks", "cluster_id", "cluster_size", "is_canonical", "canonical_id_dtks", "match_probability", "evidence").write_parquet(
+    clusters.select("id_dtks", "cluster_id", "cluster_size", "is_canonical", "canonical_id_dtks", "match_probability", "evidence",
+                    "exclusion_evidence").write_parquet(
         ctx.path("duplicate_clusters.parquet")
     )
     found["pairs"].write_parquet(ctx.path("duplicate_pairs.parquet"))
@@ -169,6 +174,8 @@ def find_duplicates(ctx: RoundContext) -> dict:
         "clusters_gt1": int(clusters.filter(pl.col("cluster_size") > 1)["cluster_id"].n_unique()),
         "rows_in_clusters_gt1": int((clusters["cluster_size"] > 1).sum()),
         "pairs_scored_reported": found["pairs"].height,
+        "model_fit": found["model"].get("fit"),
+        "model_drift": drift_table(found["model"]),
         "blocking": found["blocking"].to_dicts(),
     }
 

@@ -44,17 +44,19 @@ DEFAULT_CANONICAL_ORDER = ["NOT r.nik_verified", "-r.completeness", "r.id_dtks"]
 def cluster_records(
     con: duckdb.DuckDBPyConnection, records: str, link_probability: float, canonical_order: list[str] | None = None
 ) -> None:
-    """Create table clusters(rid, canonical_rid, match_probability, evidence) for every
-    record; a singleton is its own canonical row with null probability. The canonical
+    """Create table clusters(rid, canonical_rid, match_probability, evidence,
+    strong_evidence) for every record; a singleton is its own canonical row with null
+    probability; the other columns describe each row's link to its canonical row. The canonical
     row is the first by `canonical_order` (SQL over r.*, smallest first)."""
     order = ", ".join(canonical_order or DEFAULT_CANONICAL_ORDER)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _edges AS
-            SELECT rid_l, rid_r, match_probability, evidence FROM scored_pairs
+            SELECT rid_l, rid_r, match_probability, evidence, strong_evidence FROM scored_pairs
             WHERE match_probability >= {link_probability!r}"""
     )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _assigned (rid BIGINT, canonical_rid BIGINT, match_probability DOUBLE, evidence VARCHAR)"
+        "CREATE OR REPLACE TEMP TABLE _assigned (rid BIGINT, canonical_rid BIGINT, match_probability DOUBLE, evidence VARCHAR, "
+        "strong_evidence VARCHAR)"
     )
     for _ in range(MAX_ROUNDS):
         con.execute(
@@ -72,16 +74,17 @@ def cluster_records(
         )
         con.execute(
             """INSERT INTO _assigned
-               SELECT k.canonical_rid, k.canonical_rid, NULL, NULL FROM _canonical k
+               SELECT k.canonical_rid, k.canonical_rid, NULL, NULL, NULL FROM _canonical k
                WHERE EXISTS (SELECT 1 FROM _open_edges e WHERE k.canonical_rid IN (e.rid_l, e.rid_r))
                UNION ALL
                SELECT CASE WHEN e.rid_l = k.canonical_rid THEN e.rid_r ELSE e.rid_l END,
-                      k.canonical_rid, e.match_probability, e.evidence
+                      k.canonical_rid, e.match_probability, e.evidence, e.strong_evidence
                FROM _canonical k JOIN _open_edges e ON k.canonical_rid IN (e.rid_l, e.rid_r)"""
         )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE clusters AS
-            SELECT r.rid, coalesce(a.canonical_rid, r.rid) AS canonical_rid, a.match_probability, a.evidence
+            SELECT r.rid, coalesce(a.canonical_rid, r.rid) AS canonical_rid, a.match_probability, a.evidence,
+                   a.strong_evidence
             FROM {records} r LEFT JOIN _assigned a USING (rid)"""
     )
     for table in ("_edges", "_assigned", "_open_edges", "_canonical", "_cc"):

@@ -26,6 +26,17 @@ def _label_case(comparison: dict, column: str) -> str:
     return f"CASE {column} {whens} END"
 
 
+def strong_evidence_sql(model: dict) -> str:
+    """The name of the first declared kind of strong evidence a pair shows (model key
+    `exclusion.evidence`: SQL over one column per comparison holding its level label,
+    see score_pairs), else NULL. Which evidence may remove a record is the model's
+    business, not the engine's: the engine only evaluates it."""
+    rules = model.get("exclusion", {}).get("evidence", [])
+    if not rules:
+        return "NULL::VARCHAR"
+    return "CASE " + " ".join(f"WHEN {rule['when']} THEN '{rule['name']}'" for rule in rules) + " END"
+
+
 def compare_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None, pairs: str = "candidate_pairs") -> None:
     """Create table comparison_vectors: rid_l, rid_r, rule, g_<comparison> level indexes.
     `right` None compares `left` with itself (deduplication)."""
@@ -71,26 +82,33 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: s
                 SELECT {column} AS value, count(*)::DOUBLE / (SELECT count(*) FROM {population}) AS share
                 FROM {population} GROUP BY {column}"""
         )
-        # Replace the exact level's weight by one with u = max(u, share of that value).
+        # A value shared by more records than an ordinary one (the declared u) agrees by
+        # chance more often: its exact level loses log2(share / u) bits.
+        reference = level.get("declared", level)["u"]
         weights[model["comparisons"].index(comparison)] = (
-            f"CASE WHEN g_{comparison['name']} = {index} THEN log2({level['m']!r} / greatest({level['u']!r}, tf.share)) "
+            f"CASE WHEN g_{comparison['name']} = {index} THEN {level_weight(level)!r} "
+            f"- greatest(0.0, log2(greatest(tf.share, 1e-12) / {reference!r})) "
             f"ELSE {_weight_case(comparison, 'g_' + comparison['name'])} END AS w_{comparison['name']}"
         )
         tf_join = f"JOIN {left} lr ON lr.rid = v.rid_l LEFT JOIN _tf tf ON tf.value = lr.{column}"
     names = [c["name"] for c in model["comparisons"]]
+    # One column per comparison with its level label, for the declared evidence rules.
+    labels = ", ".join(f"{_label_case(c, 'g_' + c['name'])} AS {c['name']}" for c in model["comparisons"])
     total = " + ".join(f"w_{n}" for n in names)
     prior = effective_prior(con, model, population)
     evidence = " || '; ' || ".join(
-        f"'{c['name']}=' || {_label_case(c, 'g_' + c['name'])} || ' (' || printf('%+.1f', w_{c['name']}) || ')'"
+        f"'{c['name']}=' || {c['name']} || ' (' || printf('%+.1f', w_{c['name']}) || ')'"
         for c in model["comparisons"]
     )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE scored_pairs AS
-        WITH weighted AS (SELECT v.*, {", ".join(weights)} FROM comparison_vectors v {tf_join})
-        SELECT *, {prior!r} + {total} AS match_weight,
+        WITH weighted AS (SELECT v.*, {", ".join(weights)} FROM comparison_vectors v {tf_join}),
+        labelled AS (SELECT *, {labels} FROM weighted)
+        SELECT * EXCLUDE ({", ".join(names)}), {prior!r} + {total} AS match_weight,
                {probability_sql(f"{prior!r} + {total}")} AS match_probability,
-               {evidence} AS evidence
-        FROM weighted
+               {evidence} AS evidence,
+               {strong_evidence_sql(model)} AS strong_evidence
+        FROM labelled
         """
     )

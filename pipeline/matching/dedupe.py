@@ -11,11 +11,12 @@ from pipeline.contract import anomaly_frame
 from pipeline.matching.blocking import candidate_pairs
 from pipeline.matching.cluster import cluster_records
 from pipeline.matching.compare import compare_pairs, score_pairs
-from pipeline.matching.estimate import estimate_model
+from pipeline.matching.estimate import fit_from_labels
 from pipeline.matching.standardise import standardise_records
 
 RECORD_COLUMNS = [
-    "rid", "id_dtks", "nik", "nik_format_ok", "nik_valid", "nik_verified", "name_std", "name_sorted", "name_patronym",
+    "rid", "id_dtks", "nik", "nik_format_ok", "nik_valid", "nik_consistent", "nik_verified", "cr_person", "cr_method", "cr_rejected",
+    "name_std", "name_sorted", "name_patronym",
     "name_first", "key_first", "key_last", "key_name", "tanggal_lahir", "dob_placeholder", "jenis_kelamin", "no_kk",
     "kode_wilayah", "kab", "completeness", "nik_digits", "nik_head", "nik_tail", "birth_year",
 ]
@@ -62,8 +63,7 @@ def find_duplicates(
         con.unregister("_records_frame")
     blocking_stats = candidate_pairs(con, model, "records")
     compare_pairs(con, model, "records")
-    if model.get("estimate_parameters"):
-        model = estimate_model(con, model, "records")
+    model = fit_from_labels(con, model, "records")
     score_pairs(con, model, "records")
     thresholds = model["thresholds"]
     if cannot_link is not None and cannot_link.height:
@@ -75,7 +75,8 @@ def find_duplicates(
         f"""
         SELECT r.{id_column} AS id_dtks, k.{id_column} AS canonical_id_dtks, 'K-' || k.{id_column} AS cluster_id,
                count(*) OVER (PARTITION BY c.canonical_rid) AS cluster_size,
-               c.rid = c.canonical_rid AS is_canonical, c.match_probability, c.evidence
+               c.rid = c.canonical_rid AS is_canonical, c.match_probability, c.evidence,
+               c.strong_evidence AS exclusion_evidence
         FROM clusters c JOIN records r ON r.rid = c.rid JOIN records k ON k.rid = c.canonical_rid
         ORDER BY r.{id_column}
         """
@@ -87,7 +88,7 @@ def find_duplicates(
     pairs = con.sql(
         f"""
         SELECT l.{id_column} AS id_dtks_l, r.{id_column} AS id_dtks_r, s.rule::SMALLINT AS rule,
-               s.match_weight, s.match_probability, s.evidence
+               s.match_weight, s.match_probability, s.evidence, s.strong_evidence AS exclusion_evidence
         FROM scored_pairs s JOIN records l ON l.rid = s.rid_l JOIN records r ON r.rid = s.rid_r
         WHERE s.match_probability >= {thresholds['link_probability'] / 2!r}
         ORDER BY id_dtks_l, id_dtks_r
@@ -127,7 +128,7 @@ def _split_cannot_link(con: duckdb.DuckDBPyConnection, id_column: str) -> None:
            WHERE a.canonical_rid = b.canonical_rid"""
     )
     con.execute(
-        """UPDATE clusters SET canonical_rid = rid, match_probability = NULL, evidence = NULL
+        """UPDATE clusters SET canonical_rid = rid, match_probability = NULL, evidence = NULL, strong_evidence = NULL
            WHERE rid IN (SELECT rid FROM _leaving)"""
     )
     con.execute("DROP TABLE _leaving")
@@ -136,20 +137,24 @@ def _split_cannot_link(con: duckdb.DuckDBPyConnection, id_column: str) -> None:
 
 def duplicate_anomalies(clusters: pl.DataFrame, model: dict) -> pl.DataFrame:
     """DUPLICATE_PERSON on every row of a cluster larger than one. The canonical row is
-    the one kept (warn); another row is excluded when its link to the canonical row is
-    strong, otherwise a reviewer decides."""
-    strong = model["thresholds"]["strong_probability"]
+    the one kept (warn). Another row is excluded only when its link to the canonical row
+    reaches the model's exclusion probability and shows a declared kind of strong
+    evidence (`exclusion.evidence` in the model, named in the detail); otherwise a
+    reviewer decides."""
+    rule = model["exclusion"]
     in_clusters = clusters.filter(pl.col("cluster_size") > 1)
+    strong = (pl.col("match_probability") >= rule["min_probability"]) & pl.col("exclusion_evidence").is_not_null()
     return anomaly_frame(
         in_clusters,
         "DUPLICATE_PERSON",
         detail=pl.when(pl.col("is_canonical"))
         .then(pl.format("baris utama klaster {} ({} baris)", pl.col("cluster_id"), pl.col("cluster_size")))
+        .when(strong)
+        .then(pl.format("sama dengan {} (probabilitas {}; bukti kuat: {})", pl.col("canonical_id_dtks"),
+                        pl.col("match_probability").round(4), pl.col("exclusion_evidence")))
         .otherwise(pl.format("sama dengan {} (probabilitas {})", pl.col("canonical_id_dtks"), pl.col("match_probability").round(4))),
         related_id=pl.when(pl.col("is_canonical")).then(None).otherwise(pl.col("canonical_id_dtks")),
-        action=pl.when(pl.col("is_canonical")).then(pl.lit("warn"))
-        .when(pl.col("match_probability") >= strong).then(pl.lit("exclude"))
-        .otherwise(pl.lit("review")),
+        action=pl.when(pl.col("is_canonical")).then(pl.lit("warn")).when(strong).then(pl.lit("exclude")).otherwise(pl.lit("review")),
         score=pl.col("match_probability"),
         evidence=pl.col("evidence"),
     )

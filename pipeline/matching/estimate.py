@@ -1,19 +1,27 @@
-"""Estimate the model's m, u and prior from this run's candidate pairs (EM, no labels).
+"""Fit the model's m and u from pairs the data labels itself.
 
-EM runs over the distinct comparison patterns and their counts (a few thousand rows),
-never over records. It starts from the declared model (m, u and the prior as calibrated)
-and re-estimates m and u among the candidate pairs: blocking makes those pairs agree on
-names and birth dates far more often than random pairs do, so u is estimated where the
-model is applied. Null levels (m = u = 1) stay neutral. Comparisons marked
-"estimate": false keep their declared values.
+A model declared once, by looking at one generator, does not travel: twins, naming
+habits and the number of strangers who share a name and a birth date differ from one
+registry to the next and grow with its size. So each run fits m and u on its own
+candidate pairs, using labels that cost nothing: the model file declares SQL conditions
+(`estimation.match`, `estimation.non_match`) over the two records of a pair. For the
+registry these say "both rows resolved by exact NIK and name to the same civil-registry
+person" and "... to different persons".
 
-Opt-in (`"estimate_parameters": true` in a model file), not the default, because it is
-not stable on registry data. Measured on generated registries (pairwise F1 of duplicates):
-  all comparisons free:           20k 0.995,  100k 0.522 (the household becomes the match class)
-  KK, region and sex held fixed:  20k 0.846,  100k 0.994 (90 twin/father-son pairs merged at 20k)
-  declared model, no EM:          20k 0.994,  100k 0.989, 1M 0.968
-Earlier, u from random pairs with m by EM gave 0.096 at 100k. Splink-style training
-blocks (estimate each comparison on pairs blocked by the others) are the next thing to try.
+  m(level) = share of labelled matches at that level, u(level) = share of labelled
+  non-matches, each smoothed towards the declared value, which counts as
+  `prior_strength` pairs (so a level with few labels stays near what was declared);
+  prior odds = labelled matches / labelled non-matches among candidate pairs.
+
+What labels cannot teach stays declared: a comparison marked "estimate": "fixed" (the
+labels themselves, or structural rules), a level marked "fixed": true, and m of a
+comparison marked "estimate": "u_only" (labelled matches all share the NIK, so they say
+nothing about how NIKs of one person differ). Null levels (m = u = 1) stay neutral. With
+fewer labels than `min_labelled`, the declared model is used unchanged.
+
+Counting runs over the distinct (label, level pattern) combinations, never over records.
+The fitted model keeps the declared m and u of every level beside the fitted ones, the
+label counts and the drift in weight, so a reviewer can see what the data changed.
 """
 
 from __future__ import annotations
@@ -24,68 +32,102 @@ import math
 import duckdb
 import numpy as np
 
-from pipeline.matching.compare import effective_prior
-
-EM_ITERATIONS = 20
-FLOOR = 1e-6
+FLOOR = 1e-9
 
 
-def _patterns(con: duckdb.DuckDBPyConnection, model: dict) -> tuple[np.ndarray, np.ndarray]:
-    columns = ", ".join(f"g_{c['name']}" for c in model["comparisons"])
-    rows = con.execute(f"SELECT {columns}, count(*) FROM comparison_vectors GROUP BY ALL").fetchall()
+def _is_null_level(level: dict) -> bool:
+    return level["m"] == 1.0 and level["u"] == 1.0
+
+
+def labelled_patterns(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, level patterns, counts) of the labelled candidate pairs in comparison_vectors."""
+    spec = model["estimation"]
+    columns = ", ".join(f"v.g_{c['name']}" for c in model["comparisons"])
+    rows = con.execute(
+        f"""SELECT label, {columns.replace('v.', '')}, count(*) AS pairs FROM (
+              SELECT CASE WHEN {spec['match']} THEN 1 WHEN {spec['non_match']} THEN 0 END AS label, {columns}
+              FROM comparison_vectors v JOIN {left} l ON l.rid = v.rid_l JOIN {right or left} r ON r.rid = v.rid_r)
+            WHERE label IS NOT NULL GROUP BY ALL ORDER BY ALL"""
+    ).fetchall()
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros((0, len(model["comparisons"])), np.int64), np.zeros(0)
     array = np.array(rows, dtype=np.int64)
-    return array[:, :-1], array[:, -1].astype(float)
+    return array[:, 0], array[:, 1:-1], array[:, -1].astype(float)
 
 
-def _normalise(frequencies: np.ndarray, null: np.ndarray) -> np.ndarray:
-    informative = np.where(null, 0.0, frequencies)
-    total = informative.sum()
-    result = np.maximum(informative / total if total else informative, FLOOR)
-    result[null] = 1.0
-    return result
+def _fit_distribution(counts: np.ndarray, declared: np.ndarray, free: np.ndarray, fixed: np.ndarray, strength: float) -> np.ndarray:
+    """Smoothed shares over the free levels, keeping the declared mass of the fixed ones
+    (null levels, m = u = 1 by convention, are neither)."""
+    fitted = declared.copy()
+    declared_free = declared[free].sum()
+    if declared_free <= 0:
+        return fitted
+    mass = max(1.0 - declared[fixed].sum(), 0.0)
+    prior = declared[free] / declared_free
+    fitted[free] = mass * (counts[free] + strength * prior) / (counts[free].sum() + strength)
+    return np.maximum(fitted, FLOOR)
 
 
-def expectation_maximisation(gammas, counts, m, u, prior, null, free, iterations=EM_ITERATIONS):
-    """Returns m, u, prior and the log-likelihood per iteration."""
-    trace = []
-    for _ in range(iterations):
-        a = math.log(prior) + sum(np.log(m[k][gammas[:, k]]) for k in range(len(m)))
-        b = math.log(1 - prior) + sum(np.log(u[k][gammas[:, k]]) for k in range(len(u)))
-        top = np.maximum(a, b)
-        evidence = top + np.log(np.exp(a - top) + np.exp(b - top))
-        trace.append(float((counts * evidence).sum()))
-        posterior = np.exp(a - evidence)
-        matched, unmatched = counts * posterior, counts * (1 - posterior)
-        prior = float(np.clip(matched.sum() / counts.sum(), 1e-6, 0.5))
-        m = [_normalise(np.bincount(gammas[:, k], weights=matched, minlength=len(m[k])), null[k]) if free[k] else m[k]
-             for k in range(len(m))]
-        u = [_normalise(np.bincount(gammas[:, k], weights=unmatched, minlength=len(u[k])), null[k]) if free[k] else u[k]
-             for k in range(len(u))]
-    return m, u, prior, trace
+def fit_from_labels(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None) -> dict:
+    """The model with m, u and the prior fitted on labelled candidate pairs (see module
+    docstring), or the declared model with the reason when labels are too few."""
+    spec = model.get("estimation")
+    if not spec:
+        return model
+    labels, patterns, counts = labelled_patterns(con, model, left, right)
+    matches, non_matches = float(counts[labels == 1].sum()), float(counts[labels == 0].sum())
+    fitted = copy.deepcopy(model)
+    summary = {"labelled_matches": int(matches), "labelled_non_matches": int(non_matches),
+               "prior_log2_odds_declared": model["prior_log2_odds"]}
+    minimum = spec.get("min_labelled", {})
+    if matches < minimum.get("match", 1) or non_matches < minimum.get("non_match", 1):
+        fitted["fit"] = {**summary, "status": "declared: too few labelled pairs to fit"}
+        return fitted
+    strength = float(spec.get("prior_strength", 100))
+    for index, comparison in enumerate(fitted["comparisons"]):
+        mode = comparison.get("estimate", "m_and_u")
+        levels = comparison["levels"]
+        for level in levels:
+            level["declared"] = {"m": level["m"], "u": level["u"]}
+        if mode == "fixed":
+            continue
+        fixed = np.array([bool(lv.get("fixed")) and not _is_null_level(lv) for lv in levels])
+        free = np.array([not (_is_null_level(lv) or lv.get("fixed")) for lv in levels])
+        per_level = {}
+        for label, key in ((1, "m"), (0, "u")):
+            level_counts = np.bincount(patterns[labels == label, index], weights=counts[labels == label], minlength=len(levels))
+            per_level[key] = level_counts
+            if key == "m" and mode == "u_only":
+                continue
+            declared = np.array([lv[key] for lv in levels], dtype=float)
+            values = _fit_distribution(level_counts, declared, free, fixed, strength)
+            for level, value, is_free in zip(levels, values, free):
+                if is_free:
+                    level[key] = float(value)
+        for i, level in enumerate(levels):
+            level["labelled"] = {"matches": int(per_level["m"][i]), "non_matches": int(per_level["u"][i])}
+            if not _is_null_level(level):
+                declared_weight = math.log2(level["declared"]["m"] / level["declared"]["u"])
+                level["drift"] = round(math.log2(level["m"] / level["u"]) - declared_weight, 3)
+    # The labelled share of matches among candidate pairs is measured at this registry's
+    # size, so it replaces the declared prior and its size shift.
+    fitted["prior_log2_odds"] = math.log2(matches / non_matches)
+    fitted.pop("prior_reference_records", None)
+    fitted["fit"] = {**summary, "status": "fitted", "prior_log2_odds_fitted": round(fitted["prior_log2_odds"], 4)}
+    return fitted
 
 
-def estimate_model(con: duckdb.DuckDBPyConnection, model: dict, population: str) -> dict:
-    """A copy of `model` with m, u and the prior estimated from table comparison_vectors."""
-    gammas, counts = _patterns(con, model)
-    comparisons = model["comparisons"]
-    null = [np.array([lv["m"] == 1.0 and lv["u"] == 1.0 for lv in c["levels"]]) for c in comparisons]
-    free = [c.get("estimate", True) for c in comparisons]
-    m0 = [_normalise(np.array([lv["m"] for lv in c["levels"]], dtype=float), null[k]) for k, c in enumerate(comparisons)]
-    u0 = [_normalise(np.array([lv["u"] for lv in c["levels"]], dtype=float), null[k]) for k, c in enumerate(comparisons)]
-    prior_log2 = effective_prior(con, model, population)
-    prior0 = 1.0 / (1.0 + 2 ** (-prior_log2))
-    m, u, prior, trace = expectation_maximisation(gammas, counts, m0, u0, prior0, null, free)
-    estimated = copy.deepcopy(model)
-    for k, comparison in enumerate(estimated["comparisons"]):
-        for i, level in enumerate(comparison["levels"]):
-            if not null[k][i]:
-                level["m"], level["u"] = round(float(m[k][i]), 8), round(float(u[k][i]), 8)
-    estimated["prior_log2_odds"] = round(math.log2(prior / (1 - prior)), 4)
-    estimated.pop("prior_reference_records", None)  # the estimate is for this registry's size
-    estimated["estimation"] = {
-        "method": "EM over candidate-pair comparison patterns, started from the declared model",
-        "candidate_pairs": int(counts.sum()), "patterns": int(len(counts)), "iterations": len(trace),
-        "log_likelihood_first_last": [round(trace[0], 1), round(trace[-1], 1)],
-        "declared_prior_log2_odds": round(prior_log2, 4),
-    }
-    return estimated
+def drift_table(model: dict) -> list[dict]:
+    """Per comparison level: declared and fitted weight and their difference (bits)."""
+    rows = []
+    for comparison in model["comparisons"]:
+        for level in comparison["levels"]:
+            if "declared" not in level or _is_null_level(level):
+                continue
+            declared = math.log2(level["declared"]["m"] / level["declared"]["u"])
+            rows.append({
+                "comparison": comparison["name"], "level": level["label"],
+                "declared_weight": round(declared, 2), "fitted_weight": round(math.log2(level["m"] / level["u"]), 2),
+                "drift": level.get("drift", 0.0), **level.get("labelled", {}),
+            })
+    return rows

@@ -22,7 +22,7 @@ from pipeline.matching.compare import compare_pairs, score_pairs
 from pipeline.matching.standardise import standardise_records
 
 LINK_COLUMNS = [
-    "id_dtks", "link_method", "dukcapil_candidates", "dukcapil_source_line", "dukcapil_nik", "name_similarity",
+    "id_dtks", "link_method", "dukcapil_candidates", "dukcapil_source_line", "dukcapil_person", "dukcapil_nik", "name_similarity",
     "dob_agreement", "sex_agreement", "identity", "deceased", "tanggal_meninggal", "kab_dtks", "kab_dukcapil",
     "dukcapil_kode_wilayah",
 ]
@@ -33,7 +33,7 @@ def _register_reference(con: duckdb.DuckDBPyConnection) -> None:
 
 
 LINK_RECORD_COLUMNS = [
-    "rid", "nik", "nik_digits", "nik_head", "nik_tail", "nik_format_ok", "name_std", "name_sorted", "name_patronym",
+    "rid", "nik", "nik_digits", "nik_head", "nik_tail", "nik_format_ok", "nik_valid", "nik_consistent", "name_std", "name_sorted", "name_patronym",
     "key_first", "key_last", "key_name", "tanggal_lahir", "dob_placeholder", "birth_year", "jenis_kelamin", "no_kk",
     "kode_wilayah", "kab",
 ]
@@ -43,8 +43,10 @@ DUKCAPIL_CHUNK_ROWS = 500_000
 
 def prepare_dukcapil(dukcapil: pl.DataFrame) -> pl.DataFrame:
     """Staging Dukcapil -> standardised records; rid is the source line (unique, stable)."""
+    # Civil-registry NIKs are issued, not typed: well-formed is taken as valid.
+    well_formed = pl.col("nik").str.contains(r"^[0-9]{16}$").fill_null(False)
     return standardise_records(dukcapil.select(DUKCAPIL_COLUMNS)).with_columns(
-        rid=pl.col("source_line").cast(pl.Int64), nik_format_ok=pl.col("nik").str.contains(r"^[0-9]{16}$")
+        rid=pl.col("source_line").cast(pl.Int64), nik_format_ok=well_formed, nik_valid=well_formed,
     ).select(LINK_RECORD_COLUMNS + ["deceased", "tanggal_meninggal", "source_line"])
 
 
@@ -63,7 +65,29 @@ def load_dukcapil(con: duckdb.DuckDBPyConnection, staging_path: str, table: str 
             con.execute(f"INSERT INTO {table} SELECT * FROM _dukcapil_chunk")
         con.unregister("_dukcapil_chunk")
         del chunk
+    _identify_persons(con, table)
     return total
+
+
+def _identify_persons(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Column `person`: one id per civil-registry person. Dukcapil sometimes holds a person
+    twice under one NIK (an older record); records sharing a NIK, a birth date and a name
+    are one person, the smallest rid. A NIK double-issued to two people stays two persons."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _same_person AS
+            WITH repeated AS (
+              SELECT rid, nik, tanggal_lahir, name_std FROM {table}
+              WHERE nik IN (SELECT nik FROM {table} WHERE nik IS NOT NULL GROUP BY nik HAVING count(*) > 1))
+            SELECT a.rid, min(b.rid) AS person
+            FROM repeated a JOIN repeated b ON a.nik = b.nik AND a.tanggal_lahir = b.tanggal_lahir
+             AND (a.name_std = b.name_std OR tokens_covered(a.name_std, b.name_std)
+                  OR jaro_winkler_similarity(a.name_std, b.name_std) >= 0.95)
+            GROUP BY a.rid"""
+    )
+    con.execute(f"ALTER TABLE {table} ADD COLUMN person BIGINT")
+    con.execute(f"UPDATE {table} SET person = rid")
+    con.execute(f"UPDATE {table} t SET person = s.person FROM _same_person s WHERE s.rid = t.rid")
+    con.execute("DROP TABLE _same_person")
 
 
 def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str = "dukcapil_records") -> pl.DataFrame:
@@ -77,7 +101,7 @@ def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str
     scored = con.sql(
         """
         WITH pairs AS (
-          SELECT d.id_dtks, c.source_line AS dukcapil_source_line, c.nik AS dukcapil_nik,
+          SELECT d.id_dtks, c.source_line AS dukcapil_source_line, c.person AS dukcapil_person, c.nik AS dukcapil_nik,
                  CASE WHEN d.name_std = c.name_std OR d.name_sorted = c.name_sorted OR d.key_name = c.key_name THEN 1.0
                       ELSE greatest(jaro_winkler_similarity(d.name_std, c.name_std),
                                     jaro_winkler_similarity(d.name_sorted, c.name_sorted)) END AS name_similarity,
@@ -153,7 +177,7 @@ def link_anomalies(dtks: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
 
 
 FUZZY_COLUMNS = [
-    "id_dtks", "link_method", "dukcapil_candidates", "dukcapil_source_line", "dukcapil_nik", "match_probability",
+    "id_dtks", "link_method", "dukcapil_candidates", "dukcapil_source_line", "dukcapil_person", "dukcapil_nik", "match_probability",
     "match_weight", "margin", "ambiguous", "evidence", "deceased", "tanggal_meninggal", "kab_dtks", "kab_dukcapil",
     "dukcapil_kode_wilayah",
 ]
@@ -173,13 +197,18 @@ def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, model: dict,
     score_pairs(con, model, "link_left", dukcapil)
     best = con.sql(
         f"""
-        WITH ranked AS (
-          SELECT s.*, row_number() OVER (PARTITION BY rid_l ORDER BY match_weight DESC, rid_r) AS rank,
+        WITH per_person AS (
+          -- The runner-up is the best other person: two records of one person are no doubt.
+          SELECT s.*, row_number() OVER (PARTITION BY s.rid_l, c.person ORDER BY s.match_weight DESC, s.rid_r) AS person_rank
+          FROM scored_pairs s JOIN {dukcapil} c ON c.rid = s.rid_r
+        ), ranked AS (
+          SELECT *, row_number() OVER (PARTITION BY rid_l ORDER BY match_weight DESC, rid_r) AS rank,
                  count(*) OVER (PARTITION BY rid_l) AS dukcapil_candidates,
                  lead(match_weight) OVER (PARTITION BY rid_l ORDER BY match_weight DESC, rid_r) AS runner_up
-          FROM scored_pairs s
+          FROM per_person WHERE person_rank = 1
         )
         SELECT l.id_dtks, 'fuzzy' AS link_method, k.dukcapil_candidates, r.source_line AS dukcapil_source_line,
+               r.person AS dukcapil_person,
                r.nik AS dukcapil_nik, round(k.match_probability, 6) AS match_probability,
                round(k.match_weight, 3) AS match_weight,
                round(k.match_weight - coalesce(k.runner_up, -99), 3) AS margin,
@@ -194,6 +223,66 @@ def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, model: dict,
     for table in ("link_left", "candidate_pairs", "comparison_vectors", "scored_pairs", "_tf"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return best.select(FUZZY_COLUMNS), stats
+
+
+RESOLUTION_COLUMNS = ["id_dtks", "resolution", "dukcapil_person", "dukcapil_nik", "probability", "margin", "not_dukcapil_person"]
+
+
+def resolve(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, min_probability: float) -> pl.DataFrame:
+    """Which civil-registry person each DTKS row is, one row per record:
+      exact_nik   the NIK is in Dukcapil and the name fits it;
+      fuzzy       the most likely person by name, birth date, region and NIK digits, with
+                  probability >= min_probability and clear of the runner-up;
+      ambiguous   two persons fit about equally;
+      unresolved  nobody fits well enough (e.g. the person is missing from Dukcapil).
+    Two rows resolved to different persons are different people; a fuzzy resolution is
+    never enough on its own to remove anyone."""
+    # A name merely covered by the other (a son with his father's NIK shares the family
+    # name) resolves only when birth date and sex agree as well.
+    same_person = (pl.col("identity") == "strong") | (
+        (pl.col("identity") == "consistent") & (pl.col("dob_agreement") != "different") & pl.col("sex_agreement")
+    )
+    by_nik = exact.filter(same_person).select(
+        "id_dtks", "dukcapil_person", "dukcapil_nik", resolution=pl.lit("exact_nik"),
+        probability=pl.lit(None, dtype=pl.Float64), margin=pl.lit(None, dtype=pl.Float64),
+    )
+    by_fuzzy = fuzzy.join(by_nik, on="id_dtks", how="anti").select(
+        "id_dtks", "dukcapil_person", "dukcapil_nik",
+        resolution=pl.when(pl.col("ambiguous")).then(pl.lit("ambiguous"))
+        .when(pl.col("match_probability") >= min_probability).then(pl.lit("fuzzy"))
+        .otherwise(pl.lit("unresolved")),
+        probability=pl.col("match_probability"), margin=pl.col("margin"),
+    )
+    resolved = pl.concat([by_nik, by_fuzzy], how="vertical_relaxed")
+    # The person the row's NIK points to, when name or birth date say it is someone else
+    # (a relative's card, a mistyped NIK), unless all the evidence resolves the row to
+    # that very person after all (a misspelt name).
+    rejected = exact.filter((pl.col("identity") == "mismatch") | (pl.col("dob_agreement") == "different")).select(
+        "id_dtks", not_dukcapil_person=pl.col("dukcapil_person")
+    )
+    return (
+        records.select("id_dtks").join(resolved, on="id_dtks", how="left").join(rejected, on="id_dtks", how="left")
+        .with_columns(not_dukcapil_person=pl.when(pl.col("not_dukcapil_person") != pl.col("dukcapil_person").fill_null(-1))
+                      .then(pl.col("not_dukcapil_person")))
+        .with_columns(
+            resolution=pl.col("resolution").fill_null("unresolved"),
+            dukcapil_person=pl.when(pl.col("resolution").is_in(["exact_nik", "fuzzy"])).then(pl.col("dukcapil_person")),
+            dukcapil_nik=pl.when(pl.col("resolution").is_in(["exact_nik", "fuzzy"])).then(pl.col("dukcapil_nik")),
+        )
+        .select(RESOLUTION_COLUMNS).sort("id_dtks")
+    )
+
+
+def with_resolution(records: pl.DataFrame, resolution: pl.DataFrame) -> pl.DataFrame:
+    """cr_person / cr_method on each record: the civil-registry person it resolves to and
+    how ('exact' or 'fuzzy'), null when unresolved; cr_rejected: the person its NIK points
+    to but whose name says it is someone else."""
+    method = pl.col("resolution").replace_strict({"exact_nik": "exact", "fuzzy": "fuzzy"}, default=None)
+    return records.join(
+        resolution.select("id_dtks", cr_person=pl.col("dukcapil_person"), cr_method=method,
+                          cr_rejected=pl.col("not_dukcapil_person")),
+        on="id_dtks", how="left",
+    )
 
 
 def fuzzy_anomalies(fuzzy: pl.DataFrame) -> pl.DataFrame:

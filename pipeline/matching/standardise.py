@@ -118,6 +118,25 @@ def nik_digits(nik: pl.Expr) -> pl.Expr:
     return pl.when(digits.str.len_chars() >= 12).then(digits)
 
 
+def nik_is_own_number(digits: pl.Expr, born: pl.Expr, sex: pl.Expr) -> pl.Expr:
+    """The 16 digits could have been issued to this row's person: a kecamatan that exists
+    (or existed), this row's birth date and sex (DD + 40 for women, MM, YY) and a serial
+    other than 0000. Such a number is its holder's own, not a typo of another's or a
+    relative's card. Judged on the digits, so a NIK written '...0001.0' still counts."""
+    from pipeline.checks import wilayah
+
+    day = pl.when(sex == "P").then(born.dt.day() + 40).otherwise(born.dt.day())
+    encoded = digits.str.slice(6, 2).cast(pl.Int32, strict=False)
+    return (
+        (digits.str.len_chars() == 16)
+        & digits.str.slice(0, 6).is_in(wilayah.kecamatan_codes()["kode"].implode())
+        & (digits.str.slice(12, 4) != "0000")
+        & (encoded == day)
+        & (digits.str.slice(8, 2).cast(pl.Int32, strict=False) == born.dt.month())
+        & (digits.str.slice(10, 2).cast(pl.Int32, strict=False) == born.dt.year() % 100)
+    ).fill_null(False)
+
+
 def standardise_records(frame: pl.DataFrame) -> pl.DataFrame:
     """Names, region and NIK keys shared by deduplication and civil-registry linkage.
     Expects nama, nik, tanggal_lahir, kode_wilayah."""
@@ -135,4 +154,5 @@ def standardise_records(frame: pl.DataFrame) -> pl.DataFrame:
         nik_tail=pl.when(digits.str.len_chars() >= 16).then(digits.str.slice(-8)),
         birth_year=pl.col("tanggal_lahir").dt.year().cast(pl.Int16),
         dob_placeholder=placeholder,
+        nik_consistent=nik_is_own_number(digits, pl.col("tanggal_lahir"), pl.col("jenis_kelamin")),
     )
