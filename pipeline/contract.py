@@ -56,6 +56,7 @@ class AnomalyRule:
     strong_action: str | None
     stage: str
     label_id: str
+    citizen_reason: str | None = None  # reason category on the status page when this code excludes
 
 
 def alias_key(name: str) -> str:
@@ -98,6 +99,7 @@ def anomaly_rules() -> dict[str, AnomalyRule]:
             strong_action=spec.get("strong_action"),
             stage=spec["stage"],
             label_id=spec["label_id"],
+            citizen_reason=spec.get("citizen_reason"),
         )
         for code, spec in table.items()
     }

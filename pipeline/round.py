@@ -322,6 +322,7 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
         }
         step("report", write_report, ctx, summary)
         step("workbook", write_workbook, ctx)
+        step("lookup-index", write_lookup_index, ctx)
         step("manifest", write_manifest, ctx)
         summary["output_dir"] = step("publish", publish, ctx)
     except BaseException:
@@ -348,3 +349,12 @@ def write_workbook(ctx: RoundContext) -> dict:
     from pipeline.report.xlsx import write_workbook as write
 
     return {"sheets": write(ctx.work_dir, ctx.path("anomalies.xlsx"), full_nik=ctx.full_nik).get("sheets")}
+
+
+def write_lookup_index(ctx: RoundContext) -> dict:
+    """lookup/: the status index the status page and `verval lookup` answer from, published
+    with the round so they switch to it atomically."""
+    from pipeline.lookup.index import build_index
+
+    built = build_index(ctx.work_dir, round_date=ctx.as_of, threads=ctx.threads)
+    return {"entries": built["entries"], "people": built["people"]}

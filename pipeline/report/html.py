@@ -13,8 +13,6 @@ id_dtks), so the page stays a few MB at a million input rows.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import json
 import re
@@ -26,6 +24,7 @@ import polars as pl
 from pipeline.checks.wilayah import current_kabupaten, region_names
 from pipeline.contract import anomaly_rules
 from pipeline.report.mask import birth_year, mask_name, mask_nik, scrub_text
+from pipeline.report.pages import csp_hash, fmt_dec, fmt_int, json_for_script  # noqa: F401 - json_for_script is re-exported
 
 MAX_CASES = 500
 TEMPLATES = Path(__file__).with_name("templates")
@@ -67,18 +66,6 @@ LINK_LABELS = {
 }
 
 
-def fmt_int(value: int | float | None) -> str:
-    """Indonesian thousands separator: 12.345."""
-    return "" if value is None else f"{int(value):,}".replace(",", ".")
-
-
-def fmt_dec(value: float | None, digits: int) -> str:
-    """Indonesian decimals: 1.234,56 (thousands with dots, decimals after a comma)."""
-    if value is None:
-        return ""
-    return f"{value:,.{digits}f}".replace(",", "_").replace(".", ",").replace("_", ".")
-
-
 def esc(value: object) -> str:
     return html.escape("" if value is None else str(value))
 
@@ -102,18 +89,8 @@ class Page:
         return f'<div class="list" data-list="{esc(name)}"></div>'
 
 
-def json_for_script(data: object) -> str:
-    """JSON that cannot close its <script> element or open a comment."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def csp_hash(script: str) -> str:
-    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
-
-
 def assemble(page: Page, summary: dict) -> str:
-    css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
+    css = (TEMPLATES / "verval.css").read_text(encoding="utf-8")
     js = (TEMPLATES / "report.js").read_text(encoding="utf-8")
     # No request of any kind may leave the page; only this exact script may run.
     csp = f"default-src 'none'; style-src 'unsafe-inline'; script-src '{csp_hash(js)}'; img-src data:; form-action 'none'"
