@@ -161,6 +161,16 @@ def command_status_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_monev(args: argparse.Namespace) -> int:
+    from pipeline.monev import gather, write_monev
+    from pipeline.progress import console
+
+    table = gather(rounds=[Path(r) for r in args.rounds] if args.rounds else None, out=Path(args.out) if args.out else None)
+    path = write_monev(table, Path(args.html) if args.html else (Path(args.out) if args.out else REPORTS_DIR) / "monev.html")
+    console.print(f"monev: {table['as_of'].n_unique()} rounds, {table['kode_kabupaten'].n_unique():,} kabupaten/kota -> [bold]{path}[/bold]")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="verval", description="Verifikasi dan validasi DTKS terhadap Dukcapil.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -218,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--rate-per-minute", type=float, help="requests per minute per client (default: pipeline/rules/lookup.toml)")
     status.add_argument("--burst", type=int, help="requests a client may make at once (default: pipeline/rules/lookup.toml)")
     status.set_defaults(handler=command_status_server)
+
+    monev = commands.add_parser("monev", help="monitoring and evaluation across rounds: monev.html per province and kabupaten")
+    rounds = monev.add_mutually_exclusive_group(required=True)
+    rounds.add_argument("--rounds", nargs="+", help="output folders of rounds, in any order")
+    rounds.add_argument("--out", help="an --out folder: the rounds in its indicators.parquet history")
+    monev.add_argument("--html", help="where to write monev.html (default: into --out, else reports/monev.html)")
+    monev.set_defaults(handler=command_monev)
 
     bench = commands.add_parser("bench", help="generate N rows, run the round, print per-stage time and peak memory")
     bench.add_argument("--n", type=int, default=1_000_000)

@@ -38,6 +38,8 @@ OUTPUT_FILES = {
     "decisions_applied.parquet": "every effective reviewer decision and whether it applied or is stale",
     "decisions_rejected.parquet": "malformed decision rows: file, sheet, row, reason",
     "link_model.json": "the civil-registry fuzzy-link model used by the run",
+    "indicators.parquet": "monev indicators per kabupaten/kota of this and earlier rounds (aggregates only)",
+    "lookup/index.parquet": "the status index (keyed hashes only) that verval lookup and the status page answer from",
 }
 
 

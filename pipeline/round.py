@@ -321,6 +321,7 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
             "stage_timings": clock.timings,
         }
         step("report", write_report, ctx, summary)
+        step("indicators", write_indicators, ctx)
         step("workbook", write_workbook, ctx)
         step("lookup-index", write_lookup_index, ctx)
         step("manifest", write_manifest, ctx)
@@ -358,3 +359,14 @@ def write_lookup_index(ctx: RoundContext) -> dict:
 
     built = build_index(ctx.work_dir, round_date=ctx.as_of, threads=ctx.threads)
     return {"entries": built["entries"], "people": built["people"]}
+
+
+def write_indicators(ctx: RoundContext) -> dict:
+    """indicators.parquet: this round's monev indicators per kabupaten/kota, after those of
+    the earlier rounds published at --out (aggregates only)."""
+    from pipeline.monev import INDICATORS_FILE, carried_history, round_indicators
+
+    previous = Path(ctx.out).resolve()
+    table = carried_history(previous if previous.is_dir() else None, round_indicators(ctx.work_dir))
+    table.write_parquet(ctx.path(INDICATORS_FILE))
+    return {"rounds": table["as_of"].n_unique(), "kabupaten": table["kode_kabupaten"].n_unique()}
