@@ -38,7 +38,8 @@ def command_run(args: argparse.Namespace) -> int:
         from pipeline.round import RoundContext, run_round
 
         ctx = RoundContext(dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model,
-                           decisions=args.decisions, decision_log=args.decision_log or None, full_nik=args.full_nik)
+                           decisions=args.decisions, decision_log=args.decision_log or None,
+                           objections=args.objections or None, full_nik=args.full_nik)
         if args.as_of:
             ctx.as_of = args.as_of
         clock = StageClock(quiet=args.quiet)
@@ -49,7 +50,8 @@ def command_run(args: argparse.Namespace) -> int:
 
         summary = verval_round(
             dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model, as_of=args.as_of, quiet=args.quiet,
-            decisions=args.decisions, decision_log=args.decision_log or None, full_nik=args.full_nik,
+            decisions=args.decisions, decision_log=args.decision_log or None, objections=args.objections or None,
+            full_nik=args.full_nik,
         )
         timings = summary["stage_timings"]
     if not args.quiet:
@@ -184,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--decisions", help="filled anomalies.xlsx / CSV of the same columns, or a folder of them")
     run.add_argument("--decision-log", default=str(PROJECT_DIR / "data" / "decisions" / "decisions.jsonl"),
                      help="append-only log of reviewers' decisions, read by every round (default: data/decisions/decisions.jsonl)")
+    run.add_argument("--objections", default=str(PROJECT_DIR / "data" / "decisions" / "objections.jsonl"),
+                     help="queue of objections filed on the status page, read by every round (default: data/decisions/objections.jsonl)")
     run.add_argument("--full-nik", action="store_true", help="write full NIKs into anomalies.xlsx (default: masked)")
     run.add_argument("--no-prefect", action="store_true", help="run the stages directly, without a Prefect flow run")
     run.add_argument("--quiet", action="store_true", help="no progress lines")

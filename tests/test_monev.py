@@ -99,3 +99,53 @@ def test_monev_page_is_offline_and_holds_no_personal_data(three_rounds, tmp_path
     data = json.loads(re.search(r'id="monev-data">(.*?)</script>', page, re.S).group(1))
     assert data["rounds"] == list(DATES) and data["counts"] == COUNTS
     assert {k["kode"] for k in data["kabupaten"]} == {"3201", "3273"}
+
+
+def test_monev_page_in_headless_chromium(three_rounds, tmp_path):
+    import shutil
+    import time
+
+    from tests.test_report_html import Chromium
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert binary, "chromium is not installed: `make test` installs Debian's chromium (apt-get install -y chromium)"
+    page = tmp_path / "monev.html"
+    assert main(["monev", "--out", str(three_rounds["out"]), "--html", str(page)]) == 0
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    points = "[...document.querySelectorAll('#charts svg.trend')].map(s => s.dataset.key + ':' + s.querySelector('polyline').getAttribute('points').split(' ').length)"
+    browser = Chromium(binary)
+    try:
+        browser.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(downloads))
+        browser.open(page)
+        national_charts = browser.evaluate(points)
+        national_rows = browser.evaluate("document.querySelectorAll('#region-table tbody tr').length")
+        browser.evaluate("(() => { const p = document.getElementById('pilih-provinsi'); p.value = '32';"
+                         " p.dispatchEvent(new Event('change')); const k = document.getElementById('pilih-kabupaten');"
+                         " k.value = '3201'; k.dispatchEvent(new Event('change')); })()")
+        label = browser.evaluate("document.getElementById('wilayah-terpilih').textContent")
+        backlog = browser.evaluate("document.querySelector('#charts svg.trend[data-key=diperiksa] polyline').getAttribute('points')")
+        kab_rows = browser.evaluate("[...document.querySelectorAll('#region-table tbody tr')].map(r => r.cells[0].textContent + ' ' + r.cells[1].textContent)")
+        browser.evaluate("document.getElementById('unduh-csv').click()")
+        deadline = time.monotonic() + 20
+        while not list(downloads.glob("*.csv")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        exceptions = browser.of("Runtime.exceptionThrown")
+        errors = [e["entry"] for e in browser.of("Log.entryAdded") if e["entry"]["level"] == "error"]
+        requests = [r["request"]["url"] for r in browser.of("Network.requestWillBeSent")]
+    finally:
+        browser.close()
+
+    assert len(national_charts) == 13 and all(c.endswith(":3") for c in national_charts)
+    assert national_rows == 6  # 2 kabupaten/kota x 3 rounds
+    assert label == "Kabupaten Bogor" and kab_rows == [f"{d} 3201" for d in DATES]
+    # The backlog of Bogor over three rounds: 1, 1, 0 -> the last point sits on the axis.
+    ys = [float(p.split(",")[1]) for p in backlog.split(" ")]
+    assert ys[0] == ys[1] < ys[2]
+    csv = (list(downloads.glob("*.csv")) or [None])[0]
+    assert csv is not None, "the CSV export did not download"
+    lines = csv.read_text(encoding="utf-8-sig").splitlines()
+    assert lines[0].startswith("putaran,kode_kabupaten,kabupaten_kota,provinsi,baris,terverifikasi,diperiksa")
+    assert [line.split(",")[:2] for line in lines[1:]] == [[d, "3201"] for d in DATES]
+    assert exceptions == [] and errors == []
+    assert all(url.startswith(("file://", "data:", "blob:")) for url in requests), requests

@@ -23,6 +23,7 @@ import polars as pl
 
 from pipeline.checks.wilayah import current_kabupaten, region_names
 from pipeline.contract import anomaly_rules
+from pipeline.lookup.objections import is_objection_id
 from pipeline.report.mask import birth_year, mask_name, mask_nik, scrub_text
 from pipeline.report.pages import csp_hash, fmt_dec, fmt_int, json_for_script  # noqa: F401 - json_for_script is re-exported
 
@@ -282,7 +283,8 @@ def masked_case_rows(cases: pl.DataFrame, records: pl.LazyFrame) -> pl.DataFrame
             jk=pl.col("jenis_kelamin"),
             thn=birth_year(pl.col("tanggal_lahir")).cast(pl.String),
             detail=scrub_text(pl.col("detail")),
-            rel=pl.when(pl.col("_related_is_row").fill_null(False)).then(pl.col("related_id")).otherwise(mask_nik(pl.col("related_id"))),
+            rel=pl.when(pl.col("_related_is_row").fill_null(False) | is_objection_id(pl.col("related_id")))
+            .then(pl.col("related_id")).otherwise(mask_nik(pl.col("related_id"))),
             score=pl.col("score").round(4),
             bukti=pl.col("evidence"),
         )
