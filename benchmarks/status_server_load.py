@@ -61,11 +61,15 @@ def request_bytes(body: bytes) -> bytes:
             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
-async def one_client(i: int, port: int, bodies: list[bytes], stop_at: float, out: list) -> None:
+async def one_client(i: int, port: int, bodies: list[bytes], stop_at: float, out: list, per_second: float | None) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(f"127.0.0.{i + 2}", 0))
     k = i
+    next_at = time.perf_counter() + (i / 50) / (per_second or 1)  # paced clients start spread out
     try:
         while time.perf_counter() < stop_at:
+            if per_second:
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                next_at += 1 / per_second
             payload = request_bytes(bodies[k % len(bodies)])
             k += 7
             started = time.perf_counter()
@@ -83,10 +87,12 @@ async def one_client(i: int, port: int, bodies: list[bytes], stop_at: float, out
         writer.close()
 
 
-async def drive(port: int, clients: int, seconds: float, bodies: list[bytes]) -> list[tuple[int, float]]:
+async def drive(port: int, clients: int, seconds: float, bodies: list[bytes], per_second: float | None = None) -> list[tuple[int, float]]:
+    """Clients in a closed loop (per_second None: the next request as soon as the answer
+    is in) or each paced at per_second requests per second."""
     out: list[tuple[int, float]] = []
     stop_at = time.perf_counter() + seconds
-    await asyncio.gather(*(one_client(i, port, bodies, stop_at, out) for i in range(clients)))
+    await asyncio.gather(*(one_client(i, port, bodies, stop_at, out, per_second) for i in range(clients)))
     return out
 
 
@@ -148,15 +154,25 @@ def main() -> int:
               f"in {time.perf_counter() - started:.1f} s")
     bodies = queries(round_dir, args.queries, seed=7)
     queue = Path(tempfile.mkdtemp(prefix="verval-load-")) / "objections.jsonl"
-    for label, per_minute, burst in (("phase 1, capacity (rate limit out of reach)", 10_000_000, 10_000_000),
-                                     ("phase 2, default rate limit (pipeline/rules/lookup.toml)", None, None)):
+    try:
+        import httptools  # noqa: F401
+        parser = "httptools"
+    except ImportError:
+        parser = "h11 (pure Python)"
+    print(f"uvicorn HTTP parser: {parser}; CPU cores: {os.cpu_count()}; load average before: {os.getloadavg()[0]:.2f}")
+    phases = (
+        ("phase 1, capacity: rate limit out of reach, closed loop", 10_000_000, 10_000_000, None),
+        ("phase 2, default rate limit, closed loop (clients ignore Retry-After)", None, None, None),
+        ("phase 3, default rate limit, each client 2 requests/s (4x its limit)", None, None, 2.0),
+    )
+    for label, per_minute, burst, pace in phases:
         port = free_port()
         server = start_server(round_dir, port, queue, per_minute, burst)
         try:
             if per_minute is not None:
-                asyncio.run(drive(port, args.clients, 2, bodies))  # warm-up (would spend phase 2's bursts)
+                asyncio.run(drive(port, args.clients, 2, bodies))  # warm-up (would spend the later phases' bursts)
             started = time.perf_counter()
-            results = asyncio.run(drive(port, args.clients, args.seconds, bodies))
+            results = asyncio.run(drive(port, args.clients, args.seconds, bodies, pace))
             summarise(f"{label}, {args.clients} clients", results, time.perf_counter() - started)
         finally:
             server.terminate()
