@@ -35,7 +35,6 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.contract import anomaly_rules
@@ -387,7 +386,11 @@ class LookupIndex:
         self.nama = table.column("nama_samaran").combine_chunks()
         self.handle = table.column("handle").to_numpy()
         self.entries = table.num_rows
-        self._handles: tuple[np.ndarray, pa.Array, pa.Array] | None = None
+        # Read with the index, not at the first objection: by then --round may hold a newer
+        # round whose handles belong to another index.
+        handles = pq.read_table(self.directory / HANDLES_FILE)
+        self._handles = (handles.column("handle").to_numpy(), handles.column("id_dtks").combine_chunks(),
+                         handles.column("status").combine_chunks())
 
     def _hits(self, text: str) -> list[int]:
         hi, lo = keyed_hash(self.secret, text)
@@ -423,10 +426,6 @@ class LookupIndex:
         """(id_dtks, status) behind a handle given in an answer (for an objection)."""
         if not re.fullmatch(r"[0-9a-f]{16}", handle or ""):
             return None
-        if self._handles is None:
-            table = pq.read_table(self.directory / HANDLES_FILE)
-            self._handles = (table.column("handle").to_numpy(), table.column("id_dtks").combine_chunks(),
-                             table.column("status").combine_chunks())
         keys, ids, statuses = self._handles
         value = np.uint64(int(handle, 16))
         i = int(np.searchsorted(keys, value))
