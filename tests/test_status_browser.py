@@ -72,7 +72,10 @@ def ask(browser: Chromium, fields: dict, done: int) -> list[str]:
         " + '|' + (a.querySelector('.who') || {textContent: ''}).textContent)")
 
 
-def test_status_page_in_headless_chromium_and_objection_reaches_next_workbook(served, tmp_path):
+def test_status_page_in_headless_chromium_and_objection_reaches_next_workbook(served, tmp_path, caplog, capfd):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     assert binary, "chromium is not installed: `make test` installs Debian's chromium (apt-get install -y chromium)"
     browser = Chromium(binary)
@@ -111,6 +114,11 @@ def test_status_page_in_headless_chromium_and_objection_reaches_next_workbook(se
     assert requests and all(url.startswith(served["url"]) for url in requests), requests
     assert not any(siti in url or "Aminah" in url for url in requests)  # queries are POSTed, never in a URL
     assert exceptions == [] and errors == []
+    # A real uvicorn served all that: nothing anyone typed is in its logs.
+    captured = capfd.readouterr()
+    logs = caplog.text + captured.out + captured.err
+    for typed in (siti, "Suparman", "Aminah", "Budi Santoso", "masih hidup"):
+        assert typed not in logs
 
     # The next round reads the queue: a case on the reviewers' sheet, keyed by the receipt,
     # and D006's automatic DECEASED exclusion held for review.
