@@ -75,7 +75,10 @@ def ask(browser: Chromium, fields: dict, done: int) -> list[str]:
 def test_status_page_in_headless_chromium_and_objection_reaches_next_workbook(served, tmp_path, caplog, capfd):
     import logging
 
-    caplog.set_level(logging.DEBUG)
+    # The server's loggers at their most verbose (the test's own DevTools traffic, which
+    # carries what it types, logs under websockets and stays out of this).
+    for name in ("uvicorn", "uvicorn.error", "verval"):
+        caplog.set_level(logging.DEBUG, logger=name)
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     assert binary, "chromium is not installed: `make test` installs Debian's chromium (apt-get install -y chromium)"
     browser = Chromium(binary)
