@@ -1,4 +1,4 @@
-"""verval command line: run | sample | serve | bench."""
+"""verval command line: run | sample | serve | bench | blocking | lookup | lookup-index | status-server | monev."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def command_run(args: argparse.Namespace) -> int:
         from pipeline.round import RoundContext, run_round
 
         ctx = RoundContext(dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model,
-                           decisions=args.decisions, decision_log=args.decision_log or None, full_nik=args.full_nik)
+                           decisions=args.decisions, decision_log=args.decision_log or None,
+                           objections=args.objections or None, full_nik=args.full_nik)
         if args.as_of:
             ctx.as_of = args.as_of
         clock = StageClock(quiet=args.quiet)
@@ -49,7 +50,8 @@ def command_run(args: argparse.Namespace) -> int:
 
         summary = verval_round(
             dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model, as_of=args.as_of, quiet=args.quiet,
-            decisions=args.decisions, decision_log=args.decision_log or None, full_nik=args.full_nik,
+            decisions=args.decisions, decision_log=args.decision_log or None, objections=args.objections or None,
+            full_nik=args.full_nik,
         )
         timings = summary["stage_timings"]
     if not args.quiet:
@@ -104,6 +106,81 @@ def command_blocking(args: argparse.Namespace) -> int:
     return 0
 
 
+def _from_stdin(value: str | None) -> str | None:
+    """"-" reads the value from standard input, so a NIK or name stays out of the shell
+    history and the process list."""
+    return sys.stdin.readline().rstrip("\n") if value == "-" else value
+
+
+def command_lookup(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.errors import InputError
+    from pipeline.lookup.index import LookupIndex, index_dir, normalise_desa, normalise_nik, standard_names
+
+    index = LookupIndex(index_dir(Path(args.round)))
+    nik, name = _from_stdin(args.nik), _from_stdin(args.nama)
+    if not (name or "").strip():
+        raise InputError("--nama: give the full name as on the KTP")
+    standard = standard_names([name])[0]
+    if args.nik is not None:
+        if normalise_nik(nik) is None:
+            raise InputError("--nik: a NIK is 16 digits")
+        answers = [index.by_nik(normalise_nik(nik), standard)]
+        more = False
+    else:
+        desa = normalise_desa(args.desa)
+        if desa is None:
+            raise InputError("--desa: a desa code is 10 digits (dots allowed), e.g. 32.01.01.1001")
+        answers, more = index.by_region(desa, standard)
+        answers = answers or [index.not_found()]
+    public = [{k: a.public()[k] for k in ("status", "reason", "round_date", "nama")} for a in answers]
+    if args.json:
+        print(json.dumps(public[0] if args.nik is not None else public, ensure_ascii=False))
+        return 0
+    for answer in answers:
+        words = answer.public()
+        who = f"{words['nama']}: " if words["nama"] else ""
+        reason = f" ({words['reason_label']})" if words["reason_label"] else ""
+        print(f"{who}{words['status_label']}{reason}. {words['keterangan']} Putaran per {words['round_date']}.")
+    if more:
+        print("Ada lebih banyak orang dengan nama ini di desa tersebut: cari dengan NIK.")
+    return 0
+
+
+def command_lookup_index(args: argparse.Namespace) -> int:
+    from pipeline.lookup.index import build_index
+    from pipeline.progress import console
+
+    started = time.perf_counter()
+    built = build_index(Path(args.round))
+    console.print(f"status index: {built['entries']:,} entries, {built['people']:,} people, round {built['round_date']} "
+                  f"in {time.perf_counter() - started:.1f} s -> {built['path']}")
+    return 0
+
+
+def command_status_server(args: argparse.Namespace) -> int:
+    from pipeline.lookup.server import Settings, serve
+
+    settings = Settings(round_path=Path(args.round), objections_path=Path(args.objections))
+    if args.rate_per_minute is not None:
+        settings.per_minute = args.rate_per_minute
+    if args.burst is not None:
+        settings.burst = args.burst
+    serve(settings, host=args.host, port=args.port)
+    return 0
+
+
+def command_monev(args: argparse.Namespace) -> int:
+    from pipeline.monev import gather, write_monev
+    from pipeline.progress import console
+
+    table = gather(rounds=[Path(r) for r in args.rounds] if args.rounds else None, out=Path(args.out) if args.out else None)
+    path = write_monev(table, Path(args.html) if args.html else (Path(args.out) if args.out else REPORTS_DIR) / "monev.html")
+    console.print(f"monev: {table['as_of'].n_unique()} rounds, {table['kode_kabupaten'].n_unique():,} kabupaten/kota -> [bold]{path}[/bold]")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="verval", description="Verifikasi dan validasi DTKS terhadap Dukcapil.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--decisions", help="filled anomalies.xlsx / CSV of the same columns, or a folder of them")
     run.add_argument("--decision-log", default=str(PROJECT_DIR / "data" / "decisions" / "decisions.jsonl"),
                      help="append-only log of reviewers' decisions, read by every round (default: data/decisions/decisions.jsonl)")
+    run.add_argument("--objections", default=str(PROJECT_DIR / "data" / "decisions" / "objections.jsonl"),
+                     help="queue of objections filed on the status page, read by every round (default: data/decisions/objections.jsonl)")
     run.add_argument("--full-nik", action="store_true", help="write full NIKs into anomalies.xlsx (default: masked)")
     run.add_argument("--no-prefect", action="store_true", help="run the stages directly, without a Prefect flow run")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -145,6 +224,36 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--round", required=True, help="output folder of a round")
     score.add_argument("--truth", required=True, help="folder with truth_rows and truth_anomalies from `verval sample`")
     score.set_defaults(handler=command_score)
+
+    lookup = commands.add_parser("lookup", help="a person's status in a published round (NIK + name, or desa + name)")
+    lookup.add_argument("--round", required=True, help="output folder of a round (or a folder with its lookup index)")
+    asked = lookup.add_mutually_exclusive_group(required=True)
+    asked.add_argument("--nik", help="16-digit NIK ('-' reads it from standard input)")
+    asked.add_argument("--desa", help="10-digit desa code (kode wilayah), dots allowed")
+    lookup.add_argument("--nama", required=True, help="full name as on the KTP ('-' reads it from standard input)")
+    lookup.add_argument("--json", action="store_true", help="print JSON: one object, or a list for a desa query")
+    lookup.set_defaults(handler=command_lookup)
+
+    lookup_index = commands.add_parser("lookup-index", help="(re)build the status index of a published round")
+    lookup_index.add_argument("--round", required=True, help="output folder of a round")
+    lookup_index.set_defaults(handler=command_lookup_index)
+
+    status = commands.add_parser("status-server", help="serve the status page (cek status) of the last published round")
+    status.add_argument("--round", required=True, help="output folder of the round to answer from (re-read when it changes)")
+    status.add_argument("--host", default="127.0.0.1")
+    status.add_argument("--port", type=int, default=8080)
+    status.add_argument("--objections", default=str(PROJECT_DIR / "data" / "decisions" / "objections.jsonl"),
+                        help="append-only queue of objections filed on the page (default: data/decisions/objections.jsonl)")
+    status.add_argument("--rate-per-minute", type=float, help="requests per minute per client (default: pipeline/rules/lookup.toml)")
+    status.add_argument("--burst", type=int, help="requests a client may make at once (default: pipeline/rules/lookup.toml)")
+    status.set_defaults(handler=command_status_server)
+
+    monev = commands.add_parser("monev", help="monitoring and evaluation across rounds: monev.html per province and kabupaten")
+    rounds = monev.add_mutually_exclusive_group(required=True)
+    rounds.add_argument("--rounds", nargs="+", help="output folders of rounds, in any order")
+    rounds.add_argument("--out", help="an --out folder: the rounds in its indicators.parquet history")
+    monev.add_argument("--html", help="where to write monev.html (default: into --out, else reports/monev.html)")
+    monev.set_defaults(handler=command_monev)
 
     bench = commands.add_parser("bench", help="generate N rows, run the round, print per-stage time and peak memory")
     bench.add_argument("--n", type=int, default=1_000_000)

@@ -39,6 +39,9 @@ OUTPUT_FILES = {
     "decisions_applied.parquet": "every effective reviewer decision and whether it applied or is stale",
     "decisions_rejected.parquet": "malformed decision rows: file, sheet, row, reason",
     "link_model.json": "the civil-registry fuzzy-link model used by the run",
+    "objections.parquet": "every objection filed on the status page and its state (open, accepted, rejected, stale)",
+    "indicators.parquet": "monev indicators per kabupaten/kota of this and earlier rounds (aggregates only)",
+    "lookup/index.parquet": "the status index (keyed hashes only) that verval lookup and the status page answer from",
 }
 
 
@@ -57,6 +60,8 @@ class AnomalyRule:
     strong_action: str | None
     stage: str
     label_id: str
+    citizen_reason: str | None = None  # reason category on the status page when this code excludes
+    holds_row: bool = True  # false: a case for reviewers that never changes the row's outcome
 
 
 def alias_key(name: str) -> str:
@@ -99,6 +104,8 @@ def anomaly_rules() -> dict[str, AnomalyRule]:
             strong_action=spec.get("strong_action"),
             stage=spec["stage"],
             label_id=spec["label_id"],
+            citizen_reason=spec.get("citizen_reason"),
+            holds_row=bool(spec.get("holds_row", True)),
         )
         for code, spec in table.items()
     }

@@ -30,9 +30,12 @@ def sort_anomalies(anomalies: pl.DataFrame) -> pl.DataFrame:
 
 
 def row_outcomes(dtks: pl.DataFrame, anomalies: pl.DataFrame) -> pl.DataFrame:
-    """id_dtks, outcome, anomaly_codes (list), reasons for every staged DTKS row."""
+    """id_dtks, outcome, anomaly_codes (list), reasons for every staged DTKS row. Codes
+    declared with holds_row = false (a citizen's objection) never set the outcome."""
+    holding = [code for code, rule in anomaly_rules().items() if rule.holds_row]
     per_row = anomalies.group_by("id_dtks").agg(
-        worst=pl.col("action").replace_strict(ACTION_RANK, return_dtype=pl.Int8).max(),
+        worst=pl.col("action").replace_strict(ACTION_RANK, return_dtype=pl.Int8)
+        .filter(pl.col("anomaly_code").is_in(holding)).max(),
         anomaly_codes=pl.col("anomaly_code"),
         review_codes=pl.col("anomaly_code").filter(pl.col("action") == "review"),
         exclude_codes=pl.col("anomaly_code").filter(pl.col("action") == "exclude"),

@@ -45,6 +45,7 @@ class RoundContext:
     link_model_path: str | None = None
     decisions: str | None = None
     decision_log: str | None = None
+    objections: str | None = None
     full_nik: bool = False
     as_of: str = field(default_factory=lambda: dt.datetime.now(JAKARTA).date().isoformat())
     duckdb_memory_limit: str = "3GB"
@@ -108,6 +109,23 @@ def gather_decisions(ctx: RoundContext) -> dict:
     found["malformed"].write_parquet(ctx.path("decisions_rejected.parquet"))
     return {"new_rows": found["new"], "appended_to_log": found["appended"], "effective": found["effective"].height,
             "malformed": found["malformed"].height, "log": ctx.decision_log}
+
+
+def gather_objections(ctx: RoundContext) -> dict:
+    """Objections filed on the status page: CITIZEN_OBJECTION cases for reviewers, and the
+    state of each objection (objections.parquet)."""
+    from pipeline.lookup import objections
+
+    dtks_ids = pl.read_parquet(ctx.staging_dir / "dtks.parquet", columns=["id_dtks"])["id_dtks"]
+    anomalies, state = objections.objection_cases(
+        objections.read_queue(Path(ctx.objections) if ctx.objections else None),
+        pl.read_parquet(ctx.staging_dir / "decisions.parquet"), dtks_ids,
+    )
+    anomalies.write_parquet(ctx.staging_dir / "anomalies_obj.parquet")
+    state.write_parquet(ctx.path("objections.parquet"))
+    counts = dict(state.group_by("state").len().iter_rows())
+    return {"queue": ctx.objections, "objections": state.height,
+            **{key: counts.get(key, 0) for key in ("open", "accepted", "rejected", "stale")}}
 
 
 def nik_checks(ctx: RoundContext) -> dict:
@@ -181,14 +199,17 @@ def find_duplicates(ctx: RoundContext) -> dict:
 
 
 def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
+    from pipeline.lookup import objections
+
     dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet")
     fuzzy = pl.read_parquet(ctx.path("dukcapil_links.parquet")).filter(pl.col("link_method") == "fuzzy")
     anomalies = sort_anomalies(
         link.attach_suggested_nik(
-            pl.concat([pl.read_parquet(ctx.staging_dir / f"anomalies_{part}.parquet") for part in ("nik", "link", "dup")]),
+            pl.concat([pl.read_parquet(ctx.staging_dir / f"anomalies_{part}.parquet") for part in ("nik", "link", "dup", "obj")]),
             fuzzy,
         )
     )
+    anomalies = objections.hold_contested(anomalies, objections.held_rows(pl.read_parquet(ctx.path("objections.parquet"))))
     anomalies, decision_status = decisions.apply_decisions(
         anomalies, pl.read_parquet(ctx.staging_dir / "decisions.parquet"), dtks["id_dtks"]
     )
@@ -314,8 +335,10 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
         nik = step("nik-checks", nik_checks, ctx)
         linked = step("link-civil-registry", link_civil_registry, ctx)
         duplicates = step("find-duplicates", find_duplicates, ctx)
+        objected = step("objections", gather_objections, ctx)
         decided = step("decide", decide, ctx, ingested)
         decided["decisions"].update(gathered)
+        decided["objections"] = objected
         summary = {
             "verval_version": __version__,
             "as_of": ctx.as_of,
@@ -328,7 +351,9 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
             "stage_timings": clock.timings,
         }
         step("report", write_report, ctx, summary)
+        step("indicators", write_indicators, ctx)
         step("workbook", write_workbook, ctx)
+        step("lookup-index", write_lookup_index, ctx)
         step("manifest", write_manifest, ctx)
         summary["output_dir"] = step("publish", publish, ctx)
     except BaseException:
@@ -355,3 +380,23 @@ def write_workbook(ctx: RoundContext) -> dict:
     from pipeline.report.xlsx import write_workbook as write
 
     return {"sheets": write(ctx.work_dir, ctx.path("anomalies.xlsx"), full_nik=ctx.full_nik).get("sheets")}
+
+
+def write_lookup_index(ctx: RoundContext) -> dict:
+    """lookup/: the status index the status page and `verval lookup` answer from, published
+    with the round so they switch to it atomically."""
+    from pipeline.lookup.index import build_index
+
+    built = build_index(ctx.work_dir, round_date=ctx.as_of, threads=ctx.threads)
+    return {"entries": built["entries"], "people": built["people"]}
+
+
+def write_indicators(ctx: RoundContext) -> dict:
+    """indicators.parquet: this round's monev indicators per kabupaten/kota, after those of
+    the earlier rounds published at --out (aggregates only)."""
+    from pipeline.monev import INDICATORS_FILE, carried_history, round_indicators
+
+    previous = Path(ctx.out).resolve()
+    table = carried_history(previous if previous.is_dir() else None, round_indicators(ctx.work_dir))
+    table.write_parquet(ctx.path(INDICATORS_FILE))
+    return {"rounds": table["as_of"].n_unique(), "kabupaten": table["kode_kabupaten"].n_unique()}

@@ -44,10 +44,14 @@ def test_flow_runs_the_round_as_tasks(prefect_harness, small_extracts, capsys, c
     assert "Rekonsiliasi (seimbang)" in published["verval-ringkasan"].data
     table = json.loads(published["verval-anomali"].data)
     assert {row["kode"] for row in table} >= {"DECEASED", "DUPLICATE_PERSON"}
+    monev = json.loads(published["verval-monev"].data)
+    assert [row["putaran"] for row in monev] == ["2026-11-21"]
+    assert monev[0]["Terverifikasi"] == 2 and monev[0]["Salah sasaran ditemukan per 1.000 baris"] == 250.0
 
     # Personal data: no full NIK and no name in the logs or the artifacts of the run.
     captured = capsys.readouterr()
-    text = captured.out + captured.err + caplog.text + published["verval-ringkasan"].data + published["verval-anomali"].data
+    text = (captured.out + captured.err + caplog.text + published["verval-ringkasan"].data + published["verval-anomali"].data
+            + published["verval-monev"].data)
     dtks = pl.read_csv(small_extracts["dtks"], infer_schema=False)
     for nik in dtks["nik"].drop_nulls().to_list():
         if len(nik) == 16 and nik.isdigit():

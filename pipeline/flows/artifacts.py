@@ -1,5 +1,6 @@
-"""What an analyst sees of each round in the Prefect UI: a markdown summary and a table
-of counts per anomaly code. Aggregates only: no NIK, name or birth date (UU 27/2022)."""
+"""What an analyst sees of each round in the Prefect UI: a markdown summary, a table of
+counts per anomaly code and the headline monev figures of every round at the same --out.
+Aggregates only: no NIK, name or birth date (UU 27/2022)."""
 
 from __future__ import annotations
 
@@ -41,8 +42,22 @@ def counts_table(summary: dict) -> list[dict]:
     ]
 
 
+def monev_table(output_dir: str | None) -> list[dict]:
+    """The headline monev figures (national, one row per round at this --out), from the
+    round's indicators.parquet; empty when there is none."""
+    from pathlib import Path
+
+    from pipeline.monev import INDICATORS_FILE, headline
+
+    path = Path(output_dir) / INDICATORS_FILE if output_dir else None
+    return headline(path) if path is not None and path.is_file() else []
+
+
 def publish_artifacts(summary: dict) -> None:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     create_markdown_artifact(summary_markdown(summary), key="verval-ringkasan", description="Ringkasan putaran verval")
     create_table_artifact(counts_table(summary), key="verval-anomali", description="Jumlah baris per kode anomali")
+    monev = monev_table(summary.get("output_dir"))
+    if monev:
+        create_table_artifact(monev, key="verval-monev", description="Monev nasional per putaran (angka agregat)")

@@ -1,8 +1,10 @@
 """report.html: one self-contained page for reviewers, in Bahasa Indonesia.
 
-Everything the page needs is inside the file (CSS, JavaScript, SVG charts, data as
-JSON), and a Content-Security-Policy forbids any request, so it opens offline and
-cannot leak what it shows. Personal data is masked (pipeline/report/mask.py):
+This module computes what the page shows; templates/report.html.j2 (with the shared
+layout, macros and stylesheet of pipeline/report/pages.py) lays it out. Everything the
+page needs is inside the file (CSS, JavaScript, SVG charts, data as JSON), and a
+Content-Security-Policy forbids any request, so it opens offline and cannot leak what it
+shows. Personal data is masked (pipeline/report/mask.py):
 initials instead of names, NIKs as 3201********0012, birth year instead of birth date.
 Reviewers find a record by id_dtks in the Parquet outputs or the workbook.
 
@@ -13,9 +15,6 @@ id_dtks), so the page stays a few MB at a million input rows.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import html
 import json
 import re
 from dataclasses import dataclass, field
@@ -25,10 +24,11 @@ import polars as pl
 
 from pipeline.checks.wilayah import current_kabupaten, region_names
 from pipeline.contract import anomaly_rules
+from pipeline.lookup.objections import is_objection_id
 from pipeline.report.mask import birth_year, mask_name, mask_nik, scrub_text
+from pipeline.report.pages import asset, fmt_dec, fmt_int, json_for_script, render  # noqa: F401 - json_for_script is re-exported
 
 MAX_CASES = 500
-TEMPLATES = Path(__file__).with_name("templates")
 
 SEVERITIES = ("critical", "high", "medium", "low")
 ACTIONS = ("exclude", "review", "warn")
@@ -67,151 +67,79 @@ LINK_LABELS = {
 }
 
 
-def fmt_int(value: int | float | None) -> str:
-    """Indonesian thousands separator: 12.345."""
-    return "" if value is None else f"{int(value):,}".replace(",", ".")
-
-
-def fmt_dec(value: float | None, digits: int) -> str:
-    """Indonesian decimals: 1.234,56 (thousands with dots, decimals after a comma)."""
-    if value is None:
-        return ""
-    return f"{value:,.{digits}f}".replace(",", "_").replace(".", ",").replace("_", ".")
-
-
-def esc(value: object) -> str:
-    return html.escape("" if value is None else str(value))
-
-
 # --------------------------------------------------------------------------- page assembly
+
+
+SECTIONS = (
+    ("rekonsiliasi", "Rekonsiliasi"),
+    ("kode", "Anomali per kode"),
+    ("wilayah", "Per provinsi dan kabupaten/kota"),
+    ("daftar", "Daftar anomali"),
+    ("duplikat", "Klaster duplikat"),
+    ("dukcapil", "DTKS dibanding Dukcapil"),
+    ("perubahan", "Perubahan sejak putaran sebelumnya"),
+    ("mutu", "Mutu data"),
+    ("proses", "Ringkasan proses"),
+    ("karantina", "Karantina"),
+    ("waktu", "Waktu per tahap"),
+)
 
 
 @dataclass
 class Page:
-    """Sections in reading order plus the data of every interactive list."""
+    """The data of every interactive list; templates/report.html.j2 lays out the rest."""
 
-    sections: list[tuple[str, str, str]] = field(default_factory=list)  # (anchor, title, body html)
     lists: dict[str, dict] = field(default_factory=dict)
 
-    def add(self, anchor: str, title: str, body: str) -> None:
-        self.sections.append((anchor, title, body))
-
     def list_mount(self, name: str, spec: dict) -> str:
-        """Register a list's data; return the element the JavaScript fills in."""
+        """Register a list's data under the name the page's mount element carries."""
         self.lists[name] = spec
-        return f'<div class="list" data-list="{esc(name)}"></div>'
+        return name
 
 
-def json_for_script(data: object) -> str:
-    """JSON that cannot close its <script> element or open a comment."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+# --------------------------------------------------------------------------- chart data
 
 
-def csp_hash(script: str) -> str:
-    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
-
-
-def assemble(page: Page, summary: dict) -> str:
-    css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
-    js = (TEMPLATES / "report.js").read_text(encoding="utf-8")
-    # No request of any kind may leave the page; only this exact script may run.
-    csp = f"default-src 'none'; style-src 'unsafe-inline'; script-src '{csp_hash(js)}'; img-src data:; form-action 'none'"
-    nav = "".join(f'<a href="#{anchor}">{esc(title)}</a>' for anchor, title, _ in page.sections)
-    body = "\n".join(f'<section id="{anchor}"><h2>{esc(title)}</h2>\n{content}</section>' for anchor, title, content in page.sections)
-    as_of = esc(summary.get("as_of", ""))
-    return f"""<!doctype html>
-<html lang="id">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="{csp}">
-<meta name="referrer" content="no-referrer">
-<title>Laporan verval DTKS {as_of}</title>
-<style>{css}</style>
-</head>
-<body>
-<header><h1>Laporan Verifikasi dan Validasi DTKS terhadap Dukcapil</h1>
-<p>Putaran per {as_of} &middot; verval {esc(summary.get("verval_version", ""))} &middot;
-data pribadi disamarkan (UU 27/2022): NIK sebagian, nama hanya inisial, hanya tahun lahir.
-Cari baris lengkap dengan <b>id_dtks</b> di file Parquet atau anomalies.xlsx.</p></header>
-<nav>{nav}</nav>
-<main>
-{body}
-</main>
-<script type="application/json" id="report-data">{json_for_script({"lists": page.lists})}</script>
-<script>{js}</script>
-</body>
-</html>
-"""
-
-
-# --------------------------------------------------------------------------- SVG charts
-
-
-def bar_chart_svg(bars: list[tuple[str, dict[str, int]]], segments: dict[str, tuple[str, str]], width: int = 860) -> str:
-    """Horizontal stacked bars, hand-built SVG. bars: (label, {segment: value});
-    segments: {segment: (label, colour)} in stacking order."""
-    if not bars:
-        return '<p class="empty">Tidak ada data untuk grafik.</p>'
+def bar_chart(bars: list[tuple[str, dict[str, int]]], segments: dict[str, tuple[str, str]], width: int = 860) -> dict:
+    """Geometry of horizontal stacked bars (macros.html.j2 draws them). bars: (label,
+    {segment: value}); segments: {segment: (label, colour)} in stacking order."""
     label_width, value_width, row, top = 260, 90, 22, 4
     plot = width - label_width - value_width
-    largest = max(sum(values.values()) for _, values in bars) or 1
-    height = top + row * len(bars) + 4
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">']
+    largest = max((sum(values.values()) for _, values in bars), default=0) or 1
+    rows = []
     for i, (label, values) in enumerate(bars):
         y = top + i * row
-        short = label if len(label) <= 38 else label[:36] + "…"
-        parts.append(f'<text x="{label_width - 6}" y="{y + 14}" text-anchor="end"><title>{esc(label)}</title>{esc(short)}</text>')
         x = float(label_width)
+        parts = []
         for key, (seg_label, colour) in segments.items():
             value = values.get(key, 0)
             if not value:
                 continue
             w = max(plot * value / largest, 1.0)
-            parts.append(
-                f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{row - 7}" fill="{colour}">'
-                f"<title>{esc(label)}: {esc(seg_label)} {fmt_int(value)}</title></rect>"
-            )
+            parts.append({"x": f"{x:.1f}", "w": f"{w:.1f}", "colour": colour, "label": seg_label, "value": value})
             x += w
-        parts.append(f'<text x="{x + 5:.1f}" y="{y + 14}" class="muted">{fmt_int(sum(values.values()))}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+        rows.append({"label": label, "short": label if len(label) <= 38 else label[:36] + "…", "text_y": y + 14,
+                     "bar_y": y + 3, "segments": parts, "total_x": f"{x + 5:.1f}", "total": sum(values.values())})
+    return {"rows": rows, "width": width, "height": top + row * len(bars) + 4, "label_x": label_width - 6, "bar_height": row - 7}
 
 
-def legend(segments: dict[str, tuple[str, str]]) -> str:
-    items = "".join(
-        f'<span><svg width="10" height="10"><rect width="10" height="10" fill="{colour}"/></svg> {esc(label)}</span>'
-        for label, colour in segments.values()
-    )
-    return f'<p class="legend">{items}</p>'
+def legend(segments: dict[str, tuple[str, str]]) -> list[tuple[str, str]]:
+    return list(segments.values())
 
 
-def sparkline_svg(values: list[int], width: int = 120, height: int = 26) -> str:
+def sparkline(values: list[int], width: int = 120, height: int = 26) -> dict | None:
     if len(values) < 2:
-        return ""
+        return None
     top = max(values) or 1
     step = (width - 6) / (len(values) - 1)
-    points = " ".join(f"{3 + i * step:.1f},{height - 3 - (height - 6) * v / top:.1f}" for i, v in enumerate(values))
-    last_x, last_y = points.split(" ")[-1].split(",")
-    return (
-        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
-        f'<polyline points="{points}" fill="none" stroke="#17324d" stroke-width="1.5"/>'
-        f'<circle cx="{last_x}" cy="{last_y}" r="2.5" fill="#b42318"/></svg>'
-    )
+    points = [(3 + i * step, height - 3 - (height - 6) * v / top) for i, v in enumerate(values)]
+    return {"width": width, "height": height, "points": " ".join(f"{x:.1f},{y:.1f}" for x, y in points),
+            "last_x": f"{points[-1][0]:.1f}", "last_y": f"{points[-1][1]:.1f}"}
 
 
-def html_table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), raw: bool = False) -> str:
-    """A static table; cells are escaped unless raw=True (then the caller escaped them)."""
-    head = "".join(f'<th class="num">{esc(h)}</th>' if i in numeric else f"<th>{esc(h)}</th>" for i, h in enumerate(headers))
-    body = "".join(
-        "<tr>" + "".join(
-            f'<td class="num">{c if raw else esc(c)}</td>' if i in numeric else f"<td>{c if raw else esc(c)}</td>"
-            for i, c in enumerate(row)
-        ) + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def marked(text: object, cls: str | None = None, tag: str = "span") -> dict:
+    """A table cell with markup: text in a <span class=...> (or <b>)."""
+    return {"text": "" if text is None else str(text), "cls": cls, "tag": tag}
 
 
 # --------------------------------------------------------------------------- reading the round
@@ -305,7 +233,8 @@ def masked_case_rows(cases: pl.DataFrame, records: pl.LazyFrame) -> pl.DataFrame
             jk=pl.col("jenis_kelamin"),
             thn=birth_year(pl.col("tanggal_lahir")).cast(pl.String),
             detail=scrub_text(pl.col("detail")),
-            rel=pl.when(pl.col("_related_is_row").fill_null(False)).then(pl.col("related_id")).otherwise(mask_nik(pl.col("related_id"))),
+            rel=pl.when(pl.col("_related_is_row").fill_null(False) | is_objection_id(pl.col("related_id")))
+            .then(pl.col("related_id")).otherwise(mask_nik(pl.col("related_id"))),
             score=pl.col("score").round(4),
             bukti=pl.col("evidence"),
         )
@@ -369,36 +298,17 @@ class RoundData:
 # --------------------------------------------------------------------------- sections
 
 
-def reconciliation_section(summary: dict) -> str:
+def reconciliation_section(summary: dict) -> dict:
     rec = summary["reconciliation"]
     parts = {key: int(rec.get(key, 0)) for key in OUTCOMES}
     total = sum(parts.values())
-    balanced = bool(rec.get("balanced")) and total == int(rec["rows_in"]) and int(rec.get("sum", total)) == total
-    status = (
-        '<span class="status ok">SEIMBANG &#10003;</span> setiap baris masuk ada di tepat satu hasil.'
-        if balanced
-        else '<span class="status bad">TIDAK SEIMBANG &#10007;</span> jumlah hasil tidak sama dengan baris masuk: jangan dipakai sebelum diperiksa.'
-    )
-    cards = "".join(
-        f'<div class="card {key}"><div class="n">{fmt_int(parts[key])}</div>{esc(OUTCOME_LABELS[key])}</div>' for key in OUTCOMES
-    )
-    equation = (
-        f"Baris masuk <b>{fmt_int(rec['rows_in'])}</b> = terverifikasi <b>{fmt_int(parts['verified'])}</b> + "
-        f"perlu diperiksa <b>{fmt_int(parts['review'])}</b> + dikeluarkan <b>{fmt_int(parts['excluded'])}</b> + "
-        f"karantina <b>{fmt_int(parts['quarantined'])}</b> = <b>{fmt_int(total)}</b>"
-    )
-    chart = bar_chart_svg(
-        [("Baris DTKS", {key: parts[key] for key in OUTCOMES})],
-        {key: (OUTCOME_LABELS[key], OUTCOME_COLORS[key]) for key in OUTCOMES},
-    )
-    return (
-        f'<div class="cards"><div class="card"><div class="n">{fmt_int(rec["rows_in"])}</div>baris masuk</div>{cards}</div>'
-        f'<p class="equation" id="reconciliation-equation">{equation}</p><p>{status}</p>'
-        f"{chart}{legend({k: (OUTCOME_LABELS[k], OUTCOME_COLORS[k]) for k in OUTCOMES})}"
-        '<p class="note">Terverifikasi: tetap menerima bantuan. Perlu diperiksa: menunggu keputusan pemeriksa, belum dibayar. '
-        "Dikeluarkan: dikeluarkan atas bukti kuat (misalnya meninggal dengan identitas cocok, duplikat pasti). "
-        "Karantina: baris yang tidak dapat dibaca (lihat bagian Karantina).</p>"
-    )
+    segments = {key: (OUTCOME_LABELS[key], OUTCOME_COLORS[key]) for key in OUTCOMES}
+    return {
+        "rows_in": rec["rows_in"], "parts": parts, "total": total,
+        "balanced": bool(rec.get("balanced")) and total == int(rec["rows_in"]) and int(rec.get("sum", total)) == total,
+        "cards": [(key, OUTCOME_LABELS[key], parts[key]) for key in OUTCOMES],
+        "chart": bar_chart([("Baris DTKS", parts)], segments), "legend": legend(segments),
+    }
 
 
 def action_words(rule) -> str:
@@ -408,30 +318,20 @@ def action_words(rule) -> str:
     return words
 
 
-def codes_section(data: RoundData) -> str:
+def codes_section(data: RoundData) -> dict:
     by_code = data.summary.get("anomalies_by_code", {})
     rows, bars = [], []
     for code, rule in anomaly_rules().items():
         counts = {action: int(by_code.get(code, {}).get(action, 0)) for action in ACTIONS}
         found = data.totals.get(code, 0)
-        severity = f'<span class="sev-{esc(rule.severity)}">{esc(SEVERITY_LABELS.get(rule.severity, rule.severity))}</span>'
         rows.append([
-            esc(code), esc(rule.label_id), severity, esc(action_words(rule)),
-            *(fmt_int(counts[a]) for a in ACTIONS), f"<b>{fmt_int(sum(counts.values()))}</b>",
+            code, rule.label_id, marked(SEVERITY_LABELS.get(rule.severity, rule.severity), f"sev-{rule.severity}"),
+            action_words(rule), *(fmt_int(counts[a]) for a in ACTIONS), marked(fmt_int(sum(counts.values())), tag="b"),
             f"{fmt_int(min(found, data.max_cases))} dari {fmt_int(found)}",
         ])
         bars.append((code, counts))
-    table = html_table(
-        ["Kode", "Arti", "Tingkat", "Tindakan", "Dikeluarkan", "Perlu diperiksa", "Peringatan", "Jumlah", "Di halaman ini"],
-        rows, numeric={4, 5, 6, 7}, raw=True,
-    )
     segments = {a: (ACTION_LABELS[a], ACTION_COLORS[a]) for a in ACTIONS}
-    return (
-        f'<div class="wide">{table}</div><h3>Grafik per kode</h3>{bar_chart_svg(bars, segments)}{legend(segments)}'
-        f'<p class="note">Satu baris DTKS dapat memiliki beberapa kode. Daftar di halaman ini memuat paling banyak '
-        f"{fmt_int(data.max_cases)} kasus per kode (urut tingkat, tindakan, id_dtks); daftar lengkap di "
-        "anomalies.parquet / anomalies.xlsx.</p>"
-    )
+    return {"rows": rows, "chart": bar_chart(bars, segments), "legend": legend(segments), "max_cases": data.max_cases}
 
 
 def region_counts(records: pl.LazyFrame, anomalies: pl.LazyFrame) -> pl.DataFrame:
@@ -468,7 +368,7 @@ def need_bars(frame: pl.DataFrame, label) -> list[tuple[str, dict[str, int]]]:
     return [(label(r), {"excluded": r["excluded"], "review": r["review"]}) for r in frame.iter_rows(named=True)]
 
 
-def region_section(page: Page, data: RoundData) -> str:
+def region_section(page: Page, data: RoundData) -> dict:
     regions = region_counts(data.records, data.anomalies)
     codes = list(anomaly_rules())
     numeric = ["baris", "verified", "review", "excluded", "anomali", *codes]
@@ -478,8 +378,8 @@ def region_section(page: Page, data: RoundData) -> str:
         .sort(["_need", "kode_kabupaten"], descending=[True, False]).head(20)
     )
     segments = {key: (OUTCOME_LABELS[key], OUTCOME_COLORS[key]) for key in ("excluded", "review")}
-    province_chart = bar_chart_svg(need_bars(provinces, lambda r: r["nama_provinsi"]), segments)
-    kab_chart = bar_chart_svg(need_bars(top_kab, lambda r: f"{r['nama_kabupaten']} ({r['nama_provinsi']})"), segments)
+    province_chart = bar_chart(need_bars(provinces, lambda r: r["nama_provinsi"]), segments)
+    kab_chart = bar_chart(need_bars(top_kab, lambda r: f"{r['nama_kabupaten']} ({r['nama_provinsi']})"), segments)
 
     count_columns = [
         {"key": "baris", "label": "Baris", "num": True},
@@ -488,35 +388,26 @@ def region_section(page: Page, data: RoundData) -> str:
         {"key": "excluded", "label": "Dikeluarkan", "num": True},
         {"key": "anomali", "label": "Anomali", "num": True},
     ] + [{"key": code, "label": code, "num": True, "title": rule.label_id} for code, rule in anomaly_rules().items()]
-    province_list = page.list_mount("provinsi", list_spec(
+    page.list_mount("provinsi", list_spec(
         provinces.select("kode_provinsi", "nama_provinsi", *numeric),
         [{"key": "kode_provinsi", "label": "Kode"}, {"key": "nama_provinsi", "label": "Provinsi"}] + count_columns,
         facets=[], search=["kode_provinsi", "nama_provinsi"], placeholder="Cari provinsi…", unit="provinsi",
     ))
-    kab_list = page.list_mount("kabupaten", list_spec(
+    page.list_mount("kabupaten", list_spec(
         regions.select("kode_kabupaten", "nama_kabupaten", "kode_provinsi", "nama_provinsi", *numeric),
         [{"key": "kode_kabupaten", "label": "Kode"}, {"key": "nama_kabupaten", "label": "Kabupaten/kota"},
          {"key": "nama_provinsi", "label": "Provinsi"}] + count_columns,
         facets=[{"key": "nama_provinsi", "label": "Provinsi"}],
         search=["kode_kabupaten", "nama_kabupaten", "nama_provinsi"], placeholder="Cari kabupaten/kota…", unit="kabupaten/kota",
     ))
-    return (
-        '<p class="note">Dihitung atas semua baris yang terbaca (tanpa karantina), menurut kabupaten/kota domisili DTKS; '
-        "kode lama (pemekaran Papua) dipetakan ke kode yang berlaku.</p>"
-        f"<h3>Per provinsi: baris perlu diperiksa dan dikeluarkan</h3>{province_chart}{legend(segments)}{province_list}"
-        f"<h3>20 kabupaten/kota dengan baris bermasalah terbanyak</h3>{kab_chart}"
-        f"<h3>Semua kabupaten/kota</h3>{kab_list}"
-    )
+    return {"province_chart": province_chart, "kab_chart": kab_chart, "legend": legend(segments)}
 
 
-def anomaly_list_section(page: Page, data: RoundData) -> str:
+def anomaly_list_section(page: Page, data: RoundData) -> dict:
     rows = masked_case_rows(data.cases, data.records)
     shown = dict(rows.group_by("code").len().iter_rows()) if rows.height else {}
-    notes = "".join(
-        f"<li><b>{esc(code)}</b>: {esc(shown_note(shown.get(code, 0), total))}</li>"
-        for code, total in data.totals.items() if total
-    )
-    mount = page.list_mount("anomalies", list_spec(
+    notes = [(code, ": " + shown_note(shown.get(code, 0), total)) for code, total in data.totals.items() if total]
+    page.list_mount("anomalies", list_spec(
         rows,
         columns=[
             {"key": "id", "label": "id_dtks"},
@@ -542,11 +433,7 @@ def anomaly_list_section(page: Page, data: RoundData) -> str:
         search=["id", "code", "kab", "nik", "nama", "detail", "rel"],
         placeholder="Cari id_dtks, kode, kabupaten, keterangan…",
     ))
-    return (
-        "<p>Semua anomali dalam satu daftar: ketik di kotak pencarian atau pilih kode, kabupaten/kota, tingkat, tindakan. "
-        "Terkait: id_dtks baris lain (duplikat, NIK ganda) atau NIK Dukcapil (disamarkan).</p>"
-        f'<ul class="note">{notes or "<li>Tidak ada anomali.</li>"}</ul>{mount}'
-    )
+    return {"notes": notes}
 
 
 # --- duplicates
@@ -637,13 +524,13 @@ def cluster_view(cluster_id: str, members: list[dict]) -> dict:
     }
 
 
-def duplicates_section(page: Page, data: RoundData) -> str:
+def duplicates_section(page: Page, data: RoundData) -> dict:
     members, total = cluster_members(data)
     views = []
     if members.height:
         for (cluster_id,), group in members.group_by("cluster_id", maintain_order=True):
             views.append(cluster_view(cluster_id, group.to_dicts()))
-    mount = page.list_mount("clusters", {
+    page.list_mount("clusters", {
         "kind": "clusters",
         "rows": views,
         "fieldLabels": [label for label, _, _ in CLUSTER_FIELDS] + ["Hasil"],
@@ -656,12 +543,7 @@ def duplicates_section(page: Page, data: RoundData) -> str:
         "placeholder": "Cari id_dtks atau klaster…",
         "unit": "klaster",
     })
-    return (
-        "<p>Baris yang diduga orang yang sama, berdampingan. Sel kuning: nilainya berbeda dengan baris utama "
-        "(dibandingkan pada data lengkap, meskipun yang tampil disamarkan). Di bawah tiap klaster: bukti per kolom "
-        "(bobot positif mendukung orang yang sama, negatif menentangnya) dan peluang kecocokan.</p>"
-        f'<p class="note">{esc(shown_note(len(views), total, "klaster"))}</p>{mount}'
-    )
+    return {"note": shown_note(len(views), total, "klaster")}
 
 
 # --- Dukcapil beside DTKS
@@ -749,16 +631,15 @@ def dukcapil_rows(data: RoundData) -> pl.DataFrame:
     return ranked(frame, "sev", "act", "id", "code").collect()
 
 
-def dukcapil_section(page: Page, data: RoundData) -> str:
+def dukcapil_section(page: Page, data: RoundData) -> dict:
     rows = dukcapil_rows(data)
     shown = dict(rows.group_by("code").len().iter_rows()) if rows.height else {}
-    notes = "".join(
-        f"<li><b>{esc(code)}</b> ({esc(anomaly_rules()[code].label_id)}): "
-        f"{esc(shown_note(shown.get(code, 0), data.totals.get(code, 0)))}</li>"
+    notes = [
+        (code, f" ({anomaly_rules()[code].label_id}): {shown_note(shown.get(code, 0), data.totals.get(code, 0))}")
         for code in DUKCAPIL_CODES
-    )
+    ]
     dtks, duk = "DTKS", "Dukcapil"
-    mount = page.list_mount("dukcapil", list_spec(
+    page.list_mount("dukcapil", list_spec(
         rows,
         columns=[
             {"key": "id", "label": "id_dtks", "group": ""},
@@ -789,45 +670,35 @@ def dukcapil_section(page: Page, data: RoundData) -> str:
         search=["id", "code", "kab", "d_kab", "nik", "d_nik"],
         placeholder="Cari id_dtks, kabupaten…",
     ))
-    return (
-        "<p>Kasus meninggal, pindah domisili, dan identitas tidak cocok: baris DTKS di kiri, catatan Dukcapil yang "
-        "tertaut di kanan (lewat NIK yang sama, atau tautan fuzzy bila NIK tidak mengarah ke orangnya; "
-        "tautan fuzzy selalu diperiksa pemeriksa). Sel kuning: berbeda dengan DTKS. Identitas kuat = nama dan "
-        "tanggal lahir cocok; orang lain = NIK sama tetapi nama dan tanggal lahir milik orang lain.</p>"
-        f'<ul class="note">{notes}</ul>{mount}'
-    )
+    return {"notes": notes}
 
 
 # --- data quality, timings, quarantine
 
 
-def quality_section(summary: dict) -> str:
-    out = []
+def quality_section(summary: dict) -> dict:
+    kinds = []
     for kind, result in (summary.get("data_quality") or {}).items():
-        ok = result.get("success")
-        badge = '<span class="yes">lulus</span>' if ok else '<span class="no">ada yang gagal</span>'
-        rows = [
+        table = [
             [
-                esc(r.get("rule")), esc(r.get("expectation")), esc(r.get("column") or ""),
-                '<span class="yes">&#10003;</span>' if r.get("success") else '<span class="no">&#10007;</span>',
+                r.get("rule"), r.get("expectation"), r.get("column") or "",
+                marked("\u2713", "yes") if r.get("success") else marked("\u2717", "no"),
                 fmt_int(r.get("unexpected_count")) if r.get("unexpected_count") is not None else "",
                 f"{fmt_dec(r['unexpected_percent'], 2)}%" if r.get("unexpected_percent") is not None else "",
             ]
             for r in result.get("results", [])
         ]
-        passed = f"{fmt_int(result.get('successful'))} dari {fmt_int(result.get('evaluated'))} aturan lulus"
-        out.append(
-            f"<h3>{esc(kind.upper())}: {badge} &middot; {passed} &middot; {fmt_int(result.get('rows'))} baris</h3>"
-            + html_table(["Aturan", "Expectation (GX)", "Kolom", "Lulus", "Tidak sesuai", "Persen"], rows, numeric={4, 5}, raw=True)
-        )
-    return (
-        '<p class="note">Pemeriksaan mutu data (Great Expectations) atas data staging sebelum pencocokan. '
-        "Aturan yang gagal tidak menghentikan putaran; baris yang bermasalah muncul sebagai anomali atau karantina.</p>"
-        + ("".join(out) or '<p class="empty">Tidak ada hasil mutu data.</p>')
-    )
+        kinds.append({
+            "kind": kind.upper(), "ok": bool(result.get("success")), "rows": result.get("rows"), "table": table,
+            "passed": f"{fmt_int(result.get('successful'))} dari {fmt_int(result.get('evaluated'))} aturan lulus",
+        })
+    return {"kinds": kinds}
 
 
-def process_section(summary: dict) -> str:
+BLOCKING_HEADERS = ["Aturan", "Pasangan baru", "Semua pasangan kandidat", "Baris di blok terlalu besar (dilewati)"]
+
+
+def process_section(summary: dict) -> dict:
     nik = summary.get("nik_checks") or {}
     link = summary.get("civil_registry_link") or {}
     dup = summary.get("duplicates") or {}
@@ -844,41 +715,36 @@ def process_section(summary: dict) -> str:
         ["Baris dalam klaster duplikat", fmt_int(dup.get("rows_in_clusters_gt1"))],
         ["Pasangan duplikat yang dinilai dan dilaporkan", fmt_int(dup.get("pairs_scored_reported"))],
     ]
-    facts = [f for f in facts if f[1] not in ("", " / ")]
-    out = html_table(["Tahap", "Jumlah"], facts, numeric={1})
-    out += "<h3>Aturan blocking pencarian duplikat</h3>" + blocking_table(dup.get("blocking", []))
-    if link.get("fuzzy_blocking"):
-        out += "<h3>Aturan blocking tautan fuzzy ke Dukcapil</h3>" + blocking_table(link["fuzzy_blocking"])
-    return out
+    return {
+        "facts": [f for f in facts if f[1] not in ("", " / ")],
+        "blocking_headers": BLOCKING_HEADERS,
+        "blocking": blocking_rows(dup.get("blocking", [])),
+        "fuzzy_blocking": blocking_rows(link.get("fuzzy_blocking") or []),
+    }
 
 
-def blocking_table(rules: list[dict]) -> str:
-    rows = [
+def blocking_rows(rules: list[dict]) -> list[list[str]]:
+    return [
         [rule.get("rule"), fmt_int(rule.get("pairs")), fmt_int(rule.get("total_candidate_pairs")),
          fmt_int(rule.get("records_in_skipped_blocks"))]
         for rule in rules
     ]
-    headers = ["Aturan", "Pasangan baru", "Semua pasangan kandidat", "Baris di blok terlalu besar (dilewati)"]
-    return html_table(headers, rows, numeric={1, 2, 3})
 
 
-def timings_section(summary: dict) -> str:
+def timings_section(summary: dict) -> dict:
     timings = summary.get("stage_timings") or []
-    rows = [[esc(t.get("stage")), fmt_dec(t.get("seconds", 0), 2), fmt_int(t.get("peak_rss_mib", 0))] for t in timings]
     bars = [(t.get("stage", ""), {"s": max(int(round(t.get("seconds", 0) * 1000)), 0)}) for t in timings]
-    chart = bar_chart_svg(bars, {"s": ("milidetik", "#17324d")})
-    total = sum(t.get("seconds", 0) for t in timings)
-    return (
-        html_table(["Tahap", "Detik", "Puncak memori (MiB)"], rows, numeric={1, 2}, raw=True)
-        + f'<p class="note">Jumlah {fmt_dec(total, 2)} detik (tanpa tahap laporan dan penerbitan). '
-        f"Grafik dalam milidetik.</p>{chart}"
-    )
+    return {
+        "rows": [[t.get("stage"), fmt_dec(t.get("seconds", 0), 2), fmt_int(t.get("peak_rss_mib", 0))] for t in timings],
+        "total": sum(t.get("seconds", 0) for t in timings),
+        "chart": bar_chart(bars, {"s": ("milidetik", "#17324d")}),
+    }
 
 
-def quarantine_section(page: Page, data: RoundData) -> str:
+def quarantine_section(page: Page, data: RoundData) -> dict:
     frame = scan(data.work_dir, "quarantine.parquet")
     if frame is None:
-        return '<p class="empty">quarantine.parquet tidak ada.</p>'
+        return {"missing": True}
     # The raw line is never shown: it holds the person's data as typed.
     safe = frame.select("source", "file", "line", "id_dtks", reason=scrub_text(pl.col("reason")))
     per_source = safe.group_by("source").len().sort("source").collect()
@@ -889,7 +755,7 @@ def quarantine_section(page: Page, data: RoundData) -> str:
     total = sum(per_source["len"]) if per_source.height else 0
     # Line numbers are identifiers, not amounts: text, so no thousands separator.
     lines = safe.sort("source", "file", "line").head(data.max_cases).with_columns(pl.col("line").cast(pl.String)).collect()
-    mount = page.list_mount("quarantine", list_spec(
+    page.list_mount("quarantine", list_spec(
         lines,
         columns=[
             {"key": "source", "label": "Sumber"}, {"key": "file", "label": "File"}, {"key": "line", "label": "Baris", "num": True},
@@ -898,15 +764,12 @@ def quarantine_section(page: Page, data: RoundData) -> str:
         facets=[{"key": "source", "label": "Sumber"}],
         search=["file", "id_dtks", "reason"], placeholder="Cari id_dtks atau alasan…",
     ))
-    counts = ", ".join(f"{esc(s)}: {fmt_int(n)}" for s, n in per_source.iter_rows()) or "tidak ada"
-    reason_rows = [[s, r, fmt_int(n)] for s, r, n in reasons.iter_rows()]
-    return (
-        f"<p>Baris yang tidak dapat dibaca masuk karantina, tidak dibuang: {counts}. "
-        "DTKS yang dikarantina ikut dihitung di rekonsiliasi.</p><h3>Alasan terbanyak</h3>"
-        + html_table(["Sumber", "Alasan", "Baris"], reason_rows, numeric={2})
-        + f'<h3>Daftar baris</h3><p class="note">{esc(shown_note(lines.height, total, "baris"))} '
-        "Isi baris asli tidak ditampilkan (data pribadi); lihat quarantine.parquet.</p>" + mount
-    )
+    return {
+        "missing": False,
+        "counts": ", ".join(f"{s}: {fmt_int(n)}" for s, n in per_source.iter_rows()) or "tidak ada",
+        "reasons": [[s, r, fmt_int(n)] for s, r, n in reasons.iter_rows()],
+        "note": shown_note(lines.height, total, "baris"),
+    }
 
 
 # --------------------------------------------------------------------------- previous round
@@ -945,34 +808,28 @@ def code_total(counts: dict | None) -> int:
     return sum(int(v) for v in (counts or {}).values())
 
 
-def trend_table(history: list[dict]) -> str:
+def trend(history: list[dict]) -> tuple[list[str], list[list]]:
+    """Round labels and, per code, its count in each round and a sparkline."""
     rounds = [h.get("as_of") or f"#{i + 1}" for i, h in enumerate(history)]
     rows = []
     for code in anomaly_rules():
         values = [code_total(h.get("anomalies_by_code", {}).get(code)) for h in history]
-        rows.append([esc(code), *(fmt_int(v) for v in values), sparkline_svg(values)])
-    return html_table(["Kode", *rounds, "Tren"], rows, numeric=set(range(1, len(rounds) + 1)), raw=True)
+        rows.append([code, *(fmt_int(v) for v in values), {"spark": sparkline(values)}])
+    return rounds, rows
 
 
 def counts_by_code(frame: pl.LazyFrame) -> dict[str, int]:
     return dict(frame.group_by("anomaly_code").len().collect().iter_rows())
 
 
-def change_table(before: dict[str, int], now: dict[str, int], new: dict[str, int], resolved: dict[str, int]) -> str:
+def change_rows(before: dict[str, int], now: dict[str, int], new: dict[str, int], resolved: dict[str, int]) -> list[list]:
     rows = []
     for code in anomaly_rules():
         delta = now.get(code, 0) - before.get(code, 0)
-        if delta > 0:
-            change = f'<span class="up">+{fmt_int(delta)}</span>'
-        elif delta < 0:
-            change = f'<span class="down">-{fmt_int(-delta)}</span>'
-        else:
-            change = "0"
-        rows.append([
-            esc(code), fmt_int(before.get(code, 0)), fmt_int(now.get(code, 0)), change,
-            fmt_int(new.get(code, 0)), fmt_int(resolved.get(code, 0)),
-        ])
-    return html_table(["Kode", "Sebelumnya", "Sekarang", "Selisih", "Baru", "Selesai"], rows, numeric={1, 2, 3, 4, 5}, raw=True)
+        change = marked(f"+{fmt_int(delta)}", "up") if delta > 0 else marked(f"-{fmt_int(-delta)}", "down") if delta < 0 else "0"
+        rows.append([code, fmt_int(before.get(code, 0)), fmt_int(now.get(code, 0)), change,
+                     fmt_int(new.get(code, 0)), fmt_int(resolved.get(code, 0))])
+    return rows
 
 
 CHANGE_FACETS = [
@@ -986,15 +843,12 @@ CHANGE_COLUMNS = [
 ]
 
 
-def changes_section(page: Page, data: RoundData, previous_dir: Path | None) -> str:
+def changes_section(page: Page, data: RoundData, previous_dir: Path | None) -> dict:
     """New anomalies (id_dtks + code not in the previous round), resolved ones, counts per
     code before and now, and the trend over the rounds in history.json."""
     previous = scan(Path(previous_dir), "anomalies.parquet") if previous_dir is not None else None
     if previous is None or not (Path(previous_dir) / "summary.json").is_file():
-        return (
-            '<p class="empty">Tidak ada putaran sebelumnya untuk dibandingkan (berikan folder hasil putaran sebelumnya '
-            "yang berisi anomalies.parquet dan summary.json).</p>"
-        )
+        return {"previous": False}
     previous_as_of = json.loads((Path(previous_dir) / "summary.json").read_text(encoding="utf-8")).get("as_of", "?")
     keys = ["id_dtks", "anomaly_code"]
     new = data.anomalies.join(previous.select(keys), on=keys, how="anti")
@@ -1009,26 +863,23 @@ def changes_section(page: Page, data: RoundData, previous_dir: Path | None) -> s
         id=pl.col("id_dtks"), code=pl.col("anomaly_code"), sev=pl.col("severity"), act=pl.col("action"),
         detail=scrub_text(pl.col("detail")),
     )
-    new_mount = page.list_mount("new", list_spec(
+    page.list_mount("new", list_spec(
         new_rows,
         CHANGE_COLUMNS + [{"key": "kab", "label": "Kabupaten/kota"}, {"key": "nama", "label": "Inisial"},
                           {"key": "detail", "label": "Keterangan"}],
         CHANGE_FACETS, ["id", "code", "kab", "detail"], "Cari id_dtks…",
     ))
-    resolved_mount = page.list_mount("resolved", list_spec(
+    page.list_mount("resolved", list_spec(
         resolved_rows, CHANGE_COLUMNS + [{"key": "detail", "label": "Keterangan (putaran sebelumnya)"}],
         CHANGE_FACETS, ["id", "code", "detail"], "Cari id_dtks…",
     ))
-    history = build_history(previous_dir, data.summary)
-    return (
-        f"<p>Dibandingkan dengan putaran per <b>{esc(previous_as_of)}</b>: "
-        f'<b id="changes-new">{fmt_int(new_total)}</b> anomali baru dan <b id="changes-resolved">{fmt_int(resolved_total)}</b> '
-        "anomali selesai (ada sebelumnya, sekarang tidak). Kunci pembanding: id_dtks + kode.</p>"
-        + change_table(counts_by_code(previous), data.totals, new_by_code, resolved_by_code)
-        + f"<h3>Tren {len(history)} putaran</h3>" + trend_table(history)
-        + f'<h3>Anomali baru</h3><p class="note">{esc(shown_note(new_rows.height, new_total))}</p>{new_mount}'
-        + f'<h3>Anomali selesai</h3><p class="note">{esc(shown_note(resolved_rows.height, resolved_total))}</p>{resolved_mount}'
-    )
+    rounds, trend_rows = trend(build_history(previous_dir, data.summary))
+    return {
+        "previous": True, "previous_as_of": previous_as_of, "new_total": new_total, "resolved_total": resolved_total,
+        "change_rows": change_rows(counts_by_code(previous), data.totals, new_by_code, resolved_by_code),
+        "trend_rounds": rounds, "trend_rows": trend_rows,
+        "new_note": shown_note(new_rows.height, new_total), "resolved_note": shown_note(resolved_rows.height, resolved_total),
+    }
 
 
 # --------------------------------------------------------------------------- entry point
@@ -1039,15 +890,18 @@ def render_report(work_dir: Path, summary: dict, previous_dir: Path | None = Non
     previous_dir (optional) the previous round's outputs, for "what changed"."""
     data = RoundData.load(Path(work_dir), summary, max_cases)
     page = Page()
-    page.add("rekonsiliasi", "Rekonsiliasi", reconciliation_section(summary))
-    page.add("kode", "Anomali per kode", codes_section(data))
-    page.add("wilayah", "Per provinsi dan kabupaten/kota", region_section(page, data))
-    page.add("daftar", "Daftar anomali", anomaly_list_section(page, data))
-    page.add("duplikat", "Klaster duplikat", duplicates_section(page, data))
-    page.add("dukcapil", "DTKS dibanding Dukcapil", dukcapil_section(page, data))
-    page.add("perubahan", "Perubahan sejak putaran sebelumnya", changes_section(page, data, previous_dir))
-    page.add("mutu", "Mutu data", quality_section(summary))
-    page.add("proses", "Ringkasan proses", process_section(summary))
-    page.add("karantina", "Karantina", quarantine_section(page, data))
-    page.add("waktu", "Waktu per tahap", timings_section(summary))
-    return assemble(page, summary)
+    sections = {
+        "rekonsiliasi": reconciliation_section(summary),
+        "kode": codes_section(data),
+        "wilayah": region_section(page, data),
+        "daftar": anomaly_list_section(page, data),
+        "duplikat": duplicates_section(page, data),
+        "dukcapil": dukcapil_section(page, data),
+        "perubahan": changes_section(page, data, previous_dir),
+        "mutu": quality_section(summary),
+        "proses": process_section(summary),
+        "karantina": quarantine_section(page, data),
+        "waktu": timings_section(summary),
+    }
+    return render("report.html.j2", asset("report.js"), sections=SECTIONS, d=sections, lists=page.lists,
+                  as_of=summary.get("as_of", ""), version=summary.get("verval_version", ""))

@@ -29,6 +29,7 @@ import polars as pl
 import xlsxwriter
 
 from pipeline.contract import anomaly_rules
+from pipeline.lookup.objections import is_objection_id
 from pipeline.report.html import (
     ACTION_LABELS,
     ACTIONS,
@@ -55,6 +56,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "Meninggal": ("DECEASED",),
     "Pindah": ("RELOCATED",),
     "Identitas": ("IDENTITY_MISMATCH", "NIK_NOT_FOUND", "NIK_SHARED"),
+    "Tanggapan": ("CITIZEN_OBJECTION",),
 }
 OTHER_GROUP = "Lainnya"
 
@@ -87,6 +89,12 @@ MEANINGS: dict[str, dict[str, str]] = {
                   "NIK usulan Dukcapil: NIK itu benar milik orang ini.",
         "TOLAK": "Identitas benar (temuan keliru): baris tidak lagi ditahan.",
         "PERLU_CEK_LAPANGAN": "Perlu melihat KTP/KK asli di lapangan; baris tetap diperiksa.",
+    },
+    "Tanggapan": {
+        "SETUJU": "Tanggapan warga benar. Pengecualian otomatis atas baris ini tetap ditahan untuk diperiksa; "
+                  "putuskan juga temuan terkait di lembarnya (misalnya Meninggal: TOLAK bila orangnya masih hidup).",
+        "TOLAK": "Tanggapan tidak benar: temuan otomatis atas baris ini berlaku lagi.",
+        "PERLU_CEK_LAPANGAN": "Perlu kunjungan lapangan; tanggapan tetap terbuka dan baris tetap diperiksa.",
     },
     OTHER_GROUP: {
         "SETUJU": "Temuan benar.",
@@ -139,8 +147,8 @@ def case_frame(work_dir: Path, full_nik: bool) -> pl.LazyFrame:
         .join(dukcapil_columns(work_dir, anomalies), on=["id_dtks", "anomaly_code"], how="left")
         .join(clusters_frame(work_dir), on="id_dtks", how="left")
         .with_columns(
-            id_terkait=pl.when(pl.col("_related_is_row").fill_null(False)).then(pl.col("related_id"))
-            .otherwise(nik_column("related_id", full_nik)),
+            id_terkait=pl.when(pl.col("_related_is_row").fill_null(False) | is_objection_id(pl.col("related_id")))
+            .then(pl.col("related_id")).otherwise(nik_column("related_id", full_nik)),
             nik_tampil=nik_column("nik", full_nik),
             nik_raw_tampil=nik_column("nik_raw", full_nik),
             kk_tampil=nik_column("no_kk", full_nik),
@@ -239,6 +247,7 @@ SHEET_COLUMNS: dict[str, list[Column]] = {
     "Meninggal": COMMON_HEAD + PERSON + DUKCAPIL,
     "Pindah": COMMON_HEAD + PERSON + DUKCAPIL,
     "Identitas": COMMON_HEAD + PERSON + DUKCAPIL,
+    "Tanggapan": COMMON_HEAD + PERSON,
     OTHER_GROUP: COMMON_HEAD + PERSON,
 }
 
