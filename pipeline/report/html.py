@@ -456,7 +456,9 @@ CLUSTER_FIELDS = (
     ("Kode desa", "kode_wilayah", "kode_wilayah"),
     ("Kabupaten/kota", "kode_kabupaten", "nama_kabupaten"),
     ("Program", "program", "program"),
+    ("Orang di Dukcapil", "dukcapil_person", "resolusi_m"),
 )
+RESOLUTION_WORDS = {"exact_nik": "NIK sama", "fuzzy": "fuzzy", "ambiguous": "ragu: dua orang mirip", "unresolved": "tidak ditemukan"}
 
 
 def cluster_members(data: RoundData) -> tuple[pl.DataFrame, int]:
@@ -474,9 +476,24 @@ def cluster_members(data: RoundData) -> tuple[pl.DataFrame, int]:
         .sort(["needs_review", "cluster_id"], descending=[True, False])
         .head(data.max_cases)
     )
+    resolution = scan(data.work_dir, "resolution.parquet")
+    if resolution is None:
+        resolution = pl.LazyFrame(schema={"id_dtks": pl.String, "resolution": pl.String, "dukcapil_person": pl.Int64,
+                                          "dukcapil_nik": pl.String, "probability": pl.Float64})
+    # Which civil-registry person each row resolved to, and how: rows of one cluster
+    # resolved to different persons would be different people.
+    resolved = resolution.select(
+        "id_dtks", "dukcapil_person",
+        resolusi_m=pl.concat_str([
+            pl.col("resolution").replace_strict(RESOLUTION_WORDS, default=pl.col("resolution")),
+            pl.when(pl.col("resolution") == "fuzzy").then(pl.format(" p={}", pl.col("probability").round(3))).otherwise(pl.lit("")),
+            pl.when(pl.col("dukcapil_nik").is_not_null()).then(pl.lit(": ") + mask_nik(pl.col("dukcapil_nik"))).otherwise(pl.lit("")),
+        ]),
+    )
     members = (
         multi.join(chosen, on="cluster_id", how="inner")
         .join(data.records, on="id_dtks", how="left")
+        .join(resolved, on="id_dtks", how="left")
         .pipe(with_region)
         .with_columns(
             nik_m=mask_nik(pl.col("nik")),
@@ -715,12 +732,32 @@ def process_section(summary: dict) -> dict:
         ["Baris dalam klaster duplikat", fmt_int(dup.get("rows_in_clusters_gt1"))],
         ["Pasangan duplikat yang dinilai dan dilaporkan", fmt_int(dup.get("pairs_scored_reported"))],
     ]
+    fit = dup.get("model_fit") or {}
+    drift = sorted(dup.get("model_drift") or [], key=lambda row: -abs(row.get("drift", 0)))
     return {
         "facts": [f for f in facts if f[1] not in ("", " / ")],
+        "fit": fit_sentence(fit),
+        "drift": [
+            [f"{row['comparison']}: {row['level']}", fmt_dec(row["declared_weight"], 1), fmt_dec(row["fitted_weight"], 1),
+             ("+" if row["drift"] > 0 else "") + fmt_dec(row["drift"], 1), fmt_int(row.get("matches")),
+             fmt_int(row.get("non_matches"))]
+            for row in drift[:30]
+        ],
         "blocking_headers": BLOCKING_HEADERS,
         "blocking": blocking_rows(dup.get("blocking", [])),
         "fuzzy_blocking": blocking_rows(link.get("fuzzy_blocking") or []),
     }
+
+
+def fit_sentence(fit: dict) -> str:
+    """The fitted model in one sentence for reviewers (Bahasa)."""
+    if not fit:
+        return ""
+    labels = f"{fmt_int(fit.get('labelled_matches'))} pasangan berlabel sama dan {fmt_int(fit.get('labelled_non_matches'))} berlabel berbeda"
+    if fit.get("status") == "fitted":
+        return (f"Bobot pencocokan dipasang dari data putaran ini: {labels} (label dari Dukcapil: kedua baris tertaut lewat NIK "
+                "ke orang yang sama, atau ke orang yang berbeda). Bobot yang dinyatakan di model menjadi titik awal.")
+    return f"Bobot pencocokan memakai nilai yang dinyatakan di model: label terlalu sedikit untuk dipasang ({labels})."
 
 
 def blocking_rows(rules: list[dict]) -> list[list[str]]:
