@@ -71,17 +71,17 @@ def test_bad_rows_are_quarantined_with_line_and_reason(tmp_path):
         "D8,,,BUDI,L,,1985-02-03,,3201011001,PKH",  # line 10: empty NIK is an anomaly, not quarantine
     ]
     result, staged, quarantine = ingest(tmp_path, write(tmp_path / "dtks.csv", "\n".join(lines) + "\n"))
-    assert result.rows_read == 9
-    assert result.rows_staged + result.rows_quarantined == result.rows_read
+    assert result.rows_in == 9
+    assert result.rows_staged + result.rows_quarantined == result.rows_in
     assert staged["id_dtks"].to_list() == ["D1", "D8"]
     assert staged["source_line"].to_list() == [2, 10]
     reasons = dict(zip(quarantine["line"].to_list(), quarantine["reason"].to_list()))
     assert sorted(reasons) == [3, 4, 5, 6, 7, 8, 9]
-    assert "TOO MANY COLUMNS" in reasons[3]
+    assert "11 kolom" in reasons[3]
     assert "nama kosong" in reasons[4]
     assert "jenis_kelamin" in reasons[5]
     assert "tanggal_lahir" in reasons[6] and "tanggal_lahir" in reasons[7]
-    assert "id_dtks ganda" in reasons[8]
+    assert "id_dtks ganda (baris 2 yang dipakai)" in reasons[8]
     assert "kode_wilayah" in reasons[9]
 
 

@@ -31,9 +31,10 @@ def verval_round(
     decisions: str | None = None,
     decision_log: str | None = None,
     full_nik: bool = False,
+    allow_partial_dukcapil: bool = False,
 ) -> dict:
     ctx = RoundContext(dtks=dtks, dukcapil=dukcapil, out=out, model_path=model_path, decisions=decisions,
-                       decision_log=decision_log, full_nik=full_nik)
+                       decision_log=decision_log, full_nik=full_nik, allow_partial_dukcapil=allow_partial_dukcapil)
     if as_of:
         ctx.as_of = as_of
     clock = StageClock(quiet=quiet)
