@@ -109,7 +109,8 @@ def _decode_to_utf8(raw: bytes, encoding: str, path: Path, label: str) -> np.nda
 
 
 def load_bytes(path: Path, label: str) -> tuple[np.ndarray, str, list[str], np.ndarray]:
-    """The file's bytes as UTF-8 (BOM kept), its original encoding, warnings, and the
+    """The file's bytes as UTF-8 with line feeds (BOM kept), its original encoding (with
+    "+cr" when classic Mac line endings were turned into line feeds), warnings, and the
     positions of bytes that are not UTF-8. Refuses files that are not delimited text."""
     raw = path.read_bytes()
     none = np.zeros(0, dtype=np.int64)
@@ -127,22 +128,23 @@ def load_bytes(path: Path, label: str) -> tuple[np.ndarray, str, list[str], np.n
             f"{label} {path}: the file holds NUL bytes: it is UTF-16 without a byte-order mark, or not a text file. "
             "Save it as CSV UTF-8 and run again."
         )
+    line_feeds = ""
     if b"\n" not in raw and b"\r" in raw:  # classic Mac line endings
-        raw = raw.replace(b"\r", b"\n")
+        raw, line_feeds = raw.replace(b"\r", b"\n"), "+cr"
     buf = np.frombuffer(raw, dtype=np.uint8)
     if buf.max() < 0x80:
-        return buf, "utf-8", [], none
+        return buf, "utf-8" + line_feeds, [], none
     invalid, high = invalid_utf8_positions(buf)
     if len(invalid) and len(invalid) == high:
         # No valid multi-byte character at all: a Windows-1252 export, not damaged UTF-8.
         # (Windows-1252 is not Latin-1: 0x80-0x9F are curly quotes and dashes.)
         text = raw.decode("cp1252", errors="replace")
-        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8), "cp1252", [
+        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8), "cp1252" + line_feeds, [
             f"{label} {path.name}: not UTF-8; read as Windows-1252. Check the names in the report; "
             "save the extract as CSV UTF-8 to be sure."
         ], none
     warnings = [f"{label} {path.name}: {len(invalid):,} byte(s) are not UTF-8; the rows holding them are quarantined"] if len(invalid) else []
-    return buf, "utf-8", warnings, invalid
+    return buf, "utf-8" + line_feeds, warnings, invalid
 
 
 # --------------------------------------------------------------------------- structure

@@ -56,15 +56,15 @@ MALFORMED_SCHEMA = {"source_file": pl.String, "sheet": pl.String, "row": pl.Int6
 EXPECTED_HEADER = "id_dtks,kode_anomali,id_terkait,keputusan,catatan,pemeriksa"
 
 
-def _frames_of(path: Path) -> tuple[list[tuple[str, pl.DataFrame]], pl.DataFrame]:
+def _frames_of(path: Path) -> tuple[list[tuple[str, pl.DataFrame]], pl.DataFrame, list[str]]:
     """(sheet, rows as text with their file line in `row`) for each decision table in a
-    file, and the rows that could not be read (malformed)."""
+    file, the rows that could not be read (malformed), and warnings (an encoding guessed)."""
     label = f"--decisions {path}"
     if path.suffix.lower() == ".csv":
         read = read_csv_records(path, "--decisions")
         rows = read.rows.rename({"_line": "row"}).drop("_lines")
         rejected = read.rejects.select(source_file=pl.lit(path.name), sheet=pl.lit(""), row=pl.col("line"), reason=pl.col("reason"))
-        return [("", rows)], rejected
+        return [("", rows)], rejected, read.warnings
     try:
         sheets = pl.read_excel(path, sheet_id=0, engine="calamine", infer_schema_length=0)
     except Exception:  # calamine's text may quote a cell
@@ -77,10 +77,10 @@ def _frames_of(path: Path) -> tuple[list[tuple[str, pl.DataFrame]], pl.DataFrame
               for name, frame in sheets.items() if "keputusan" in [c.strip().lower() for c in frame.columns]]
     if not tables:
         raise InputError(f"{label}: no sheet has a keputusan column; give the filled anomalies.xlsx from a verval round.")
-    return tables, pl.DataFrame(schema=MALFORMED_SCHEMA)
+    return tables, pl.DataFrame(schema=MALFORMED_SCHEMA), []
 
 
-def read_decision_files(source: Path, recorded_at: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def read_decision_files(source: Path, recorded_at: str) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
     """Decisions filled in (rows with a keputusan) and the malformed ones, from one file
     or every .xlsx/.csv in a folder. A file that is not a decision table stops the round."""
     source = Path(source)
@@ -89,13 +89,14 @@ def read_decision_files(source: Path, recorded_at: str) -> tuple[pl.DataFrame, p
     files = sorted(p for p in source.iterdir() if p.suffix.lower() in (".xlsx", ".csv")) if source.is_dir() else [source]
     if source.is_dir() and not files:
         raise InputError(f"--decisions {source}: the folder holds no .xlsx or .csv file.")
-    good, bad = [], []
+    good, bad, warnings = [], [], []
     for path in files:
         if path.suffix.lower() not in (".xlsx", ".csv"):
             raise InputError(f"--decisions {path}: give an .xlsx workbook or a .csv file.")
         digest = _sha256(path)
-        tables, unreadable = _frames_of(path)
+        tables, unreadable, noted = _frames_of(path)
         bad.append(unreadable)
+        warnings += noted
         for sheet, frame in tables:
             frame = frame.rename({c: HEADER_ALIASES[c.strip().lower()] for c in frame.columns if c.strip().lower() in HEADER_ALIASES})
             missing = [c for c in ("id_dtks", "anomaly_code", "keputusan") if c not in frame.columns]
@@ -131,7 +132,7 @@ def read_decision_files(source: Path, recorded_at: str) -> tuple[pl.DataFrame, p
             )
     decisions = pl.concat(good, how="vertical_relaxed") if good else EMPTY_LOG
     malformed = pl.concat(bad).sort("source_file", "sheet", "row") if bad else pl.DataFrame(schema=MALFORMED_SCHEMA)
-    return decisions.select(LOG_COLUMNS).cast({c: EMPTY_LOG.schema[c] for c in LOG_COLUMNS}), malformed
+    return decisions.select(LOG_COLUMNS).cast({c: EMPTY_LOG.schema[c] for c in LOG_COLUMNS}), malformed, warnings
 
 
 def read_log(log_path: Path | None) -> pl.DataFrame:
@@ -196,13 +197,13 @@ def gather(decisions_source: str | None, log_path: str | None, recorded_at: str 
     """Stage: read new decision files; return the effective decisions (log and new ones),
     the malformed rows, and the decisions to append to the log once the round succeeds."""
     recorded_at = recorded_at or dt.datetime.now(dt.timezone(dt.timedelta(hours=7))).isoformat(timespec="seconds")
-    new = EMPTY_LOG
-    malformed = pl.DataFrame(schema=MALFORMED_SCHEMA)
+    new, malformed, warnings = EMPTY_LOG, pl.DataFrame(schema=MALFORMED_SCHEMA), []
     if decisions_source:
-        new, malformed = read_decision_files(Path(decisions_source), recorded_at)
+        new, malformed, warnings = read_decision_files(Path(decisions_source), recorded_at)
     to_log = not_yet_logged(Path(log_path) if log_path else None, new)
     log = pl.concat([read_log(Path(log_path) if log_path else None), to_log])
-    return {"effective": effective_decisions(log), "malformed": malformed, "new": new.height, "to_log": to_log}
+    return {"effective": effective_decisions(log), "malformed": malformed, "new": new.height, "to_log": to_log,
+            "warnings": warnings}
 
 
 def cannot_link_pairs(decisions: pl.DataFrame) -> pl.DataFrame:

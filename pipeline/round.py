@@ -23,7 +23,6 @@ import duckdb
 import polars as pl
 
 from pipeline import __version__, contract, decisions, outdir
-from pipeline.checks.expectations import validate_extract
 from pipeline.checks.nik import check_niks
 from pipeline.errors import InputError, StageError, VervalError
 from pipeline.decide import reconcile, row_outcomes, sort_anomalies, split_outcomes
@@ -104,6 +103,8 @@ def ingest(ctx: RoundContext, kind: str) -> dict:
 
 
 def expectations(ctx: RoundContext, kind: str) -> dict:
+    from pipeline.checks.expectations import validate_extract  # Great Expectations takes seconds to import
+
     return validate_extract(pl.read_parquet(ctx.staging_dir / f"{kind}.parquet"), kind)
 
 
@@ -113,8 +114,8 @@ def gather_decisions(ctx: RoundContext) -> dict:
     found["to_log"].write_parquet(ctx.staging_dir / "decisions_new.parquet")
     found["malformed"].write_parquet(ctx.path("decisions_rejected.parquet"))
     malformed = found["malformed"].height
-    warnings = [f"--decisions: {malformed} decision row(s) could not be used; see decisions_rejected.parquet "
-                "(file, sheet, row, reason)"] if malformed else []
+    warnings = found["warnings"] + ([f"--decisions: {malformed} decision row(s) could not be used; see "
+                                     "decisions_rejected.parquet (file, sheet, row, reason)"] if malformed else [])
     return {"new_rows": found["new"], "effective": found["effective"].height, "malformed": malformed,
             "log": ctx.decision_log, "warnings": warnings}
 
@@ -290,7 +291,7 @@ def package_versions() -> dict[str, str]:
 
 
 def write_manifest(ctx: RoundContext) -> dict:
-    outputs = sorted(p for p in ctx.work_dir.glob("*") if p.is_file() and p.name != "manifest.json")
+    outputs = sorted(p for p in ctx.work_dir.glob("*") if p.is_file() and p.name not in ("manifest.json", outdir.MARKER))
     manifest = {
         "format": outdir.FORMAT,  # how readers recognise a verval round
         "verval_version": __version__,
