@@ -71,7 +71,7 @@ def sniff_delimiter(first_line: str) -> str:
 def invalid_utf8_positions(buf: np.ndarray) -> tuple[np.ndarray, int]:
     """Positions of bytes that are not part of a valid UTF-8 sequence, and the number of
     non-ASCII bytes. Vectorized over the non-ASCII bytes only."""
-    high = np.flatnonzero(buf >= 0x80)
+    high = Scanner(buf).positions(0x80, np.greater_equal)
     n = len(high)
     if n == 0:
         return high, 0
@@ -112,33 +112,32 @@ def load_bytes(path: Path, label: str) -> tuple[np.ndarray, str, list[str], np.n
     """The file's bytes as UTF-8 with line feeds (BOM kept), its original encoding (with
     "+cr" when classic Mac line endings were turned into line feeds), warnings, and the
     positions of bytes that are not UTF-8. Refuses files that are not delimited text."""
-    raw = path.read_bytes()
     none = np.zeros(0, dtype=np.int64)
-    if not raw:
+    if path.stat().st_size == 0:
         raise InputError(f"{label} {path}: the file is empty (0 bytes); it needs a header line and data rows. Check that the export finished.")
+    buf = np.fromfile(path, dtype=np.uint8)  # one read; mapping the file costs more in page faults
+    head = buf[:4096].tobytes()
     for magic, what in MAGIC.items():
-        if raw.startswith(magic):
+        if head.startswith(magic):
             raise InputError(f"{label} {path}: this is {what}.")
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        buf = _decode_to_utf8(raw, "utf-16", path, label)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        buf = _decode_to_utf8(buf.tobytes(), "utf-16", path, label)
         return buf, "utf-16", [f"{label} {path.name}: read as UTF-16 (converted to UTF-8)"], none
-    head = raw[:4096]
     if head.count(0) > len(head) // 10:
         raise InputError(
             f"{label} {path}: the file holds NUL bytes: it is UTF-16 without a byte-order mark, or not a text file. "
             "Save it as CSV UTF-8 and run again."
         )
     line_feeds = ""
-    if b"\n" not in raw and b"\r" in raw:  # classic Mac line endings
-        raw, line_feeds = raw.replace(b"\r", b"\n"), "+cr"
-    buf = np.frombuffer(raw, dtype=np.uint8)
+    if b"\n" not in head and not (buf == LF).any() and (buf == CR).any():  # classic Mac line endings
+        buf, line_feeds = np.where(buf == CR, np.uint8(LF), buf), "+cr"
     if buf.max() < 0x80:
         return buf, "utf-8" + line_feeds, [], none
     invalid, high = invalid_utf8_positions(buf)
     if len(invalid) and len(invalid) == high:
         # No valid multi-byte character at all: a Windows-1252 export, not damaged UTF-8.
         # (Windows-1252 is not Latin-1: 0x80-0x9F are curly quotes and dashes.)
-        text = raw.decode("cp1252", errors="replace")
+        text = buf.tobytes().decode("cp1252", errors="replace")
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8), "cp1252" + line_feeds, [
             f"{label} {path.name}: not UTF-8; read as Windows-1252. Check the names in the report; "
             "save the extract as CSV UTF-8 to be sure."
@@ -151,6 +150,7 @@ def load_bytes(path: Path, label: str) -> tuple[np.ndarray, str, list[str], np.n
 
 
 def _counts_between(positions: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the first position at or after each start, and how many fall before each end."""
     first = np.searchsorted(positions, starts)
     return first, np.searchsorted(positions, ends) - first
 
@@ -161,6 +161,41 @@ def _prefix(values: np.ndarray) -> np.ndarray:
     return out
 
 
+class Scanner:
+    """Byte comparisons over a buffer in blocks, reusing one scratch array: a comparison of
+    the whole buffer at once would allocate (and page-fault) a buffer-sized array each time."""
+
+    BLOCK = 1 << 22
+
+    def __init__(self, buf: np.ndarray) -> None:
+        self.buf = buf
+        self.scratch = np.empty(min(self.BLOCK, max(len(buf), 1)), dtype=bool)
+
+    def _blocks(self, value: int, compare=np.equal):
+        for start in range(0, len(self.buf), self.BLOCK):
+            block = self.buf[start:start + self.BLOCK]
+            hits = self.scratch[: len(block)]
+            compare(block, value, out=hits)
+            yield start, hits
+
+    def positions(self, value: int, compare=np.equal) -> np.ndarray:
+        parts = [np.flatnonzero(hits) + start for start, hits in self._blocks(value, compare)]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+    def per_line(self, value: int, starts: np.ndarray) -> np.ndarray:
+        """How many bytes equal `value` from each line start to the next one."""
+        counts = np.zeros(len(starts), dtype=np.int64)
+        for start, hits in self._blocks(value):
+            first, last = np.searchsorted(starts, [start, start + len(hits)])
+            owner_of_head = first - 1  # the line that began in an earlier block
+            head_end = starts[first] - start if first < last else len(hits)
+            if owner_of_head >= 0:
+                counts[owner_of_head] += np.count_nonzero(hits[:head_end])
+            if first < last:
+                counts[first:last] += np.add.reduceat(hits.view(np.uint8), starts[first:last] - start, dtype=np.uint32)
+        return counts
+
+
 class Structure:
     """Lines, quotes and delimiters of a buffer; every array is indexed by physical line."""
 
@@ -169,7 +204,8 @@ class Structure:
         self.delimiter = delimiter
         n = len(buf)
         self.data_start = data_start = 3 if buf[:3].tobytes() == codecs.BOM_UTF8 else 0
-        newlines = np.flatnonzero(buf == LF)
+        scan = Scanner(buf)
+        newlines = scan.positions(LF)
         starts = np.concatenate([[data_start], newlines + 1]).astype(np.int64)
         ends = np.concatenate([newlines, [n]]).astype(np.int64)
         if starts[-1] >= n:  # the file ends with a line feed
@@ -178,15 +214,12 @@ class Structure:
         self.lines = len(starts)
         has_cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == CR)
         self.content_ends = ends - has_cr
-        self.quotes = np.flatnonzero(buf == QUOTE)
+        self.quotes = scan.positions(QUOTE)
         self.first_quote, self.quote_count = _counts_between(self.quotes, starts, ends)
-        delims = np.flatnonzero(buf == delimiter)
-        first_delim, self.delim_count = _counts_between(delims, starts, ends)
+        self.delim_count = scan.per_line(delimiter, starts)
+        self.carriage_returns = scan.positions(CR)
         if len(self.quotes):
-            # Delimiters after an even number of quotes (counted from the line's start) are outside quotes.
-            even_abs = _prefix((np.searchsorted(self.quotes, delims) & 1) == 0)
-            even_here = even_abs[first_delim + self.delim_count] - even_abs[first_delim]
-            self.delim_even = np.where(self.first_quote & 1 == 0, even_here, self.delim_count - even_here)
+            self.delim_even = self._delimiters_outside_quotes()
             prev = buf[np.maximum(self.quotes - 1, 0)]
             nxt = buf[np.minimum(self.quotes + 1, n - 1)]
             opens_ok = (prev == delimiter) | (prev == LF) | (prev == QUOTE) | (self.quotes == data_start)
@@ -201,17 +234,34 @@ class Structure:
         self.delim_odd_prefix = _prefix(self.delim_count - self.delim_even)
         self.blank = self._blank_lines()
 
+    def _byte_offsets(self, lines: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets of every byte of `lines` (start up to `ends`), and where each line begins in them."""
+        lengths = np.maximum(ends - self.starts[lines], 0)
+        begins = _prefix(lengths)
+        return np.repeat(self.starts[lines] - begins[:-1], lengths) + np.arange(begins[-1]), begins
+
+    def _delimiters_outside_quotes(self) -> np.ndarray:
+        """Per line, the delimiters after an even number of quotes counted from the line's
+        start; only lines holding a quote are looked at byte by byte."""
+        quoted = np.flatnonzero(self.quote_count > 0)
+        offsets, begins = self._byte_offsets(quoted, self.ends[quoted])
+        local = np.flatnonzero(self.buf[offsets] == self.delimiter)
+        owner = np.searchsorted(begins, local, side="right") - 1
+        quotes_before = np.searchsorted(self.quotes, offsets[local]) - self.first_quote[quoted][owner]
+        inside = np.bincount(owner, weights=quotes_before & 1, minlength=len(quoted)).astype(np.int64)
+        delim_even = self.delim_count.copy()
+        delim_even[quoted] -= inside
+        return delim_even
+
     def _blank_lines(self) -> np.ndarray:
         """Lines with nothing but spaces or tabs (before knowing which are inside quotes)."""
         length = self.content_ends - self.starts
         blank = length <= 0
         candidates = np.flatnonzero((self.delim_count == 0) & (self.quote_count == 0) & (length > 0))
         if len(candidates):
-            lengths = length[candidates]
-            offsets = np.repeat(self.starts[candidates] - _prefix(lengths)[:-1], lengths) + np.arange(lengths.sum())
+            offsets, begins = self._byte_offsets(candidates, self.content_ends[candidates])
             spaces = np.isin(self.buf[offsets], (32, 9))
-            per_line = np.add.reduceat(spaces.astype(np.int64), _prefix(lengths)[:-1])
-            blank[candidates] = per_line == lengths
+            blank[candidates] = np.add.reduceat(spaces.astype(np.int64), begins[:-1]) == length[candidates]
         return blank
 
     def misplaced_quotes(self, first_line: np.ndarray, last_line: np.ndarray) -> np.ndarray:
@@ -323,14 +373,16 @@ def read_csv_records(path: Path, label: str, work_dir: Path | None = None) -> Cs
     fields = s.fields(record_first, record_last)
     reasons[fields != expected] = 5
     reasons[s.misplaced_quotes(record_first, record_last) > 0] = 4
-    bare_cr = np.flatnonzero(buf == CR)
+    bare_cr = s.carriage_returns
     bare_cr = bare_cr[(bare_cr + 1 < len(buf)) & (buf[np.minimum(bare_cr + 1, len(buf) - 1)] != LF)]
     cr_lines = _flag_lines(s, bare_cr)
     reasons[(cr_lines[record_last + 1] - cr_lines[record_first]) > 0] = 3
     if len(invalid_bytes):
         bad_lines = _flag_lines(s, invalid_bytes)
         reasons[(bad_lines[record_last + 1] - bad_lines[record_first]) > 0] = 2
-    reasons[np.isin(record_first, unterminated)] = 1
+    unterminated_here = np.isin(record_first, unterminated)
+    # An odd quote that does not open a value sits in the middle of one: say that instead.
+    reasons[unterminated_here] = np.where(s.misplaced_quotes(record_first, record_last)[unterminated_here] > 0, 4, 1)
 
     good = reasons == 0
     rows = _parse_good(s, path, label, work_dir, header, header_line, record_first[good], record_last[good],

@@ -214,7 +214,9 @@ def _column_letter(index: int) -> str:
     return letters
 
 
-def _read_xlsx(path: Path, label: str) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+def _read_xlsx(path: Path, kind: str, label: str) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    import re
+
     import fastexcel
 
     try:
@@ -228,6 +230,9 @@ def _read_xlsx(path: Path, label: str) -> tuple[pl.DataFrame, pl.DataFrame, dict
             f"{label} {path}: cannot read the workbook's first sheet (not an .xlsx workbook, damaged, or "
             "password-protected). Open it in Excel and save it again as .xlsx, or export CSV."
         ) from None
+    # fastexcel names a repeated header "nik_1": seen as the repeat it is.
+    names = [re.sub(r"_\d+$", "", c) if re.sub(r"_\d+$", "", c) in frame.columns else c for c in frame.columns]
+    refuse_repeated_headers(names, kind, path, label)
     frame = _numbered(frame.select(pl.all().cast(pl.String)), first_line=facts["first_row"] + 1)
     blank = pl.all_horizontal([pl.col(c).is_null() for c in frame.columns if not c.startswith("_")])
     blank_rows = int(frame.select(blank.sum()).item()) if frame.width > 2 else 0
@@ -262,7 +267,7 @@ def read_extract(path: Path, kind: str, label: str, work_dir: Path) -> tuple[pl.
         return _read_csv(path, kind, label, work_dir)
     if suffix in PARQUET_SUFFIXES:
         return _read_parquet(path, label)
-    return _read_xlsx(path, label)
+    return _read_xlsx(path, kind, label)
 
 
 # --------------------------------------------------------------------------- columns

@@ -81,6 +81,7 @@ def test_decisions_are_applied_logged_and_carried_forward(small_extracts, first_
     assert summary["decisions"]["applied"] == 3 and summary["decisions"]["stale"] == 1
     assert summary["decisions"]["nik_repairs"] == 1
 
+    assert log.stat().st_mode & 0o777 == 0o600  # it names reviewers and rows: owner only
     logged = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(logged) == 4 and {r["pemeriksa"] for r in logged} == {"Rina", "Budi"}
     assert all(r["source_file"] == "keputusan.csv" and r["recorded_at"] for r in logged)

@@ -102,3 +102,9 @@ def test_serve_builds_the_scheduled_deployment():
     assert (schedule.cron, schedule.timezone) == ("0 2 1 1,7 *", "Asia/Jakarta")
     assert deployment.parameters["out"] == "reports/semesteran"
     assert deployment.name == "verval-semesteran"
+
+
+def test_sample_too_small_is_a_clear_error(tmp_path, capsys):
+    code = main(["sample", "--n", "200", "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2 and "sample --n 200: n must be at least 1000" in err and "Traceback" not in err
