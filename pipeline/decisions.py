@@ -140,6 +140,8 @@ def read_log(log_path: Path | None) -> pl.DataFrame:
     any other line that is not a decision stops the round, naming the line."""
     if not log_path or not Path(log_path).exists():
         return EMPTY_LOG
+    if not Path(log_path).is_file():
+        raise InputError(f"--decision-log {log_path}: is not a file; give the path of the decision log (a .jsonl file).")
     records = []
     lines = Path(log_path).read_text(encoding="utf-8", errors="replace").splitlines()
     for number, line in enumerate(lines, start=1):

@@ -186,6 +186,8 @@ def _xlsx_facts(path: Path, nik_letters: list[str]) -> dict:
     import numpy as np
 
     xml = _first_sheet_xml(path)
+    if b"<sheetData" not in xml:  # tags written with a namespace prefix (<x:row>): drop it
+        xml = re.sub(rb"<(/?)[A-Za-z_][\w.-]*:", rb"<\1", xml)
     buf = np.frombuffer(xml, dtype=np.uint8)
     tags = np.flatnonzero(buf == ord("<"))
     tags = tags[tags + 4 < len(buf)]

@@ -103,6 +103,8 @@ def _linked_round(out: Path) -> Path | None:
         return None
     target = (out.parent / os.readlink(out)).resolve()
     rounds = rounds_dir(out).resolve()
+    if target.parent == rounds and not target.exists():
+        return None  # our link, its round deleted by hand: replaced by the next publish
     if target.parent != rounds or read_marker(target) is None:
         raise InputError(
             f"--out {out}: is a symbolic link verval did not create (it points to {target}). "
