@@ -385,12 +385,6 @@ def read_csv_records(path: Path, label: str, work_dir: Path | None = None) -> Cs
     reasons[unterminated_here] = np.where(s.misplaced_quotes(record_first, record_last)[unterminated_here] > 0, 4, 1)
 
     good = reasons == 0
-    rows = _parse_good(s, path, label, work_dir, header, header_line, record_first[good], record_last[good],
-                       clean=bool(good.all()) and header_line == 0 and not blank.any() and encoding == "utf-8")
-    rows = rows.with_columns(
-        _line=pl.Series(record_first[good] + 1, dtype=pl.Int64),
-        _lines=pl.Series(record_last[good] - record_first[good] + 1, dtype=pl.Int64),
-    )
     rejects = _rejects(s, record_first[~good], record_last[~good], reasons[~good], fields[~good], expected)
     counts = {
         "physical_lines": int(s.lines),
@@ -407,6 +401,13 @@ def read_csv_records(path: Path, label: str, work_dir: Path | None = None) -> Cs
             f"{label} {path}: {counts['physical_lines']} physical lines but header + {counts['blank_lines']} blank + "
             f"{spanned} in records do not add up; no outputs were published. Please report this."
         )
+    first, last = record_first[good], record_last[good]
+    clean = bool(good.all()) and header_line == 0 and not blank.any() and encoding == "utf-8"
+    source = path if clean else _good_records_copy(s, path, work_dir, header_line, first, last)
+    del s, buf  # the bytes are not needed while polars parses
+    rows = _parse(source, delimiter, header, len(first), f"{label} {path}").with_columns(
+        _line=pl.Series(first + 1, dtype=pl.Int64), _lines=pl.Series(last - first + 1, dtype=pl.Int64)
+    )
     return CsvRead(rows=rows, rejects=rejects, header=header, counts=counts, encoding=encoding,
                    delimiter=delimiter, warnings=warnings)
 
@@ -434,42 +435,42 @@ def _rejects(s: Structure, first: np.ndarray, last: np.ndarray, reasons: np.ndar
     )
 
 
-def _parse_good(s: Structure, path: Path, label: str, work_dir: Path | None, header: list[str], header_line: int,
-                first: np.ndarray, last: np.ndarray, clean: bool) -> pl.DataFrame:
-    """polars parses the good records: the file itself when it is clean, else a copy
-    holding only the header and the good records."""
-    if clean:
-        source = path
-    else:
-        keep_starts = np.concatenate([[s.starts[header_line]], s.starts[first]])
-        keep_ends = np.concatenate([[s.ends[header_line]], s.ends[last]]) + 1
-        # Adjacent good records form one run: one slice per run, not per record.
-        breaks = np.flatnonzero(keep_starts[1:] != keep_ends[:-1]) + 1
-        run_starts = keep_starts[np.concatenate([[0], breaks])]
-        run_ends = keep_ends[np.concatenate([breaks - 1, [len(keep_ends) - 1]])]
-        parts = [s.buf[a:b] for a, b in zip(run_starts, np.minimum(run_ends, len(s.buf)))]
-        body = np.concatenate(parts).tobytes()
-        if not body.endswith(b"\n"):
-            body += b"\n"
-        if work_dir is not None:
-            source = work_dir / f"{path.stem}.read.csv"
-            source.write_bytes(body)
-        else:
-            source = io.BytesIO(body)
+def _good_records_copy(s: Structure, path: Path, work_dir: Path | None, header_line: int,
+                       first: np.ndarray, last: np.ndarray) -> Path | io.BytesIO:
+    """The header and the good records only, as UTF-8 with line feeds: in the work folder,
+    or in memory when there is none (a decision file)."""
+    keep_starts = np.concatenate([[s.starts[header_line]], s.starts[first]])
+    keep_ends = np.concatenate([[s.ends[header_line]], s.ends[last]]) + 1
+    # Adjacent good records form one run: one slice per run, not per record.
+    breaks = np.flatnonzero(keep_starts[1:] != keep_ends[:-1]) + 1
+    run_starts = keep_starts[np.concatenate([[0], breaks])]
+    run_ends = keep_ends[np.concatenate([breaks - 1, [len(keep_ends) - 1]])]
+    body = np.concatenate([s.buf[a:b] for a, b in zip(run_starts, np.minimum(run_ends, len(s.buf)))]).tobytes()
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    if work_dir is None:
+        return io.BytesIO(body)
+    copy = work_dir / f"{path.stem}.read.csv"
+    copy.write_bytes(body)
+    return copy
+
+
+def _parse(source: Path | io.BytesIO, delimiter: str, header: list[str], expected_rows: int, where: str) -> pl.DataFrame:
+    """polars parses records verval has checked; it must return exactly as many rows."""
     names = [f"{name} ({i + 1})" if name in header[:i] else name for i, name in enumerate(header)]
     try:
         rows = pl.read_csv(
-            source, separator=chr(s.delimiter), quote_char='"', has_header=True, new_columns=names,
+            source, separator=delimiter, quote_char='"', has_header=True, new_columns=names,
             infer_schema=False, encoding="utf8", raise_if_empty=False, truncate_ragged_lines=False,
         )
     except pl.exceptions.PolarsError:
         # polars' message may quote a row: never passed on.
         raise ReconciliationError(
-            f"{label} {path}: the CSV parser could not read records verval had checked; no outputs were published. Please report this."
+            f"{where}: the CSV parser could not read records verval had checked; no outputs were published. Please report this."
         ) from None
-    if rows.height != len(first) or rows.width != len(header):
+    if rows.height != expected_rows or rows.width != len(header):
         raise ReconciliationError(
-            f"{label} {path}: the CSV parser read {rows.height} rows where verval counted {len(first)} records; "
+            f"{where}: the CSV parser read {rows.height} rows where verval counted {expected_rows} records; "
             "no outputs were published. Please report this."
         )
     return rows
