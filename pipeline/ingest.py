@@ -8,9 +8,11 @@ and reason, never dropped.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from pipeline import contract
@@ -160,7 +162,6 @@ def _read_parquet(path: Path, label: str) -> tuple[pl.DataFrame, pl.DataFrame, d
 
 def _first_sheet_xml(path: Path) -> bytes:
     """The XML of the workbook's first sheet, located through workbook.xml and its relations."""
-    import re
     import zipfile
 
     with zipfile.ZipFile(path) as book:
@@ -178,33 +179,51 @@ def _first_sheet_xml(path: Path) -> bytes:
         return book.read(target)
 
 
+XML_BLOCK = 1 << 24
+
+
+def _rows_with_values(xml: bytes) -> tuple[int, int]:
+    """How many <row> elements hold a value (<v> or inline <is>), and the number of the
+    first: numpy over the XML's bytes, in blocks that start at a <row> tag."""
+    count, first_row, start = 0, 1, 0
+    while start < len(xml):
+        end = xml.find(b"<row", start + XML_BLOCK)
+        end = len(xml) if end < 0 else end
+        buf = np.frombuffer(xml, dtype=np.uint8, count=end - start, offset=start)
+        tags = np.flatnonzero(buf == ord("<"))
+        tags = tags[tags + 4 < len(buf)]
+        after = [buf[tags + k] for k in range(1, 5)]
+        rows = tags[(after[0] == ord("r")) & (after[1] == ord("o")) & (after[2] == ord("w"))
+                    & np.isin(after[3], (32, ord(">"), ord("/")))]
+        values = tags[((after[0] == ord("v")) & (after[1] == ord(">")))
+                      | ((after[0] == ord("i")) & (after[1] == ord("s")) & (after[2] == ord(">")))]
+        holding = np.unique(np.searchsorted(rows, values, side="right") - 1)
+        holding = holding[holding >= 0]
+        if count == 0 and len(holding):
+            number = re.search(rb'\br="(\d+)"', xml[start + rows[holding[0]]: start + rows[holding[0]] + 200])
+            first_row = int(number.group(1)) if number else 1
+        count += len(holding)
+        start = end
+    return count, first_row
+
+
 def _xlsx_facts(path: Path, nik_letters: list[str]) -> dict:
-    """From the sheet's XML, independently of calamine: the row numbers holding a value, and
-    the rows whose NIK cell is a number (Excel keeps 15 digits of a number)."""
-    import re
-
-    import numpy as np
-
+    """From the sheet's XML, independently of calamine: the rows holding a value, and the
+    rows whose NIK cell is a number (Excel keeps 15 digits of a number; None when the
+    cells carry no reference to look them up by)."""
     xml = _first_sheet_xml(path)
     if b"<sheetData" not in xml:  # tags written with a namespace prefix (<x:row>): drop it
         xml = re.sub(rb"<(/?)[A-Za-z_][\w.-]*:", rb"<\1", xml)
-    buf = np.frombuffer(xml, dtype=np.uint8)
-    tags = np.flatnonzero(buf == ord("<"))
-    tags = tags[tags + 4 < len(buf)]
-    following = [buf[tags + k] for k in range(1, 5)]
-    rows = tags[(following[0] == ord("r")) & (following[1] == ord("o")) & (following[2] == ord("w"))
-                & np.isin(following[3], (32, ord(">"), ord("/")))]
-    values = tags[((following[0] == ord("v")) & (following[1] == ord(">")))
-                  | ((following[0] == ord("i")) & (following[1] == ord("s")) & (following[2] == ord(">")))]
-    with_values = np.unique(np.searchsorted(rows, values, side="right") - 1)
-    with_values = with_values[with_values >= 0]
-    numbers = [int(re.search(rb'\br="(\d+)"', xml[p:p + 200]).group(1)) for p in rows[with_values[:1]]]
-    numeric_nik: list[int] = []
+    rows_with_values, first_row = _rows_with_values(xml)
+    numeric_nik: set[int] | None = set()
     for letter in nik_letters:
-        cells = re.findall(rb'<c r="' + letter.encode() + rb'(\d+)"([^>]*?)(?:/>|>(?:<f>[^<]*</f>)?<v>)', xml)
-        numeric_nik += [int(row) for row, attrs in cells if b't="' not in attrs or b't="n"' in attrs]
-    return {"rows_with_values": int(len(with_values)), "first_row": numbers[0] if numbers else 1,
-            "numeric_nik_rows": sorted(set(numeric_nik))}
+        cells = re.findall(rb'<c r="' + letter.encode() + rb'(\d+)"([^>]*?)>(?:<f>[^<]*</f>)?<v>', xml)
+        if not cells and rows_with_values > 1:
+            numeric_nik = None
+            break
+        numeric_nik |= {int(row) for row, attrs in cells if b't="' not in attrs or b't="n"' in attrs}
+    return {"rows_with_values": rows_with_values, "first_row": first_row,
+            "numeric_nik_rows": sorted(numeric_nik) if numeric_nik is not None else None}
 
 
 def _column_letter(index: int) -> str:
@@ -217,8 +236,6 @@ def _column_letter(index: int) -> str:
 
 
 def _read_xlsx(path: Path, kind: str, label: str) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    import re
-
     import fastexcel
 
     try:
@@ -227,6 +244,11 @@ def _read_xlsx(path: Path, kind: str, label: str) -> tuple[pl.DataFrame, pl.Data
         nik_columns = [c for c in sheet.available_columns() if alias_is_nik(c.name)]
         nik_letters = [_column_letter(c.absolute_index) for c in nik_columns]
         facts = _xlsx_facts(path, nik_letters)
+        if facts["numeric_nik_rows"] is None:
+            # Cells without references: fall back to the column's type in the first 1,000 rows.
+            guessed = fastexcel.read_excel(str(path)).load_sheet(0, n_rows=1000).available_columns()
+            numeric_column = any(c.dtype in ("float", "int") for c in guessed if alias_is_nik(c.name))
+            facts["numeric_nik_rows"] = list(range(facts["first_row"] + 1, facts["first_row"] + 1 + frame.height)) if numeric_column else []
     except Exception:  # calamine/fastexcel/zipfile raise their own types; their text may quote a cell
         raise InputError(
             f"{label} {path}: cannot read the workbook's first sheet (not an .xlsx workbook, damaged, or "

@@ -91,8 +91,7 @@ def prepare(ctx: RoundContext) -> dict:
 
     for label, value in (("--dtks", ctx.dtks), ("--dukcapil", ctx.dukcapil)):
         check_input_file(Path(value), label)
-    work, notes = outdir.prepare_out(Path(ctx.out), ctx.round_id)
-    assert work == ctx.work_dir
+    _, notes = outdir.prepare_out(Path(ctx.out), ctx.round_id)  # creates ctx.work_dir
     ctx.staging_dir.mkdir(mode=0o700)
     return {"work": ctx.work, "notes": notes}
 

@@ -161,3 +161,28 @@ def test_unsupported_file_type(tmp_path):
 def test_map_columns_reports_headers_found(tmp_path):
     with pytest.raises(InputError, match="Headers found: A, B"):
         map_columns(["A", "B"], "dukcapil", tmp_path / "x.csv")
+
+
+def test_xlsx_count_is_the_same_in_small_blocks(tmp_path, monkeypatch):
+    import pipeline.ingest as ingest_module
+
+    rows = [[f"D{i}", NIK_A[:-2] + f"{i:02d}", "", "SITI", "P", "", "05-01-1990", "", "3201011001", "PKH"] for i in range(1, 30)]
+    path = write_xlsx(tmp_path / "dtks.xlsx", rows)
+    monkeypatch.setattr(ingest_module, "XML_BLOCK", 300)
+    result, staged, _ = ingest(tmp_path, path)
+    assert result.rows_in == 29 and staged["source_line"].to_list() == list(range(2, 31))
+
+
+def test_xlsx_cells_without_references_still_catch_numeric_niks(tmp_path):
+    import re
+    import zipfile
+
+    rows = [[f"D{i}", 3201014501900010 + i * 10, "", "SITI", "P", "", "05-01-1990", "", "3201011001", "PKH"] for i in (1, 2)]
+    plain = write_xlsx(tmp_path / "plain.xlsx", rows)
+    stripped = tmp_path / "dtks.xlsx"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(stripped, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            target.writestr(name, re.sub(rb'(<c) r="[A-Z]+\d+"', rb"\1", data) if name.endswith("sheet1.xml") else data)
+    with pytest.raises(InputError, match="holds NIKs as numbers"):
+        ingest(tmp_path, stripped)
