@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-from pipeline.errors import VervalError  # noqa: E402
+from pipeline.errors import UsageError, VervalError  # noqa: E402
 from pipeline.paths import PROJECT_DIR, REPORTS_DIR  # noqa: E402
 
 
@@ -27,6 +28,8 @@ def _print_outcome(summary: dict) -> None:
         f"\n[bold]Rekonsiliasi[/bold]: masuk {rec['rows_in']:,} = terverifikasi {rec['verified']:,} + diperiksa "
         f"{rec['review']:,} + dikeluarkan {rec['excluded']:,} + karantina {rec['quarantined']:,}"
     )
+    for warning in summary.get("warnings", []):
+        console.print(f"[yellow]perhatian / warning[/yellow]: {warning}", markup=True, highlight=False)
     console.print(f"Laporan / report: [bold]{Path(summary['output_dir']) / 'report.html'}[/bold]")
 
 
@@ -39,7 +42,8 @@ def command_run(args: argparse.Namespace) -> int:
 
         ctx = RoundContext(dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model,
                            decisions=args.decisions, decision_log=args.decision_log or None,
-                           objections=args.objections or None, full_nik=args.full_nik)
+                           objections=args.objections or None, full_nik=args.full_nik,
+                           allow_partial_dukcapil=args.allow_partial_dukcapil)
         if args.as_of:
             ctx.as_of = args.as_of
         clock = StageClock(quiet=args.quiet)
@@ -51,7 +55,7 @@ def command_run(args: argparse.Namespace) -> int:
         summary = verval_round(
             dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model, as_of=args.as_of, quiet=args.quiet,
             decisions=args.decisions, decision_log=args.decision_log or None, objections=args.objections or None,
-            full_nik=args.full_nik,
+            full_nik=args.full_nik, allow_partial_dukcapil=args.allow_partial_dukcapil,
         )
         timings = summary["stage_timings"]
     if not args.quiet:
@@ -66,7 +70,10 @@ def command_sample(args: argparse.Namespace) -> int:
     from pipeline.sample import generate_sample
 
     started = time.perf_counter()
-    result = generate_sample(args.n, args.seed, Path(args.out), fmt=args.format, mix=args.mix)
+    try:
+        result = generate_sample(args.n, args.seed, Path(args.out), fmt=args.format, mix=args.mix)
+    except ValueError as error:
+        raise UsageError(f"sample --n {args.n}: {error}") from None
     console.print(f"sample of {args.n:,} DTKS rows (seed {args.seed}) in {time.perf_counter() - started:.1f} s -> {args.out}")
     for key, value in result.items():
         console.print(f"  {key}: {value}")
@@ -188,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run one verification round")
     run.add_argument("--dtks", required=True, help="DTKS extract: CSV, Parquet or XLSX")
     run.add_argument("--dukcapil", required=True, help="Dukcapil extract: CSV, Parquet or XLSX")
-    run.add_argument("--out", help="output folder (default: reports/round-YYYYMMDD-HHMMSS)")
+    run.add_argument("--out", help="output folder: new, empty, or the --out of a previous round (default: reports/round-YYYYMMDD-HHMMSS)")
     run.add_argument("--model", help="matching model JSON (default: pipeline/rules/model.json)")
     run.add_argument("--as-of", help="date of the round, YYYY-MM-DD (default: today in Asia/Jakarta)")
     run.add_argument("--decisions", help="filled anomalies.xlsx / CSV of the same columns, or a folder of them")
@@ -197,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--objections", default=str(PROJECT_DIR / "data" / "decisions" / "objections.jsonl"),
                      help="queue of objections filed on the status page, read by every round (default: data/decisions/objections.jsonl)")
     run.add_argument("--full-nik", action="store_true", help="write full NIKs into anomalies.xlsx (default: masked)")
+    run.add_argument("--allow-partial-dukcapil", action="store_true",
+                     help="run even when the Dukcapil extract is empty, has no tanggal_meninggal column, or is far smaller than DTKS")
     run.add_argument("--no-prefect", action="store_true", help="run the stages directly, without a Prefect flow run")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.set_defaults(handler=command_run)
@@ -267,8 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame):
+    # SIGTERM unwinds like Ctrl-C, so the run removes its work folder on the way out.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.handler(args)
     except VervalError as error:
@@ -277,6 +292,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("verval: interrupted; previous outputs are untouched", file=sys.stderr)
         return 130
+    except Exception as error:
+        # Never a traceback (it may quote a row); VERVAL_DEBUG=1 shows it to a developer.
+        if os.environ.get("VERVAL_DEBUG"):
+            raise
+        print(f"verval: error: unexpected {type(error).__name__}; previous outputs are untouched. Run again with "
+              "VERVAL_DEBUG=1 to see the details (they may show personal data) and report them.", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

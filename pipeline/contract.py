@@ -155,3 +155,13 @@ def anomaly_frame(
         evidence=(evidence if evidence is not None else null_text).cast(pl.String),
     ).cast(ANOMALY_SCHEMA)
 
+
+
+@cache
+def alive_placeholders() -> tuple[str, ...]:
+    """tanggal_meninggal entries that mean "alive" (upper case, trimmed)."""
+    return tuple(value.strip().upper() for value in _columns_toml()["tanggal_meninggal"]["alive"])
+
+
+def dukcapil_coverage() -> dict:
+    return dict(_columns_toml()["dukcapil_coverage"])

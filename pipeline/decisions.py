@@ -20,11 +20,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import polars as pl
 
 from pipeline import contract
+from pipeline.csvread import read_csv_records
 from pipeline.errors import InputError
 from pipeline.matching.link import NIK_REPAIR_CODES
 from pipeline.report.mask import mask_nik
@@ -50,36 +52,65 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _frames_of(path: Path) -> list[tuple[str, pl.DataFrame, int]]:
-    """(sheet, rows as text, line of the first data row) for each decision table in a file."""
+MALFORMED_SCHEMA = {"source_file": pl.String, "sheet": pl.String, "row": pl.Int64, "reason": pl.String}
+EXPECTED_HEADER = "id_dtks,kode_anomali,id_terkait,keputusan,catatan,pemeriksa"
+
+
+def _frames_of(path: Path) -> tuple[list[tuple[str, pl.DataFrame]], pl.DataFrame, list[str]]:
+    """(sheet, rows as text with their file line in `row`) for each decision table in a
+    file, the rows that could not be read (malformed), and warnings (an encoding guessed)."""
+    label = f"--decisions {path}"
     if path.suffix.lower() == ".csv":
-        return [("", pl.read_csv(path, infer_schema=False), 2)]
-    sheets = pl.read_excel(path, sheet_id=0, engine="calamine", infer_schema_length=0)
-    return [(name, frame, 2) for name, frame in sheets.items() if "keputusan" in frame.columns]
+        read = read_csv_records(path, "--decisions")
+        rows = read.rows.rename({"_line": "row"}).drop("_lines")
+        rejected = read.rejects.select(source_file=pl.lit(path.name), sheet=pl.lit(""), row=pl.col("line"), reason=pl.col("reason"))
+        return [("", rows)], rejected, read.warnings
+    try:
+        sheets = pl.read_excel(path, sheet_id=0, engine="calamine", infer_schema_length=0)
+    except Exception:  # calamine's text may quote a cell
+        raise InputError(
+            f"{label}: cannot be read as an Excel workbook (.xlsx); give the filled anomalies.xlsx, or a CSV with the "
+            f"header {EXPECTED_HEADER}."
+        ) from None
+    # The header is the sheet's first row, so data row k is on sheet row k + 1.
+    tables = [(name, frame.with_row_index("row", offset=2).with_columns(pl.col("row").cast(pl.Int64)))
+              for name, frame in sheets.items() if "keputusan" in [c.strip().lower() for c in frame.columns]]
+    if not tables:
+        raise InputError(f"{label}: no sheet has a keputusan column; give the filled anomalies.xlsx from a verval round.")
+    return tables, pl.DataFrame(schema=MALFORMED_SCHEMA), []
 
 
-def read_decision_files(source: Path, recorded_at: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def read_decision_files(source: Path, recorded_at: str) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
     """Decisions filled in (rows with a keputusan) and the malformed ones, from one file
-    or every .xlsx/.csv in a folder."""
+    or every .xlsx/.csv in a folder. A file that is not a decision table stops the round."""
     source = Path(source)
     if not source.exists():
-        raise InputError(f"--decisions {source}: not found")
+        raise InputError(f"--decisions {source}: not found; give a filled anomalies.xlsx, a CSV of decisions, or a folder of them.")
     files = sorted(p for p in source.iterdir() if p.suffix.lower() in (".xlsx", ".csv")) if source.is_dir() else [source]
-    good, bad = [], []
+    if source.is_dir() and not files:
+        raise InputError(f"--decisions {source}: the folder holds no .xlsx or .csv file.")
+    good, bad, warnings = [], [], []
     for path in files:
+        if path.suffix.lower() not in (".xlsx", ".csv"):
+            raise InputError(f"--decisions {path}: give an .xlsx workbook or a .csv file.")
         digest = _sha256(path)
-        for sheet, frame, first_line in _frames_of(path):
+        tables, unreadable, noted = _frames_of(path)
+        bad.append(unreadable)
+        warnings += noted
+        for sheet, frame in tables:
             frame = frame.rename({c: HEADER_ALIASES[c.strip().lower()] for c in frame.columns if c.strip().lower() in HEADER_ALIASES})
             missing = [c for c in ("id_dtks", "anomaly_code", "keputusan") if c not in frame.columns]
             if missing:
-                bad.append(pl.DataFrame({"source_file": [path.name], "sheet": [sheet], "row": [None],
-                                         "reason": [f"kolom tidak ada: {', '.join(missing)}"]}, schema_overrides={"row": pl.Int64}))
-                continue
+                names = {"anomaly_code": "kode_anomali"}
+                raise InputError(
+                    f"--decisions {path}{f' (sheet {sheet})' if sheet else ''}: lacks column(s) "
+                    f"{', '.join(names.get(c, c) for c in missing)}; a decision file needs the header {EXPECTED_HEADER} "
+                    "(comma- or semicolon-separated) or the columns of anomalies.xlsx."
+                )
             for column in ("related_id", "catatan", "pemeriksa"):
                 if column not in frame.columns:
                     frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(column))
-            frame = frame.with_row_index("row", offset=first_line).with_columns(
-                pl.col("row").cast(pl.Int64),
+            frame = frame.with_columns(
                 keputusan=pl.col("keputusan").str.strip_chars().str.to_uppercase(),
                 id_dtks=pl.col("id_dtks").str.strip_chars(),
                 anomaly_code=pl.col("anomaly_code").str.strip_chars().str.to_uppercase(),
@@ -100,26 +131,58 @@ def read_decision_files(source: Path, recorded_at: str) -> tuple[pl.DataFrame, p
                 )
             )
     decisions = pl.concat(good, how="vertical_relaxed") if good else EMPTY_LOG
-    malformed = pl.concat(bad) if bad else pl.DataFrame(schema={"source_file": pl.String, "sheet": pl.String, "row": pl.Int64, "reason": pl.String})
-    return decisions.select(LOG_COLUMNS).cast({c: EMPTY_LOG.schema[c] for c in LOG_COLUMNS}), malformed
+    malformed = pl.concat(bad).sort("source_file", "sheet", "row") if bad else pl.DataFrame(schema=MALFORMED_SCHEMA)
+    return decisions.select(LOG_COLUMNS).cast({c: EMPTY_LOG.schema[c] for c in LOG_COLUMNS}), malformed, warnings
 
 
 def read_log(log_path: Path | None) -> pl.DataFrame:
+    """The decision log. A last line cut short (a run killed while appending) is ignored;
+    any other line that is not a decision stops the round, naming the line."""
     if not log_path or not Path(log_path).exists():
         return EMPTY_LOG
-    lines = [json.loads(line) for line in Path(log_path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    return pl.DataFrame(lines, schema=EMPTY_LOG.schema) if lines else EMPTY_LOG
+    if not Path(log_path).is_file():
+        raise InputError(f"--decision-log {log_path}: is not a file; give the path of the decision log (a .jsonl file).")
+    records = []
+    lines = Path(log_path).read_text(encoding="utf-8", errors="replace").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not {"id_dtks", "anomaly_code", "keputusan"} <= set(record):
+                raise ValueError
+        except ValueError:
+            if number == len(lines):
+                continue
+            raise InputError(
+                f"--decision-log {log_path}: line {number} is not a decision written by verval; restore the log "
+                "from a backup, or remove that line."
+            ) from None
+        records.append(record)
+    return pl.DataFrame(records, schema=EMPTY_LOG.schema) if records else EMPTY_LOG
+
+
+def not_yet_logged(log_path: Path | None, decisions: pl.DataFrame) -> pl.DataFrame:
+    """Decisions not logged before (same file content and row)."""
+    known = read_log(log_path).select("source_sha256", "sheet", "row")
+    return decisions.join(known, on=["source_sha256", "sheet", "row"], how="anti")
 
 
 def append_to_log(log_path: Path, decisions: pl.DataFrame) -> int:
-    """Append decisions not logged before (same file content and row); returns how many."""
-    known = read_log(log_path).select("source_sha256", "sheet", "row")
-    new = decisions.join(known, on=["source_sha256", "sheet", "row"], how="anti")
+    """Append decisions not logged before; returns how many. The log is owner-only: it
+    names reviewers and the rows they decided on."""
+    new = not_yet_logged(log_path, decisions)
     if new.height:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "a", encoding="utf-8") as handle:
-            for record in new.to_dicts():
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        log_path = Path(log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in new.to_dicts())
+        descriptor = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.fchmod(descriptor, 0o600)
+            os.write(descriptor, text.encode("utf-8"))
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
     return new.height
 
 
@@ -133,20 +196,16 @@ def effective_decisions(log: pl.DataFrame) -> pl.DataFrame:
 
 
 def gather(decisions_source: str | None, log_path: str | None, recorded_at: str | None = None) -> dict:
-    """Stage: read new decision files into the log, return the effective decisions and the
-    malformed rows."""
+    """Stage: read new decision files; return the effective decisions (log and new ones),
+    the malformed rows, and the decisions to append to the log once the round succeeds."""
     recorded_at = recorded_at or dt.datetime.now(dt.timezone(dt.timedelta(hours=7))).isoformat(timespec="seconds")
-    new = EMPTY_LOG
-    malformed = pl.DataFrame(schema={"source_file": pl.String, "sheet": pl.String, "row": pl.Int64, "reason": pl.String})
+    new, malformed, warnings = EMPTY_LOG, pl.DataFrame(schema=MALFORMED_SCHEMA), []
     if decisions_source:
-        new, malformed = read_decision_files(Path(decisions_source), recorded_at)
-    appended = 0
-    if log_path:
-        appended = append_to_log(Path(log_path), new)
-        log = read_log(Path(log_path))
-    else:
-        log = new
-    return {"effective": effective_decisions(log), "malformed": malformed, "new": new.height, "appended": appended}
+        new, malformed, warnings = read_decision_files(Path(decisions_source), recorded_at)
+    to_log = not_yet_logged(Path(log_path) if log_path else None, new)
+    log = pl.concat([read_log(Path(log_path) if log_path else None), to_log])
+    return {"effective": effective_decisions(log), "malformed": malformed, "new": new.height, "to_log": to_log,
+            "warnings": warnings}
 
 
 def cannot_link_pairs(decisions: pl.DataFrame) -> pl.DataFrame:

@@ -8,15 +8,16 @@ and reason, never dropped.
 
 from __future__ import annotations
 
-import codecs
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import duckdb
+import numpy as np
 import polars as pl
 
 from pipeline import contract
-from pipeline.errors import InputError
+from pipeline.csvread import REJECT_SCHEMA, read_csv_records
+from pipeline.errors import InputError, ReconciliationError
 
 CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
 XLSX_SUFFIXES = {".xlsx", ".xlsm", ".xls"}
@@ -39,9 +40,11 @@ class IngestResult:
     encoding: str | None
     delimiter: str | None
     column_mapping: dict[str, str]
-    rows_read: int
+    rows_in: int  # input records, counted independently of the parser
     rows_staged: int
     rows_quarantined: int
+    counts: dict  # the independent count: physical lines (CSV) or rows (Parquet, XLSX) and how they add up
+    warnings: list[str]
     staging_path: str
     quarantine_path: str
 
@@ -52,113 +55,36 @@ class IngestResult:
 # --------------------------------------------------------------------------- reading
 
 
-def sniff_delimiter(first_line: str) -> str:
-    counts = {sep: first_line.count(sep) for sep in (";", ",", "\t", "|")}
-    best = max(counts, key=counts.get)
-    return best if counts[best] else ","
-
-
-def _first_line(path: Path, encoding: str) -> str:
-    with open(path, "rb") as handle:
-        head = handle.read(64 * 1024)
-    return head.decode(encoding, errors="replace").lstrip("\ufeff").splitlines()[0] if head else ""
-
-
-def _transcode_cp1252(path: Path, work_dir: Path) -> Path:
-    """Windows-1252 is not Latin-1 (0x80-0x9F differ), so DuckDB's latin-1 reader would
-    garble curly quotes; transcode once, streaming, into the run's work folder."""
-    target = work_dir / f"{path.stem}.utf8.csv"
-    decoder = codecs.getincrementaldecoder("cp1252")(errors="replace")
-    with open(path, "rb") as source, open(target, "w", encoding="utf-8", newline="") as sink:
-        while chunk := source.read(16 * 1024 * 1024):
-            sink.write(decoder.decode(chunk))
-        sink.write(decoder.decode(b"", final=True))
-    return target
-
-
-def _read_csv(path: Path, work_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    """Rows as text with their file line, plus the lines the CSV reader rejected."""
-    encoding = "utf-8"
-    source = path
-    try:
-        with open(path, "rb") as handle:
-            handle.read(8 * 1024 * 1024).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # A cut multi-byte character at the chunk edge is still UTF-8.
-        if exc.start < 8 * 1024 * 1024 - 4:
-            encoding = "cp1252"
-    delimiter = sniff_delimiter(_first_line(path, encoding))
-    if encoding == "cp1252":
-        source = _transcode_cp1252(path, work_dir)
-    con = duckdb.connect()
-    try:
-        try:
-            rows = _duckdb_csv(con, source, delimiter)
-        except duckdb.InvalidInputException as exc:
-            if "not utf-8 encoded" not in str(exc) or encoding != "utf-8":
-                raise InputError(f"{path}: cannot read as CSV: {exc}") from exc
-            encoding = "cp1252"
-            source = _transcode_cp1252(path, work_dir)
-            rows = _duckdb_csv(con, source, delimiter)
-        rejects = con.sql(
-            "SELECT line::BIGINT AS line, error_type || ': ' || error_message AS reason, csv_line AS raw "
-            "FROM reject_errors ORDER BY line"
-        ).pl()
-    finally:
-        con.close()
-    rows = _attach_csv_lines(rows, rejects)
-    return rows, rejects, {"encoding": encoding, "delimiter": delimiter}
-
-
-def _duckdb_csv(con: duckdb.DuckDBPyConnection, source: Path, delimiter: str) -> pl.DataFrame:
-    return con.sql(
-        "SELECT * FROM read_csv($path, all_varchar=true, header=true, delim=$delim, quote='\"', "
-        "escape='\"', store_rejects=true, strict_mode=true)",
-        params={"path": str(source), "delim": delimiter},
-    ).pl()
-
-
-def _attach_csv_lines(rows: pl.DataFrame, rejects: pl.DataFrame) -> pl.DataFrame:
-    """File line of each accepted row: its ordinal + header, shifted past rejected lines
-    that came before it (reject i, 1-based and sorted, precedes accepted rows > line_i - i - 1)."""
-    rows = _numbered(rows, header_lines=1)
-    if rejects.height == 0:
-        return rows
-    rows = rows.drop("_line")
-    thresholds = (
-        rejects.select(pl.col("line"))
-        .with_row_index("i", offset=1)
-        .select(threshold=pl.col("line") - pl.col("i").cast(pl.Int64) - 1)
-        .with_row_index("skipped", offset=1)
-        .with_columns(pl.col("skipped").cast(pl.Int64))
-        .sort("threshold")
-    )
-    # Number of rejects whose threshold is below the row's ordinal, via an as-of join.
-    joined = rows.sort("_row").join_asof(
-        thresholds.with_columns(key=pl.col("threshold") + 1),
-        left_on="_row", right_on="key", strategy="backward",
-    )
-    return joined.with_columns(_line=pl.col("_row") + 1 + pl.col("skipped").fill_null(0)).drop(
-        "threshold", "key", "skipped"
-    )
-
-
-def _numbered(frame: pl.DataFrame, header_lines: int) -> pl.DataFrame:
-    """_row: 1-based data row; _line: where a user finds it (file line, sheet row, row)."""
-    return frame.with_columns(_row=pl.int_range(1, pl.len() + 1, dtype=pl.Int64)).with_columns(
-        _line=pl.col("_row") + header_lines
-    )
-
-
-def _read_parquet(path: Path) -> pl.DataFrame:
-    frame = pl.read_parquet(path)
-    non_text = [name for name, dtype in frame.schema.items() if dtype == pl.Float64 or dtype == pl.Float32]
-    if any(alias_is_nik(name) for name in non_text):
+def check_input_file(path: Path, label: str) -> None:
+    """Stop before any work when an extract cannot be opened as a file of a known type."""
+    if not path.exists():
+        raise InputError(f"{label} {path}: file not found; check the path.")
+    if path.is_dir():
+        raise InputError(f"{label} {path}: is a folder; give the extract file itself (CSV, Parquet or XLSX).")
+    if path.suffix.lower() not in CSV_SUFFIXES | PARQUET_SUFFIXES | XLSX_SUFFIXES:
         raise InputError(
-            f"{path}: the NIK column is stored as a floating-point number, which has already "
-            "lost digits. Export the extract again with NIK as text."
+            f"{label} {path}: unsupported file type {path.suffix!r}; use CSV (.csv), Parquet (.parquet) or Excel (.xlsx)."
         )
-    return _numbered(frame.select(pl.all().cast(pl.String)), header_lines=0)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise InputError(f"{label} {path}: cannot be opened ({error.strerror}); check its permissions.") from None
+    if path.stat().st_size == 0:
+        raise InputError(f"{label} {path}: the file is empty (0 bytes); it needs a header line and data rows. Check that the export finished.")
+
+
+def _numbered(frame: pl.DataFrame, first_line: int) -> pl.DataFrame:
+    """_line: where a user finds the row (sheet row, Parquet row); _lines: lines it spans."""
+    return frame.with_columns(
+        _line=pl.int_range(first_line, first_line + pl.len(), dtype=pl.Int64), _lines=pl.lit(1, dtype=pl.Int64)
+    )
+
+
+def _reject_frame(lines: list[int] | pl.Series, reason: str) -> pl.DataFrame:
+    return pl.DataFrame({"line": lines}, schema={"line": pl.Int64}).with_columns(
+        lines=pl.lit(1, dtype=pl.Int64), reason=pl.lit(reason), raw=pl.lit(None, dtype=pl.String)
+    )
 
 
 def alias_is_nik(name: str) -> bool:
@@ -166,55 +92,225 @@ def alias_is_nik(name: str) -> bool:
     return contract.alias_key(name) in nik_aliases | {"NIK"}
 
 
-def _refuse_numeric_nik(path: Path) -> None:
-    """Excel keeps 15 significant digits of a number: a NIK typed into a numeric cell has
-    already lost its 16th digit. A column the first 1,000 rows show as numeric is refused."""
+def alias_of(name: str, canonical: str) -> bool:
+    return any(contract.alias_key(name) in {contract.alias_key(a) for a in (spec.name, *spec.aliases)}
+               for kind in contract.EXTRACT_KINDS for spec in contract.columns(kind) if spec.name == canonical)
+
+
+def _read_csv(path: Path, kind: str, label: str, work_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    read = read_csv_records(path, label, work_dir)
+    refuse_repeated_headers(read.header, kind, path, label)
+    rows = read.rows
+    # The header repeated below itself (two exports pasted together) is not a person.
+    names = [c for c in rows.columns if not c.startswith("_")]
+    repeated = pl.all_horizontal([pl.col(c).str.strip_chars().fill_null("") == h.strip() for c, h in zip(names, read.header)])
+    header_again = rows.filter(repeated)
+    rejects = read.rejects
+    if header_again.height:
+        rows = rows.filter(~repeated)
+        rejects = pl.concat([rejects, header_again.select(
+            line=pl.col("_line"), lines=pl.col("_lines"), reason=pl.lit("baris judul kolom terulang (dua berkas digabung?)"),
+            raw=pl.lit(None, dtype=pl.String),
+        )]).sort("line")
+    info = {"file_format": "csv", "encoding": read.encoding, "delimiter": read.delimiter, "counts": read.counts,
+            "warnings": read.warnings}
+    return rows, rejects, info
+
+
+def _read_parquet(path: Path, label: str) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    import pyarrow.parquet as pq
+
+    try:
+        row_count = pq.ParquetFile(path).metadata.num_rows  # the independent count: the file's own footer
+        frame = pl.read_parquet(path)
+    except Exception:  # pyarrow / polars raise their own types; their text is not passed on
+        raise InputError(
+            f"{label} {path}: is not a complete Parquet file (cut short or damaged); copy or export it again."
+        ) from None
+    warnings: list[str] = []
+    columns = []
+    for name, dtype in frame.schema.items():
+        column = pl.col(name)
+        if dtype.is_float():
+            if alias_is_nik(name):
+                raise InputError(
+                    f"{label} {path}: column {name!r} stores NIKs as floating-point numbers, which have already "
+                    "lost digits. Export the extract again with NIK as text."
+                )
+            if alias_of(name, "no_kk"):
+                # 16 digits do not survive float64 above 2^53: a KK number read from a float cannot be trusted.
+                present = int(frame[name].is_not_null().sum())
+                warnings.append(
+                    f"{label} {path.name}: column {name!r} stores KK numbers as floating-point numbers; its {present:,} "
+                    "values were ignored (they may have lost digits). Export no_kk as text to use them."
+                )
+                column = pl.lit(None, dtype=pl.String)
+            else:
+                # Whole numbers (a 10-digit desa code is exact in float64) lose the ".0" a cast would add.
+                integral = column.is_finite() & (column == column.round(0)) & (column.abs() < 2**53)
+                column = pl.when(integral).then(column.cast(pl.Int64).cast(pl.String)).otherwise(column.cast(pl.String))
+        elif dtype != pl.String:
+            column = column.cast(pl.String)
+        columns.append(column.alias(name))
+    frame = _numbered(frame.select(columns), first_line=1)
+    info = {"file_format": "parquet", "encoding": None, "delimiter": None, "warnings": warnings,
+            "counts": {"rows_in_footer": row_count, "records": row_count}}
+    if frame.height != row_count:
+        raise ReconciliationError(f"{label} {path}: {frame.height} rows read but the file's footer says {row_count}; copy it again.")
+    return frame, pl.DataFrame(schema=REJECT_SCHEMA), info
+
+
+def _first_sheet_xml(path: Path) -> bytes:
+    """The XML of the workbook's first sheet, located through workbook.xml and its relations."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as book:
+        names = set(book.namelist())
+        target = "xl/worksheets/sheet1.xml"
+        if "xl/workbook.xml" in names and "xl/_rels/workbook.xml.rels" in names:
+            sheet = re.search(rb"<(?:\w+:)?sheet\b[^>]*?\br:id=\"([^\"]+)\"", book.read("xl/workbook.xml"))
+            if sheet:
+                for rel in re.finditer(rb"<Relationship\b[^>]*>", book.read("xl/_rels/workbook.xml.rels")):
+                    if b'Id="' + sheet.group(1) + b'"' in rel.group(0):
+                        found = re.search(rb'Target="([^"]+)"', rel.group(0))
+                        if found:
+                            relative = found.group(1).decode()
+                            target = relative.lstrip("/") if relative.startswith("/") else "xl/" + relative
+        return book.read(target)
+
+
+XML_BLOCK = 1 << 24
+
+
+def _rows_with_values(xml: bytes) -> tuple[int, int]:
+    """How many <row> elements hold a value (<v> or inline <is>), and the number of the
+    first: numpy over the XML's bytes, in blocks that start at a <row> tag."""
+    count, first_row, start = 0, 1, 0
+    while start < len(xml):
+        end = xml.find(b"<row", start + XML_BLOCK)
+        end = len(xml) if end < 0 else end
+        buf = np.frombuffer(xml, dtype=np.uint8, count=end - start, offset=start)
+        tags = np.flatnonzero(buf == ord("<"))
+        tags = tags[tags + 4 < len(buf)]
+        after = [buf[tags + k] for k in range(1, 5)]
+        rows = tags[(after[0] == ord("r")) & (after[1] == ord("o")) & (after[2] == ord("w"))
+                    & np.isin(after[3], (32, ord(">"), ord("/")))]
+        values = tags[((after[0] == ord("v")) & (after[1] == ord(">")))
+                      | ((after[0] == ord("i")) & (after[1] == ord("s")) & (after[2] == ord(">")))]
+        holding = np.unique(np.searchsorted(rows, values, side="right") - 1)
+        holding = holding[holding >= 0]
+        if count == 0 and len(holding):
+            number = re.search(rb'\br="(\d+)"', xml[start + rows[holding[0]]: start + rows[holding[0]] + 200])
+            first_row = int(number.group(1)) if number else 1
+        count += len(holding)
+        start = end
+    return count, first_row
+
+
+def _xlsx_facts(path: Path, nik_letters: list[str]) -> dict:
+    """From the sheet's XML, independently of calamine: the rows holding a value, and the
+    rows whose NIK cell is a number (Excel keeps 15 digits of a number; None when the
+    cells carry no reference to look them up by)."""
+    xml = _first_sheet_xml(path)
+    if b"<sheetData" not in xml:  # tags written with a namespace prefix (<x:row>): drop it
+        xml = re.sub(rb"<(/?)[A-Za-z_][\w.-]*:", rb"<\1", xml)
+    rows_with_values, first_row = _rows_with_values(xml)
+    numeric_nik: set[int] | None = set()
+    for letter in nik_letters:
+        cells = re.findall(rb'<c r="' + letter.encode() + rb'(\d+)"([^>]*?)>(?:<f>[^<]*</f>)?<v>', xml)
+        if not cells and rows_with_values > 1:
+            numeric_nik = None
+            break
+        numeric_nik |= {int(row) for row, attrs in cells if b't="' not in attrs or b't="n"' in attrs}
+    return {"rows_with_values": rows_with_values, "first_row": first_row,
+            "numeric_nik_rows": sorted(numeric_nik) if numeric_nik is not None else None}
+
+
+def _column_letter(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+def _read_xlsx(path: Path, kind: str, label: str) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     import fastexcel
 
-    sheet = fastexcel.read_excel(str(path)).load_sheet(0, n_rows=1000)
-    numeric = [c.name for c in sheet.available_columns() if alias_is_nik(c.name) and c.dtype in ("float", "int")]
-    if numeric:
+    try:
+        sheet = fastexcel.read_excel(str(path)).load_sheet(0, dtypes="string")
+        frame = sheet.to_polars()
+        nik_columns = [c for c in sheet.available_columns() if alias_is_nik(c.name)]
+        nik_letters = [_column_letter(c.absolute_index) for c in nik_columns]
+        facts = _xlsx_facts(path, nik_letters)
+        if facts["numeric_nik_rows"] is None:
+            # Cells without references: fall back to the column's type in the first 1,000 rows.
+            guessed = fastexcel.read_excel(str(path)).load_sheet(0, n_rows=1000).available_columns()
+            numeric_column = any(c.dtype in ("float", "int") for c in guessed if alias_is_nik(c.name))
+            facts["numeric_nik_rows"] = list(range(facts["first_row"] + 1, facts["first_row"] + 1 + frame.height)) if numeric_column else []
+    except Exception:  # calamine/fastexcel/zipfile raise their own types; their text may quote a cell
         raise InputError(
-            f"{path}: column {numeric[0]!r} holds NIKs as numbers; Excel keeps only 15 digits of a number, "
+            f"{label} {path}: cannot read the workbook's first sheet (not an .xlsx workbook, damaged, or "
+            "password-protected). Open it in Excel and save it again as .xlsx, or export CSV."
+        ) from None
+    # fastexcel names a repeated header "nik_1": seen as the repeat it is.
+    names = [re.sub(r"_\d+$", "", c) if re.sub(r"_\d+$", "", c) in frame.columns else c for c in frame.columns]
+    refuse_repeated_headers(names, kind, path, label)
+    frame = _numbered(frame.select(pl.all().cast(pl.String)), first_line=facts["first_row"] + 1)
+    blank = pl.all_horizontal([pl.col(c).is_null() for c in frame.columns if not c.startswith("_")])
+    blank_rows = int(frame.select(blank.sum()).item()) if frame.width > 2 else 0
+    frame = frame.filter(~blank)
+    numeric = facts["numeric_nik_rows"]
+    nik_rows = frame.filter(pl.any_horizontal([pl.col(c).is_not_null() for c in frame.columns if alias_is_nik(c)] or [pl.lit(False)]))
+    if numeric and len(numeric) >= nik_rows.height:
+        raise InputError(
+            f"{label} {path}: column {nik_columns[0].name!r} holds NIKs as numbers; Excel keeps only 15 digits of a number, "
             "so the 16th digit is already lost. Format the column as Text in Excel (or export it as CSV "
             "from the source system) and run again."
         )
+    rejects = _reject_frame(numeric, "NIK tersimpan sebagai angka di Excel (digit ke-16 sudah hilang); format kolom NIK sebagai Teks lalu isi ulang NIK baris ini")
+    frame = frame.filter(~pl.col("_line").is_in(numeric))
+    counts = {"rows_with_values": facts["rows_with_values"], "header_lines": 1, "blank_rows": blank_rows,
+              "records": frame.height + rejects.height}
+    if facts["rows_with_values"] != 1 + counts["records"]:
+        raise ReconciliationError(
+            f"{label} {path}: the sheet has {facts['rows_with_values'] - 1} rows with values below the header but "
+            f"{counts['records']} were read; no outputs were published. Save the workbook again and run again."
+        )
+    info = {"file_format": "xlsx", "encoding": None, "delimiter": None, "counts": counts, "warnings": []}
+    return frame, rejects, info
 
 
-def _read_xlsx(path: Path) -> pl.DataFrame:
-    try:
-        _refuse_numeric_nik(path)
-        frame = pl.read_excel(path, engine="calamine", infer_schema_length=0)
-    except InputError:
-        raise
-    except Exception as exc:  # calamine/fastexcel raise their own error types
-        raise InputError(f"{path}: cannot read the workbook's first sheet: {exc}") from exc
-    # Header is line 1 of the sheet, so data row k sits on line k + 1.
-    return _numbered(frame.select(pl.all().cast(pl.String)), header_lines=1)
-
-
-def read_extract(path: Path, work_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    """Read any supported extract as all-text rows (+ _row, _line) and the rejected lines."""
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
+def read_extract(path: Path, kind: str, label: str, work_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    """Any supported extract as all-text rows (+ _line, _lines), the records rejected while
+    reading (REJECT_SCHEMA), and facts about the file (format, encoding, counts, warnings)."""
+    check_input_file(path, label)
     suffix = path.suffix.lower()
-    empty_rejects = pl.DataFrame(schema={"line": pl.Int64, "reason": pl.String, "raw": pl.String})
     if suffix in CSV_SUFFIXES:
-        rows, rejects, info = _read_csv(path, work_dir)
-        return rows, rejects, {"file_format": "csv", **info}
+        return _read_csv(path, kind, label, work_dir)
     if suffix in PARQUET_SUFFIXES:
-        return _read_parquet(path), empty_rejects, {"file_format": "parquet", "encoding": None, "delimiter": None}
-    if suffix in XLSX_SUFFIXES:
-        return _read_xlsx(path), empty_rejects, {"file_format": "xlsx", "encoding": None, "delimiter": None}
-    raise InputError(
-        f"{path}: unsupported file type {suffix!r}; use CSV (.csv), Parquet (.parquet) or Excel (.xlsx)"
-    )
+        return _read_parquet(path, label)
+    return _read_xlsx(path, kind, label)
 
 
 # --------------------------------------------------------------------------- columns
 
 
-def map_columns(headers: list[str], kind: str, path: Path) -> dict[str, str]:
+def refuse_repeated_headers(headers: list[str], kind: str, path: Path, label: str) -> None:
+    """Two columns with one contract name (NIK twice) leave verval guessing which is meant."""
+    keys = [contract.alias_key(h) for h in headers]
+    known = {contract.alias_key(a): spec.name for spec in contract.columns(kind) for a in (spec.name, *spec.aliases)}
+    for key in dict.fromkeys(keys):
+        positions = [i + 1 for i, k in enumerate(keys) if k == key]
+        if len(positions) > 1 and key in known:
+            raise InputError(
+                f"{label} {path}: the header names column {known[key]!r} {len(positions)} times (columns "
+                f"{', '.join(map(str, positions))}); remove or rename the extra column(s) so verval knows which one to read."
+            )
+
+
+def map_columns(headers: list[str], kind: str, path: Path, label: str = "") -> dict[str, str]:
     """Canonical column -> header in the file. Raises InputError naming every missing
     required column before any work is done."""
     by_key: dict[str, str] = {}
@@ -236,7 +332,7 @@ def map_columns(headers: list[str], kind: str, path: Path) -> dict[str, str]:
     if missing:
         wanted = "; ".join(f"{spec.name} (accepted headers: {', '.join(spec.aliases)})" for spec in missing)
         raise InputError(
-            f"{path}: the {kind} extract lacks required column(s): {wanted}. "
+            f"{label + ' ' if label else ''}{path}: the {kind} extract lacks required column(s): {wanted}. "
             f"Headers found: {', '.join(h for h in headers if not h.startswith('_'))}. "
             "Rename the column, or add its header as an alias in pipeline/rules/columns.toml."
         )
@@ -274,10 +370,33 @@ def normalise_sex(expr: pl.Expr) -> pl.Expr:
     return expr.str.strip_chars().str.to_uppercase().replace_strict(SEX_CODES, default=None)
 
 
+def _reasons(reasons: list[tuple[pl.Expr, str]]) -> pl.Expr:
+    """Every reason that holds, joined; null when none does."""
+    joined = pl.concat_str([pl.when(cond.fill_null(False)).then(pl.lit(text)) for cond, text in reasons], separator="; ", ignore_nulls=True)
+    return pl.when(joined == "").then(None).otherwise(joined)
+
+
+def _quarantine_repeated_ids(frame: pl.DataFrame) -> pl.DataFrame:
+    """A repeated id_dtks keeps its first row that is otherwise sound; the others are
+    quarantined with a reason naming the row kept (worked on the repeated rows only)."""
+    repeated = frame.select("id_dtks", "_line", "_reason").filter(pl.col("id_dtks").is_duplicated() & pl.col("id_dtks").is_not_null())
+    if repeated.height == 0:
+        return frame
+    kept = pl.col("_line").filter(pl.col("_reason").is_null()).min().over("id_dtks")
+    repeated = repeated.select(
+        "_line",
+        _repeat=pl.when(kept.is_null()).then(pl.lit("id_dtks ganda (tidak ada baris yang sah untuk id ini)"))
+        .when(pl.col("_line") != kept).then(pl.format("id_dtks ganda (baris {} yang dipakai)", kept)),
+    )
+    return frame.join(repeated, on="_line", how="left", maintain_order="left").with_columns(
+        _reason=pl.concat_str([pl.col("_repeat"), pl.col("_reason")], separator="; ", ignore_nulls=True).replace("", None)
+    ).drop("_repeat")
+
+
 def normalise(raw: pl.DataFrame, kind: str, mapping: dict[str, str], today: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Staging rows and quarantined rows (with reasons) from the all-text input."""
     names = [spec.name for spec in contract.columns(kind)]
-    frame = raw.select(pl.col("_row"), pl.col("_line"), *[_column_expr(mapping, n) for n in names])
+    frame = raw.select(pl.col("_line"), pl.col("_lines"), *[_column_expr(mapping, n) for n in names])
     frame = frame.with_columns(
         nik_raw=pl.col("nik"),
         # A leading apostrophe is how spreadsheets are told to keep a number as text.
@@ -294,15 +413,18 @@ def normalise(raw: pl.DataFrame, kind: str, mapping: dict[str, str], today: str)
     )
     if kind == "dtks":
         frame = frame.with_columns(id_dtks=pl.col("id_dtks").str.strip_chars(), program=_clean_text(pl.col("program")))
-    else:
-        frame = frame.with_columns(
-            # A death entry that cannot be read as a date still records a death.
-            deceased=_clean_text(pl.col("tanggal_meninggal")).is_not_null(),
-            tanggal_meninggal=parse_date(pl.col("tanggal_meninggal")),
-        )
-
     earliest = pl.lit(EARLIEST_BIRTH).str.to_date()
     latest = pl.lit(today).str.to_date()
+    if kind == "dukcapil":
+        entry = _clean_text(pl.col("tanggal_meninggal")).str.to_uppercase()
+        died = parse_date(pl.col("tanggal_meninggal"))
+        frame = frame.with_columns(
+            # Empty or a declared "alive" placeholder (HIDUP, -, 0000-00-00 ...) means alive. Any
+            # other entry records a death; one that is not a plausible date keeps no date, and a
+            # death without a readable date can only send the row to review (pipeline/matching/link.py).
+            deceased=entry.is_not_null() & ~entry.is_in(contract.alive_placeholders()),
+            tanggal_meninggal=pl.when(died.is_between(earliest, latest)).then(died),
+        )
     reasons = [
         (pl.col("nama").is_null(), "nama kosong"),
         (pl.col("jenis_kelamin").is_null(), "jenis_kelamin tidak dikenal (pakai L/P, 1/2, LAKI-LAKI/PEREMPUAN)"),
@@ -311,14 +433,10 @@ def normalise(raw: pl.DataFrame, kind: str, mapping: dict[str, str], today: str)
         (~pl.col("kode_wilayah").str.contains(r"^\d{10}$").fill_null(False), "kode_wilayah bukan kode desa 10 digit"),
     ]
     if kind == "dtks":
-        first_line = pl.col("_line").min().over("id_dtks")
-        reasons = [
-            (pl.col("id_dtks").is_null() | (pl.col("id_dtks") == ""), "id_dtks kosong"),
-            (pl.col("_line") != first_line, "id_dtks ganda (baris pertama dipakai)"),
-        ] + reasons
-    reason_exprs = [pl.when(cond.fill_null(False)).then(pl.lit(text)) for cond, text in reasons]
-    frame = frame.with_columns(_reason=pl.concat_str(reason_exprs, separator="; ", ignore_nulls=True))
-    frame = frame.with_columns(_reason=pl.when(pl.col("_reason") == "").then(None).otherwise(pl.col("_reason")))
+        reasons.insert(0, (pl.col("id_dtks").is_null() | (pl.col("id_dtks") == ""), "id_dtks kosong"))
+    frame = frame.with_columns(_reason=_reasons(reasons))
+    if kind == "dtks":
+        frame = _quarantine_repeated_ids(frame)
 
     bad = frame.filter(pl.col("_reason").is_not_null())
     staged_cols = ["source_line", "id_dtks"] if kind == "dtks" else ["source_line"]
@@ -327,10 +445,11 @@ def normalise(raw: pl.DataFrame, kind: str, mapping: dict[str, str], today: str)
     staged = (
         frame.filter(pl.col("_reason").is_null())
         .rename({"_line": "source_line"})
-        .select(staged_cols)
+        .select(*staged_cols, "_lines")
     )
     quarantined = bad.select(
         line=pl.col("_line"),
+        lines=pl.col("_lines"),
         id_dtks=pl.col("id_dtks") if kind == "dtks" else pl.lit(None, dtype=pl.String),
         reason=pl.col("_reason"),
         raw=pl.concat_str(
@@ -345,22 +464,25 @@ def normalise(raw: pl.DataFrame, kind: str, mapping: dict[str, str], today: str)
 
 
 def ingest_extract(path: Path, kind: str, staging_dir: Path, today: str) -> IngestResult:
-    """Read, map, normalise and write one extract. Returns counts and file paths."""
+    """Read, map, normalise and write one extract. Returns counts and file paths, and
+    fails loudly if the rows staged and quarantined do not add up to the independent count."""
     path = Path(path)
+    label = f"--{kind}"
     staging_dir.mkdir(parents=True, exist_ok=True)
-    raw, rejects, info = read_extract(path, staging_dir)
-    mapping = map_columns([c for c in raw.columns if not c.startswith("_")], kind, path)
+    raw, rejects, info = read_extract(path, kind, label, staging_dir)
+    mapping = map_columns([c for c in raw.columns if not c.startswith("_")], kind, path, label)
     staged, quarantined = normalise(raw, kind, mapping, today)
     rejected = rejects.select(
-        line=pl.col("line"), id_dtks=pl.lit(None, dtype=pl.String), reason=pl.col("reason"), raw=pl.col("raw")
+        "line", "lines", id_dtks=pl.lit(None, dtype=pl.String), reason=pl.col("reason"), raw=pl.col("raw")
     )
     quarantine = pl.concat([quarantined, rejected]).sort("line").with_columns(
         source=pl.lit(kind), file=pl.lit(path.name)
-    ).select("source", "file", "line", "id_dtks", "reason", "raw")
+    ).select("source", "file", "line", "lines", "id_dtks", "reason", "raw")
+    counts = reconcile_extract(info["counts"], staged, quarantine, f"{label} {path}")
 
     staging_path = staging_dir / f"{kind}.parquet"
     quarantine_path = staging_dir / f"{kind}_quarantine.parquet"
-    staged.sort("source_line").write_parquet(staging_path)
+    staged.drop("_lines").sort("source_line").write_parquet(staging_path)
     quarantine.write_parquet(quarantine_path)
     return IngestResult(
         kind=kind,
@@ -369,9 +491,32 @@ def ingest_extract(path: Path, kind: str, staging_dir: Path, today: str) -> Inge
         encoding=info.get("encoding"),
         delimiter=info.get("delimiter"),
         column_mapping=mapping,
-        rows_read=raw.height + rejects.height,
+        rows_in=counts["records"],
         rows_staged=staged.height,
         rows_quarantined=quarantine.height,
+        counts=counts,
+        warnings=info["warnings"],
         staging_path=str(staging_path),
         quarantine_path=str(quarantine_path),
     )
+
+
+def reconcile_extract(counts: dict, staged: pl.DataFrame, quarantine: pl.DataFrame, where: str) -> dict:
+    """Staged + quarantined records = the records counted independently of the parser, and
+    for CSV: header + blank lines + the lines of those records = the file's physical lines."""
+    counts = dict(counts, staged=staged.height, quarantined=quarantine.height)
+    problems = []
+    if staged.height + quarantine.height != counts["records"]:
+        problems.append(f"{counts['records']} records counted but {staged.height} staged + {quarantine.height} quarantined")
+    if quarantine["line"].n_unique() != quarantine.height:
+        problems.append("a record is quarantined twice")
+    if "physical_lines" in counts:
+        spanned = int(staged["_lines"].sum() or 0) + int(quarantine["lines"].sum() or 0)
+        if counts["header_lines"] + counts["blank_lines"] + spanned != counts["physical_lines"]:
+            problems.append(
+                f"{counts['physical_lines']} physical lines but header {counts['header_lines']} + blank "
+                f"{counts['blank_lines']} + record lines {spanned}"
+            )
+    if problems:
+        raise ReconciliationError(f"{where}: rows do not add up ({'; '.join(problems)}); no outputs were published. Please report this.")
+    return counts

@@ -2,18 +2,19 @@
 work folder, calls the table functions of its module, and writes Parquet back; the
 Prefect flow (pipeline/flows/verval.py) only wires these together.
 
-Outputs are built in a temporary sibling folder and moved into place by `publish` only
-when complete, so a failed run leaves the previous outputs untouched.
+Outputs are built in a work folder and published by one atomic switch of the --out link
+(pipeline/outdir.py) only when complete, so a failed or killed run leaves the previous
+outputs untouched.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
 import shutil
-import uuid
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -21,9 +22,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipeline import __version__, contract, decisions
-from pipeline.checks.expectations import validate_extract
+from pipeline import __version__, contract, decisions, outdir
 from pipeline.checks.nik import check_niks
+from pipeline.errors import InputError, StageError, VervalError
 from pipeline.decide import reconcile, row_outcomes, sort_anomalies, split_outcomes
 from pipeline.ingest import ingest_extract
 from pipeline.matching import dedupe, link
@@ -50,13 +51,17 @@ class RoundContext:
     as_of: str = field(default_factory=lambda: dt.datetime.now(JAKARTA).date().isoformat())
     duckdb_memory_limit: str = "3GB"
     threads: int = 2
+    allow_partial_dukcapil: bool = False
     work: str = ""
+    round_id: str = ""
     started_at: str = field(default_factory=lambda: dt.datetime.now(JAKARTA).isoformat(timespec="seconds"))
 
     def __post_init__(self) -> None:
+        self.out = str(outdir.out_path(self.out))
+        if not self.round_id:
+            self.round_id = outdir.new_round_id()
         if not self.work:
-            out = Path(self.out).resolve()
-            self.work = str(out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+            self.work = str(outdir.rounds_dir(Path(self.out)) / f"{self.round_id}.tmp")
 
     @property
     def work_dir(self) -> Path:
@@ -75,23 +80,22 @@ class RoundContext:
         return register_macros(con)
 
     def parameters(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("work", "started_at")}
+        return {k: v for k, v in asdict(self).items() if k not in ("work", "round_id", "started_at")}
 
 
 # --------------------------------------------------------------------------- stages
 
 
 def prepare(ctx: RoundContext) -> dict:
-    """Fail before any work if an input is missing; create the work folder."""
-    from pipeline.errors import InputError
+    """Fail before any work if an input or --out cannot be used; remove what killed runs
+    left; create the work folder. Runs under the --out lock (run_round)."""
+    from pipeline.ingest import check_input_file
 
     for label, value in (("--dtks", ctx.dtks), ("--dukcapil", ctx.dukcapil)):
-        if not Path(value).is_file():
-            raise InputError(f"{label} {value}: file not found")
-    # Personal data (UU 27/2022): the work folder is owner-only from the start.
-    ctx.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    ctx.staging_dir.mkdir(mode=0o700, exist_ok=True)
-    return {"work": ctx.work}
+        check_input_file(Path(value), label)
+    _, notes = outdir.prepare_out(Path(ctx.out), ctx.round_id)  # creates ctx.work_dir
+    ctx.staging_dir.mkdir(mode=0o700)
+    return {"work": ctx.work, "notes": notes}
 
 
 def ingest(ctx: RoundContext, kind: str) -> dict:
@@ -100,15 +104,56 @@ def ingest(ctx: RoundContext, kind: str) -> dict:
 
 
 def expectations(ctx: RoundContext, kind: str) -> dict:
+    from pipeline.checks.expectations import validate_extract  # Great Expectations takes seconds to import
+
     return validate_extract(pl.read_parquet(ctx.staging_dir / f"{kind}.parquet"), kind)
 
 
 def gather_decisions(ctx: RoundContext) -> dict:
     found = decisions.gather(ctx.decisions, ctx.decision_log, recorded_at=ctx.started_at)
     found["effective"].write_parquet(ctx.staging_dir / "decisions.parquet")
+    found["to_log"].write_parquet(ctx.staging_dir / "decisions_new.parquet")
     found["malformed"].write_parquet(ctx.path("decisions_rejected.parquet"))
-    return {"new_rows": found["new"], "appended_to_log": found["appended"], "effective": found["effective"].height,
-            "malformed": found["malformed"].height, "log": ctx.decision_log}
+    malformed = found["malformed"].height
+    warnings = found["warnings"] + ([f"--decisions: {malformed} decision row(s) could not be used; see "
+                                     "decisions_rejected.parquet (file, sheet, row, reason)"] if malformed else [])
+    return {"new_rows": found["new"], "effective": found["effective"].height, "malformed": malformed,
+            "log": ctx.decision_log, "warnings": warnings}
+
+
+def log_decisions(ctx: RoundContext, round_dir: str) -> int:
+    """After publish: append the decisions this round read for the first time to the log."""
+    if not ctx.decision_log:
+        return 0
+    return decisions.append_to_log(Path(ctx.decision_log), pl.read_parquet(Path(round_dir) / "staging" / "decisions_new.parquet"))
+
+
+def check_extracts(ctx: RoundContext, ingested: dict[str, dict]) -> dict:
+    """Stop before matching when the extracts cannot support a fair round: no DTKS rows, or
+    a Dukcapil extract that is empty, has no death column, or is far smaller than DTKS (every
+    person it misses would go to review as NIK_NOT_FOUND, and no death could be found)."""
+    dtks, dukcapil = ingested["dtks"], ingested["dukcapil"]
+    if dtks["rows_staged"] == 0:
+        raise InputError(
+            f"--dtks {dtks['source']}: no usable data rows ({dtks['rows_in']} read, {dtks['rows_quarantined']} quarantined). "
+            "Check that this is the DTKS extract and that it has rows below the header."
+        )
+    rule = contract.dukcapil_coverage()
+    problems = []
+    if "tanggal_meninggal" not in dukcapil["column_mapping"]:
+        aliases = next(s.aliases for s in contract.columns("dukcapil") if s.name == "tanggal_meninggal")
+        problems.append(f"it has no death-date column (tanggal_meninggal; accepted headers: {', '.join(aliases)}), so no death can be found")
+    if dukcapil["rows_staged"] < rule["min_rows_per_dtks_row"] * dtks["rows_staged"]:
+        problems.append(
+            f"it has {dukcapil['rows_staged']:,} usable rows for {dtks['rows_staged']:,} DTKS rows (expected at least "
+            f"{rule['min_rows_per_dtks_row']:g} per DTKS row), so most DTKS people would not be found"
+        )
+    if problems and not ctx.allow_partial_dukcapil:
+        raise InputError(
+            f"--dukcapil {dukcapil['source']}: " + "; and ".join(problems) + ". Use the full Dukcapil extract for the "
+            "region of the DTKS extract, or run again with --allow-partial-dukcapil if this is intended."
+        )
+    return {"warnings": [f"--dukcapil {Path(dukcapil['source']).name} (allowed by --allow-partial-dukcapil): {p}" for p in problems]}
 
 
 def gather_objections(ctx: RoundContext) -> dict:
@@ -220,7 +265,7 @@ def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
     quarantine = pl.concat(
         [pl.read_parquet(ctx.staging_dir / f"{kind}_quarantine.parquet") for kind in contract.EXTRACT_KINDS]
     )
-    reconciliation = reconcile(ingest_results["dtks"]["rows_read"], outcomes, ingest_results["dtks"]["rows_quarantined"])
+    reconciliation = reconcile(ingest_results["dtks"]["rows_in"], outcomes, ingest_results["dtks"]["rows_quarantined"])
     # A NIK repair confirmed by a reviewer is applied to the outputs; the original stays.
     dtks = dtks.join(repairs, on="id_dtks", how="left").with_columns(
         nik_asli=pl.col("nik"), nik=pl.coalesce("nik_repair", "nik")
@@ -273,38 +318,32 @@ def package_versions() -> dict[str, str]:
 
 
 def write_manifest(ctx: RoundContext) -> dict:
-    outputs = sorted(p for p in ctx.work_dir.glob("*") if p.is_file() and p.name != "manifest.json")
+    # Every output below the round (lookup/, per-kabupaten workbooks...), not staging/.
+    outputs = sorted(
+        p for p in ctx.work_dir.rglob("*")
+        if p.is_file() and p.name not in ("manifest.json", outdir.MARKER)
+        and p.relative_to(ctx.work_dir).parts[0] not in ("staging", "duckdb_tmp")
+    )
     manifest = {
+        "format": outdir.FORMAT,  # how readers recognise a verval round
         "verval_version": __version__,
         "started_at": ctx.started_at,
         "finished_at": dt.datetime.now(JAKARTA).isoformat(timespec="seconds"),
         "parameters": ctx.parameters(),
         "inputs": {kind: {"path": str(Path(p).resolve()), "sha256": sha256(Path(p)), "bytes": Path(p).stat().st_size}
                    for kind, p in (("dtks", ctx.dtks), ("dukcapil", ctx.dukcapil))},
-        "outputs": {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size} for p in outputs},
+        "outputs": {p.relative_to(ctx.work_dir).as_posix(): {"sha256": sha256(p), "bytes": p.stat().st_size} for p in outputs},
         "packages": package_versions(),
     }
     ctx.path("manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return {"outputs": len(outputs)}
 
 
-def publish(ctx: RoundContext) -> str:
-    """Move the finished work folder into place. The previous outputs are renamed aside
-    first and removed only after the new folder is in place."""
-    out = Path(ctx.out).resolve()
-    shutil.rmtree(ctx.work_dir / "duckdb_tmp", ignore_errors=True)
-    for path in ctx.work_dir.rglob("*"):
-        # Outputs carry personal data (UU 27/2022): readable by their owner only.
-        os.chmod(path, 0o700 if path.is_dir() else 0o600)
-    os.chmod(ctx.work_dir, 0o700)
-    previous = None
-    if out.exists():
-        previous = out.parent / f".{out.name}.previous-{uuid.uuid4().hex[:8]}"
-        out.rename(previous)
-    ctx.work_dir.rename(out)
-    if previous is not None:
-        shutil.rmtree(previous)
-    return str(out)
+def publish(ctx: RoundContext) -> dict:
+    """Switch --out to the finished round (pipeline/outdir.py), then log the reviewers'
+    decisions this round read: only a round that succeeded records them."""
+    final, notes = outdir.publish(Path(ctx.out), ctx.work_dir, ctx.round_id)
+    return {"output_dir": ctx.out, "round_dir": str(final), "notes": notes}
 
 
 def discard(ctx: RoundContext) -> None:
@@ -318,47 +357,78 @@ def call_directly(name: str, function, *args):
     return function(*args)
 
 
+def guarded(name: str, function):
+    """The stage, with any unexpected error replaced by one that carries no data: library
+    messages (DuckDB, polars, calamine) may quote a row, and Prefect stores a failed task's
+    exception in its database. VERVAL_DEBUG=1 lets the original through."""
+
+    @functools.wraps(function)
+    def stage(*args):
+        try:
+            return function(*args)
+        except VervalError:
+            raise
+        except Exception as error:
+            if os.environ.get("VERVAL_DEBUG"):
+                raise
+            raise StageError(
+                f"stage {name} failed unexpectedly ({type(error).__name__}); no outputs were published. "
+                "Run again with VERVAL_DEBUG=1 to see the details (they may show personal data) and report them."
+            ) from None
+
+    return stage
+
+
 def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
-    """Run every stage in order. `run(name, function, *args)` executes one stage: called
-    directly here, wrapped as a Prefect task by the flow. On any failure the work folder
-    is removed and the previous outputs stay as they were."""
+    """Run every stage in order under the --out lock. `run(name, function, *args)` executes
+    one stage: called directly here, wrapped as a Prefect task by the flow. On any failure
+    the work folder is removed and the previous outputs stay as they were; decisions read
+    by the round reach the decision log only once the round is published."""
 
     def step(name: str, function, *args):
         with clock.stage(name):
-            return run(name, function, *args)
+            return run(name, guarded(name, function), *args)
 
-    try:
-        step("prepare", prepare, ctx)
-        gathered = step("decisions", gather_decisions, ctx)
-        ingested = {kind: step(f"ingest-{kind}", ingest, ctx, kind) for kind in contract.EXTRACT_KINDS}
-        quality = {kind: step(f"expectations-{kind}", expectations, ctx, kind) for kind in contract.EXTRACT_KINDS}
-        nik = step("nik-checks", nik_checks, ctx)
-        linked = step("link-civil-registry", link_civil_registry, ctx)
-        duplicates = step("find-duplicates", find_duplicates, ctx)
-        objected = step("objections", gather_objections, ctx)
-        decided = step("decide", decide, ctx, ingested)
-        decided["decisions"].update(gathered)
-        decided["objections"] = objected
-        summary = {
-            "verval_version": __version__,
-            "as_of": ctx.as_of,
-            **decided,
-            "ingest": ingested,
-            "data_quality": quality,
-            "nik_checks": nik,
-            "civil_registry_link": linked,
-            "duplicates": duplicates,
-            "stage_timings": clock.timings,
-        }
-        step("report", write_report, ctx, summary)
-        step("indicators", write_indicators, ctx)
-        step("workbook", write_workbook, ctx)
-        step("lookup-index", write_lookup_index, ctx)
-        step("manifest", write_manifest, ctx)
-        summary["output_dir"] = step("publish", publish, ctx)
-    except BaseException:
-        discard(ctx)
-        raise
+    outdir.check_out(Path(ctx.out))  # refuse a wrong --out before creating anything beside it
+    with outdir.OutLock(Path(ctx.out)):
+        try:
+            prepared = step("prepare", prepare, ctx)
+            gathered = step("decisions", gather_decisions, ctx)
+            ingested = {kind: step(f"ingest-{kind}", ingest, ctx, kind) for kind in contract.EXTRACT_KINDS}
+            checked = step("check-extracts", check_extracts, ctx, ingested)
+            quality = {kind: step(f"expectations-{kind}", expectations, ctx, kind) for kind in contract.EXTRACT_KINDS}
+            nik = step("nik-checks", nik_checks, ctx)
+            linked = step("link-civil-registry", link_civil_registry, ctx)
+            duplicates = step("find-duplicates", find_duplicates, ctx)
+            objected = step("objections", gather_objections, ctx)
+            decided = step("decide", decide, ctx, ingested)
+            decided["decisions"].update({k: v for k, v in gathered.items() if k != "warnings"})
+            decided["objections"] = objected
+            summary = {
+                "verval_version": __version__,
+                "as_of": ctx.as_of,
+                **decided,
+                "warnings": prepared["notes"] + gathered["warnings"] + [w for kind in contract.EXTRACT_KINDS for w in ingested[kind]["warnings"]]
+                + checked["warnings"],
+                "ingest": ingested,
+                "data_quality": quality,
+                "nik_checks": nik,
+                "civil_registry_link": linked,
+                "duplicates": duplicates,
+                "stage_timings": clock.timings,
+            }
+            step("report", write_report, ctx, summary)
+            step("indicators", write_indicators, ctx)
+            step("workbook", write_workbook, ctx)
+            step("lookup-index", write_lookup_index, ctx)
+            step("manifest", write_manifest, ctx)
+            published = step("publish", publish, ctx)
+        except BaseException:
+            discard(ctx)
+            raise
+        summary["output_dir"] = published["output_dir"]
+        summary["warnings"] += published["notes"]
+        summary["decisions"]["appended_to_log"] = step("log-decisions", log_decisions, ctx, published["round_dir"])
     return summary
 
 

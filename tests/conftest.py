@@ -61,12 +61,16 @@ def small_extracts(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness():
-    """One temporary Prefect API for the whole session (starting one costs seconds)."""
+def prefect_harness(tmp_path_factory):
+    """One temporary Prefect API for the whole session (starting one costs seconds), with
+    its own result storage; yields where Prefect keeps things, for personal-data checks."""
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, get_current_settings, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
-        yield
+    storage = tmp_path_factory.mktemp("prefect-storage")
+    with prefect_test_harness(), temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}):
+        url = get_current_settings().server.database.connection_url.get_secret_value()
+        yield {"storage": storage, "database": Path(url.split(":///", 1)[1])}
 
 
 @pytest.fixture(scope="session")

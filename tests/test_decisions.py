@@ -81,6 +81,7 @@ def test_decisions_are_applied_logged_and_carried_forward(small_extracts, first_
     assert summary["decisions"]["applied"] == 3 and summary["decisions"]["stale"] == 1
     assert summary["decisions"]["nik_repairs"] == 1
 
+    assert log.stat().st_mode & 0o777 == 0o600  # it names reviewers and rows: owner only
     logged = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(logged) == 4 and {r["pemeriksa"] for r in logged} == {"Rina", "Budi"}
     assert all(r["source_file"] == "keputusan.csv" and r["recorded_at"] for r in logged)
@@ -102,13 +103,17 @@ def test_decisions_are_applied_logged_and_carried_forward(small_extracts, first_
     assert len(log.read_text().splitlines()) == 4  # append-only, idempotent
 
 
-def test_decision_file_missing_a_key_column_is_reported(small_extracts, first_round):
+def test_decision_file_missing_a_key_column_stops_the_round(small_extracts, first_round):
+    from pipeline.errors import InputError
+
     decisions = small_extracts["dir"] / "bad.csv"
     decisions.write_text("id_dtks,keputusan\nD001,SETUJU\n")
-    out = small_extracts["dir"] / "round-bad"
-    run(small_extracts, out, decisions=str(decisions))
-    rejected = pl.read_parquet(out / "decisions_rejected.parquet")
-    assert "kode_anomali" in rejected["reason"][0] or "anomaly_code" in rejected["reason"][0]
+    log = small_extracts["dir"] / "log.jsonl"
+    before = (first_round / "summary.json").read_bytes()
+    with pytest.raises(InputError, match="bad.csv: lacks column\\(s\\) kode_anomali"):
+        run(small_extracts, first_round, decisions=str(decisions), decision_log=str(log))
+    assert (first_round / "summary.json").read_bytes() == before
+    assert not log.exists()
 
 
 def test_filled_workbook_is_read_back(small_extracts, first_round):

@@ -28,9 +28,16 @@ def test_flow_runs_the_round_as_tasks(prefect_harness, small_extracts, capsys, c
 
     import asyncio
 
+    from prefect.client.schemas.filters import (
+        ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId,
+    )
+
+    # The harness is shared by the whole session: read only this flow run's records.
+    this_run = state.state_details.flow_run_id
+
     async def task_names():
         async with get_client() as client:
-            runs = await client.read_task_runs()
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[this_run])))
             return {run.name.rsplit("-", 1)[0] for run in runs}
 
     names = asyncio.run(task_names())
@@ -38,7 +45,7 @@ def test_flow_runs_the_round_as_tasks(prefect_harness, small_extracts, capsys, c
 
     async def artifacts():
         async with get_client() as client:
-            return await client.read_artifacts()
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[this_run])))
 
     published = {a.key: a for a in asyncio.run(artifacts())}
     assert "Rekonsiliasi (seimbang)" in published["verval-ringkasan"].data
@@ -106,3 +113,9 @@ def test_serve_builds_the_scheduled_deployment():
     assert (schedule.cron, schedule.timezone) == ("0 2 1 1,7 *", "Asia/Jakarta")
     assert deployment.parameters["out"] == "reports/semesteran"
     assert deployment.name == "verval-semesteran"
+
+
+def test_sample_too_small_is_a_clear_error(tmp_path, capsys):
+    code = main(["sample", "--n", "200", "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2 and "sample --n 200: n must be at least 1000" in err and "Traceback" not in err

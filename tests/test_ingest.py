@@ -71,17 +71,17 @@ def test_bad_rows_are_quarantined_with_line_and_reason(tmp_path):
         "D8,,,BUDI,L,,1985-02-03,,3201011001,PKH",  # line 10: empty NIK is an anomaly, not quarantine
     ]
     result, staged, quarantine = ingest(tmp_path, write(tmp_path / "dtks.csv", "\n".join(lines) + "\n"))
-    assert result.rows_read == 9
-    assert result.rows_staged + result.rows_quarantined == result.rows_read
+    assert result.rows_in == 9
+    assert result.rows_staged + result.rows_quarantined == result.rows_in
     assert staged["id_dtks"].to_list() == ["D1", "D8"]
     assert staged["source_line"].to_list() == [2, 10]
     reasons = dict(zip(quarantine["line"].to_list(), quarantine["reason"].to_list()))
     assert sorted(reasons) == [3, 4, 5, 6, 7, 8, 9]
-    assert "TOO MANY COLUMNS" in reasons[3]
+    assert "11 kolom" in reasons[3]
     assert "nama kosong" in reasons[4]
     assert "jenis_kelamin" in reasons[5]
     assert "tanggal_lahir" in reasons[6] and "tanggal_lahir" in reasons[7]
-    assert "id_dtks ganda" in reasons[8]
+    assert "id_dtks ganda (baris 2 yang dipakai)" in reasons[8]
     assert "kode_wilayah" in reasons[9]
 
 
@@ -161,3 +161,28 @@ def test_unsupported_file_type(tmp_path):
 def test_map_columns_reports_headers_found(tmp_path):
     with pytest.raises(InputError, match="Headers found: A, B"):
         map_columns(["A", "B"], "dukcapil", tmp_path / "x.csv")
+
+
+def test_xlsx_count_is_the_same_in_small_blocks(tmp_path, monkeypatch):
+    import pipeline.ingest as ingest_module
+
+    rows = [[f"D{i}", NIK_A[:-2] + f"{i:02d}", "", "SITI", "P", "", "05-01-1990", "", "3201011001", "PKH"] for i in range(1, 30)]
+    path = write_xlsx(tmp_path / "dtks.xlsx", rows)
+    monkeypatch.setattr(ingest_module, "XML_BLOCK", 300)
+    result, staged, _ = ingest(tmp_path, path)
+    assert result.rows_in == 29 and staged["source_line"].to_list() == list(range(2, 31))
+
+
+def test_xlsx_cells_without_references_still_catch_numeric_niks(tmp_path):
+    import re
+    import zipfile
+
+    rows = [[f"D{i}", 3201014501900010 + i * 10, "", "SITI", "P", "", "05-01-1990", "", "3201011001", "PKH"] for i in (1, 2)]
+    plain = write_xlsx(tmp_path / "plain.xlsx", rows)
+    stripped = tmp_path / "dtks.xlsx"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(stripped, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            target.writestr(name, re.sub(rb'(<c) r="[A-Z]+\d+"', rb"\1", data) if name.endswith("sheet1.xml") else data)
+    with pytest.raises(InputError, match="holds NIKs as numbers"):
+        ingest(tmp_path, stripped)

@@ -94,8 +94,8 @@ def test_failed_run_leaves_previous_outputs_untouched(small_extracts, round_out)
         run(small_extracts, out)
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert before == after
-    leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(".out.tmp")]
-    assert leftovers == []
+    rounds = out.parent / ".out.rounds"
+    assert sorted(p.name for p in rounds.iterdir() if p.name != ".lock") == [out.resolve().name]  # no work folder left
 
 
 def test_reconciliation_fails_loudly_when_rows_go_missing():

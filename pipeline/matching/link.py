@@ -164,7 +164,8 @@ def link_anomalies(dtks: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
                     pl.col("identity"), pl.col("name_similarity"), pl.col("dob_agreement"),
                 ),
                 related_id=pl.col("dukcapil_nik"),
-                strong=pl.col("identity") == "strong",
+                # Excluding needs a readable death date too: an unreadable entry goes to review.
+                strong=(pl.col("identity") == "strong") & pl.col("tanggal_meninggal").is_not_null(),
             ),
             anomaly_frame(
                 trusted.filter(pl.col("kab_dtks") != pl.col("kab_dukcapil")),

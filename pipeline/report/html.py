@@ -837,7 +837,10 @@ def build_history(previous_dir: Path | None, summary: dict) -> list[dict]:
             last = history[-1] if history else {}
             if (last.get("as_of"), last.get("anomalies_by_code")) != (previous["as_of"], previous["anomalies_by_code"]):
                 history.append(previous)
-    history.append(history_entry(summary))
+    current = history_entry(summary)
+    # A rerun for the same date replaces that date's entry instead of adding a copy.
+    history = [entry for entry in history if entry.get("as_of") != current["as_of"]]
+    history.append(current)
     return history
 
 
