@@ -106,7 +106,7 @@ def ingest(ctx: RoundContext, kind: str) -> dict:
 def expectations(ctx: RoundContext, kind: str) -> dict:
     from pipeline.checks.expectations import validate_extract  # Great Expectations takes seconds to import
 
-    return validate_extract(pl.read_parquet(ctx.staging_dir / f"{kind}.parquet"), kind)
+    return validate_extract(str(ctx.staging_dir / f"{kind}.parquet"), kind)
 
 
 def gather_decisions(ctx: RoundContext) -> dict:

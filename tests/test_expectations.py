@@ -219,3 +219,26 @@ def test_dukcapil_all_null_death_dates():
 def test_unknown_kind_raises():
     with pytest.raises(ValueError):
         validate_extract(dtks_frame(), "siks")
+
+
+def test_chunked_validation_gives_the_whole_extract_s_results(tmp_path):
+    """A Parquet extract is validated chunk by chunk (memory of one chunk) with the same
+    results as the whole frame: counts add up, duplicates are found across chunks."""
+    from pipeline.checks.expectations import validate_extract
+
+    frame = pl.DataFrame({
+        "source_line": list(range(2, 2002)),
+        "id_dtks": [f"D{i % 1900:05d}" for i in range(2000)],  # 100 ids appear twice
+        "nik_raw": ["x"] * 2000, "nik": ["3201014505010001" if i % 7 else "BAD" for i in range(2000)],
+        "no_kk": [None] * 2000, "nama": ["A"] * 2000, "jenis_kelamin": ["L", "P", "X", "L"] * 500,
+        "tempat_lahir": [None] * 2000, "tanggal_lahir": [dt.date(1990, 1, 1)] * 2000, "alamat": [None] * 2000,
+        "kode_wilayah": ["3201011001"] * 2000, "program": ["PKH"] * 2000,
+    }, schema_overrides={"no_kk": pl.String, "tempat_lahir": pl.String, "alamat": pl.String})
+    path = tmp_path / "dtks.parquet"
+    frame.write_parquet(path)
+    whole = validate_extract(frame, "dtks")
+    chunked = validate_extract(str(path), "dtks", chunk_rows=300)
+    assert [r for r in chunked["results"]] == [r for r in whole["results"]]
+    unique = next(r for r in whole["results"] if r["rule"] == "id_dtks.unique")
+    assert unique["unexpected_count"] == 200 and not unique["success"]
+    assert chunked["rows"] == whole["rows"] == 2000

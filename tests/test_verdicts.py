@@ -126,7 +126,7 @@ def test_rows_resolved_to_different_persons_are_never_merged():
            "nik_verified": False, "cr_method": "fuzzy", "cr_rejected": None, "name_std": "AGUS SALIM",
            "name_sorted": "AGUS SALIM", "name_patronym": None, "name_first": "AGUS", "key_first": "AGS",
            "key_last": "SLM", "key_name": "AGS SLM", "dob_placeholder": False, "jenis_kelamin": "L", "no_kk": _kk(9),
-           "kode_wilayah": DESA, "kab": "3201", "completeness": 3, "nik_digits": None, "nik_head": None, "nik_tail": None,
+           "kode_wilayah": DESA, "kab": "3201", "completeness": 3, "nik_digits": None,
            "birth_year": 1985}
     from pipeline.matching.dedupe import find_duplicates
 

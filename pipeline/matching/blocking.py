@@ -11,14 +11,21 @@ import duckdb
 import polars as pl
 
 
-def _rule_blocks(con: duckdb.DuckDBPyConnection, table: str, rule: dict, name: str) -> None:
-    keys = ", ".join(rule["keys"])
+def _rule_blocks(con: duckdb.DuckDBPyConnection, table: str, rule: dict, name: str, only_in: str | None = None) -> None:
+    """Table `name`: rid, the rule's keys as k0, k1 ... and the size of each record's
+    block. A key is a column or any SQL expression over the record's columns. With
+    `only_in`, only blocks whose keys occur in that blocks table are kept: linking needs
+    the right side's blocks that some left record falls into, not all of them."""
+    keys = [f"({key}) AS k{i}" for i, key in enumerate(rule["keys"])]
+    aliases = ", ".join(f"k{i}" for i in range(len(keys)))
     where = rule.get("where", "TRUE")
-    not_null = " AND ".join(f"{k} IS NOT NULL" for k in rule["keys"])
+    not_null = " AND ".join(f"({key}) IS NOT NULL" for key in rule["keys"])
+    keyed = f"SELECT rid, {', '.join(keys)} FROM {table} WHERE ({where}) AND {not_null}"
+    if only_in:
+        keyed = f"SELECT * FROM ({keyed}) WHERE ({aliases}) IN (SELECT ({aliases}) FROM {only_in})"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {name} AS
-            SELECT rid, {keys}, count(*) OVER (PARTITION BY {keys}) AS block_size
-            FROM {table} WHERE ({where}) AND {not_null}"""
+            SELECT *, count(*) OVER (PARTITION BY {aliases}) AS block_size FROM ({keyed})"""
     )
 
 
@@ -35,9 +42,9 @@ def candidate_pairs(
         limit = int(rule["max_block_size"])
         _rule_blocks(con, left, rule, "_blocks_l")
         if not dedupe:
-            _rule_blocks(con, right, rule, "_blocks_r")
+            _rule_blocks(con, right, rule, "_blocks_r", only_in="_blocks_l")
         blocks_r = "_blocks_l" if dedupe else "_blocks_r"
-        join_on = " AND ".join(f"a.{k} = b.{k}" for k in rule["keys"])
+        join_on = " AND ".join(f"a.k{i} = b.k{i}" for i in range(len(rule["keys"])))
         order = "AND a.rid < b.rid" if dedupe else ""
         con.execute(
             f"""INSERT INTO _pairs

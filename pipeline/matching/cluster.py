@@ -72,14 +72,18 @@ def cluster_records(
                 SELECT comp, arg_min(c.rid, ({order}, c.rid)) AS canonical_rid
                 FROM _cc c JOIN {records} r USING (rid) GROUP BY comp"""
         )
+        # Each open edge seen from both ends, so that the canonical row's links are one
+        # hash join: the canonical row itself, and every row linked to it directly.
         con.execute(
             """INSERT INTO _assigned
-               SELECT k.canonical_rid, k.canonical_rid, NULL, NULL, NULL FROM _canonical k
-               WHERE EXISTS (SELECT 1 FROM _open_edges e WHERE k.canonical_rid IN (e.rid_l, e.rid_r))
+               WITH ends AS (
+                 SELECT rid_l AS rid, rid_r AS other, match_probability, evidence, strong_evidence FROM _open_edges
+                 UNION ALL
+                 SELECT rid_r, rid_l, match_probability, evidence, strong_evidence FROM _open_edges),
+               linked AS (SELECT k.canonical_rid, e.* FROM _canonical k JOIN ends e ON e.rid = k.canonical_rid)
+               SELECT DISTINCT canonical_rid, canonical_rid, NULL::DOUBLE, NULL::VARCHAR, NULL::VARCHAR FROM linked
                UNION ALL
-               SELECT CASE WHEN e.rid_l = k.canonical_rid THEN e.rid_r ELSE e.rid_l END,
-                      k.canonical_rid, e.match_probability, e.evidence, e.strong_evidence
-               FROM _canonical k JOIN _open_edges e ON k.canonical_rid IN (e.rid_l, e.rid_r)"""
+               SELECT other, canonical_rid, match_probability, evidence, strong_evidence FROM linked"""
         )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE clusters AS

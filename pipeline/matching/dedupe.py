@@ -18,7 +18,7 @@ RECORD_COLUMNS = [
     "rid", "id_dtks", "nik", "nik_format_ok", "nik_valid", "nik_consistent", "nik_verified", "cr_person", "cr_method", "cr_rejected",
     "name_std", "name_sorted", "name_patronym",
     "name_first", "key_first", "key_last", "key_name", "tanggal_lahir", "dob_placeholder", "jenis_kelamin", "no_kk",
-    "kode_wilayah", "kab", "completeness", "nik_digits", "nik_head", "nik_tail", "birth_year",
+    "kode_wilayah", "kab", "completeness", "nik_digits", "birth_year",
 ]
 OPTIONAL_FIELDS = ("no_kk", "tempat_lahir", "alamat", "program")
 

@@ -12,6 +12,8 @@ always: on an exact-NIK link the name is the evidence of identity. Levels:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import polars as pl
 
@@ -33,15 +35,14 @@ def _register_reference(con: duckdb.DuckDBPyConnection) -> None:
 
 
 LINK_RECORD_COLUMNS = [
-    "rid", "nik", "nik_digits", "nik_head", "nik_tail", "nik_format_ok", "nik_valid", "nik_consistent", "name_std", "name_sorted", "name_patronym",
+    "rid", "nik", "nik_digits", "nik_format_ok", "nik_valid", "nik_consistent", "name_std", "name_sorted", "name_patronym",
     "key_first", "key_last", "key_name", "tanggal_lahir", "dob_placeholder", "birth_year", "jenis_kelamin", "no_kk",
     "kode_wilayah", "kab",
 ]
 DUKCAPIL_COLUMNS = ["source_line", "nik", "no_kk", "nama", "jenis_kelamin", "tanggal_lahir", "kode_wilayah", "deceased", "tanggal_meninggal"]
-DUKCAPIL_CHUNK_ROWS = 500_000
 
 
-def prepare_dukcapil(dukcapil: pl.DataFrame) -> pl.DataFrame:
+def prepare_dukcapil(dukcapil: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
     """Staging Dukcapil -> standardised records; rid is the source line (unique, stable)."""
     # Civil-registry NIKs are issued, not typed: well-formed is taken as valid.
     well_formed = pl.col("nik").str.contains(r"^[0-9]{16}$").fill_null(False)
@@ -51,22 +52,14 @@ def prepare_dukcapil(dukcapil: pl.DataFrame) -> pl.DataFrame:
 
 
 def load_dukcapil(con: duckdb.DuckDBPyConnection, staging_path: str, table: str = "dukcapil_records") -> int:
-    """Standardise the Dukcapil staging file chunk by chunk into a DuckDB table, so the
-    2.5 N civil-registry rows are never held twice in memory (DuckDB can spill)."""
-    scan = pl.scan_parquet(staging_path).select(DUKCAPIL_COLUMNS)
-    total = scan.select(pl.len()).collect().item()
-    con.execute(f"DROP TABLE IF EXISTS {table}")
-    for offset in range(0, max(total, 1), DUKCAPIL_CHUNK_ROWS):
-        chunk = prepare_dukcapil(scan.slice(offset, DUKCAPIL_CHUNK_ROWS).collect())
-        con.register("_dukcapil_chunk", chunk)
-        if offset == 0:
-            con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM _dukcapil_chunk")
-        else:
-            con.execute(f"INSERT INTO {table} SELECT * FROM _dukcapil_chunk")
-        con.unregister("_dukcapil_chunk")
-        del chunk
+    """Standardise the Dukcapil staging file into a DuckDB table. The records stream from
+    one Parquet file to another (polars' streaming engine), so the 2.5 N civil-registry
+    rows are never held in Python memory; DuckDB reads them and can spill."""
+    records_path = Path(staging_path).with_name("dukcapil_records.parquet")
+    prepare_dukcapil(pl.scan_parquet(staging_path)).sink_parquet(records_path)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_parquet($path)", {"path": str(records_path)})
     _identify_persons(con, table)
-    return total
+    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
 def _identify_persons(con: duckdb.DuckDBPyConnection, table: str) -> None:
@@ -84,9 +77,10 @@ def _identify_persons(con: duckdb.DuckDBPyConnection, table: str) -> None:
                   OR jaro_winkler_similarity(a.name_std, b.name_std) >= 0.95)
             GROUP BY a.rid"""
     )
-    con.execute(f"ALTER TABLE {table} ADD COLUMN person BIGINT")
-    con.execute(f"UPDATE {table} SET person = rid")
-    con.execute(f"UPDATE {table} t SET person = s.person FROM _same_person s WHERE s.rid = t.rid")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {table} AS
+            SELECT t.*, coalesce(s.person, t.rid) AS person FROM {table} t LEFT JOIN _same_person s USING (rid)"""
+    )
     con.execute("DROP TABLE _same_person")
 
 

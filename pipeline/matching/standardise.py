@@ -80,9 +80,23 @@ def _collapse_doubles(text: pl.Expr) -> pl.Expr:
     return text
 
 
-def standardise_names(frame: pl.DataFrame, column: str = "nama") -> pl.DataFrame:
-    """Add name_std, name_given, name_patronym, name_sorted, name_first, name_last,
-    name_tokens (count) and phonetic keys key_first, key_last, key_name."""
+NAME_COLUMNS = ["name_patronym", "name_std", "name_sorted", "name_first", "name_last", "name_tokens",
+                "key_first", "key_last", "key_name"]
+
+
+def standardise_names(frame: pl.DataFrame | pl.LazyFrame, column: str = "nama") -> pl.DataFrame | pl.LazyFrame:
+    """Add name_std, name_patronym, name_sorted, name_first, name_last, name_tokens (count)
+    and phonetic keys key_first, key_last, key_name.
+
+    Names repeat a great deal (115 thousand distinct names among 3.5 million registry
+    rows), so each distinct name is standardised once and joined back."""
+    lazy = isinstance(frame, pl.LazyFrame)
+    distinct = frame.select(pl.col(column).unique()).filter(pl.col(column).is_not_null())
+    standard = _standardise_distinct(distinct.collect() if lazy else distinct, column).select(column, *NAME_COLUMNS)
+    return frame.join(standard.lazy() if lazy else standard, on=column, how="left", maintain_order="left")
+
+
+def _standardise_distinct(frame: pl.DataFrame, column: str) -> pl.DataFrame:
     frame = frame.with_columns(_clean=modern_spelling(clean_name(pl.col(column))))
     marker = r"\s(" + "|".join(PATRONYM_MARKERS) + r")\s"
     frame = frame.with_columns(
@@ -149,9 +163,6 @@ def standardise_records(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(
         kab=wilayah.current_kabupaten(pl.col("kode_wilayah")),
         nik_digits=digits,
-        # A single substitution or adjacent transposition leaves one half intact.
-        nik_head=digits.str.slice(0, 8),
-        nik_tail=pl.when(digits.str.len_chars() >= 16).then(digits.str.slice(-8)),
         birth_year=pl.col("tanggal_lahir").dt.year().cast(pl.Int16),
         dob_placeholder=placeholder,
         nik_consistent=nik_is_own_number(digits, pl.col("tanggal_lahir"), pl.col("jenis_kelamin")),
