@@ -21,13 +21,12 @@ def _default_out() -> str:
 
 
 def _print_outcome(summary: dict) -> None:
+    from pipeline.contract import outcome_rules
     from pipeline.progress import console
 
     rec = summary["reconciliation"]
-    console.print(
-        f"\n[bold]Rekonsiliasi[/bold]: masuk {rec['rows_in']:,} = terverifikasi {rec['verified']:,} + diperiksa "
-        f"{rec['review']:,} + dikeluarkan {rec['excluded']:,} + karantina {rec['quarantined']:,}"
-    )
+    parts = " + ".join(f"{o.label} {rec[name]:,}" for name, o in outcome_rules().items())
+    console.print(f"\n[bold]Rekonsiliasi[/bold]: masuk {rec['rows_in']:,} = {parts}")
     for warning in summary.get("warnings", []):
         console.print(f"[yellow]perhatian / warning[/yellow]: {warning}", markup=True, highlight=False)
     console.print(f"Laporan / report: [bold]{Path(summary['output_dir']) / 'report.html'}[/bold]")

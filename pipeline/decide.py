@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipeline.contract import OUTCOMES, anomaly_rules
+from pipeline.contract import OUTCOME, OUTCOMES, ROW_OUTCOMES, action_rules, anomaly_rules
 from pipeline.errors import ReconciliationError
 
-ACTION_RANK = {"exclude": 3, "review": 2, "warn": 1}
 
 
 def sort_anomalies(anomalies: pl.DataFrame) -> pl.DataFrame:
@@ -33,8 +32,9 @@ def row_outcomes(dtks: pl.DataFrame, anomalies: pl.DataFrame) -> pl.DataFrame:
     """id_dtks, outcome, anomaly_codes (list), reasons for every staged DTKS row. Codes
     declared with holds_row = false (a citizen's objection) never set the outcome."""
     holding = [code for code, rule in anomaly_rules().items() if rule.holds_row]
+    rank = {name: action.rank for name, action in action_rules().items()}
     per_row = anomalies.group_by("id_dtks").agg(
-        worst=pl.col("action").replace_strict(ACTION_RANK, return_dtype=pl.Int8)
+        worst=pl.col("action").replace_strict(rank, return_dtype=pl.Int8)
         .filter(pl.col("anomaly_code").is_in(holding)).max(),
         anomaly_codes=pl.col("anomaly_code"),
         review_codes=pl.col("anomaly_code").filter(pl.col("action") == "review"),
@@ -44,9 +44,10 @@ def row_outcomes(dtks: pl.DataFrame, anomalies: pl.DataFrame) -> pl.DataFrame:
         dtks.select("id_dtks")
         .join(per_row, on="id_dtks", how="left")
         .with_columns(
-            outcome=pl.when(pl.col("worst") == 3).then(pl.lit("excluded"))
-            .when(pl.col("worst") == 2).then(pl.lit("review"))
-            .otherwise(pl.lit("verified")),
+            # The strongest action decides: exclude -> excluded, review -> review, else verified.
+            outcome=pl.when(pl.col("worst") == rank["exclude"]).then(pl.lit(OUTCOME.excluded))
+            .when(pl.col("worst") == rank["review"]).then(pl.lit(OUTCOME.review))
+            .otherwise(pl.lit(OUTCOME.verified)),
             anomaly_codes=pl.col("anomaly_codes").fill_null(pl.lit([], dtype=pl.List(pl.String))),
         )
         .drop("worst")
@@ -58,14 +59,14 @@ def reconcile(rows_in: int, outcomes: pl.DataFrame, quarantined_rows: int) -> di
     counts = {outcome: 0 for outcome in OUTCOMES}
     for outcome, count in outcomes.group_by("outcome").len().iter_rows():
         counts[outcome] = count
-    counts["quarantined"] = quarantined_rows
+    counts[OUTCOME.quarantined] = quarantined_rows
     total = sum(counts.values())
     duplicates_of_ids = outcomes.height - outcomes["id_dtks"].n_unique()
     result = {"rows_in": rows_in, **counts, "sum": total, "balanced": total == rows_in and duplicates_of_ids == 0}
     if not result["balanced"]:
         raise ReconciliationError(
-            f"reconciliation failed: {rows_in} DTKS input rows but verified {counts['verified']} + review "
-            f"{counts['review']} + excluded {counts['excluded']} + quarantined {counts['quarantined']} = {total}"
+            f"reconciliation failed: {rows_in} DTKS input rows but "
+            + " + ".join(f"{outcome} {counts[outcome]}" for outcome in OUTCOMES) + f" = {total}"
             f" ({duplicates_of_ids} id_dtks in more than one outcome). No outputs were published."
         )
     return result
@@ -77,8 +78,8 @@ def split_outcomes(dtks: pl.DataFrame, outcomes: pl.DataFrame, clusters: pl.Data
     enriched = dtks.join(outcomes, on="id_dtks", how="left").join(
         clusters.select("id_dtks", "cluster_id"), on="id_dtks", how="left"
     ).sort("id_dtks")
-    tables = {name: enriched.filter(pl.col("outcome") == name).drop("outcome") for name in ("verified", "review", "excluded")}
-    per_cluster = tables["verified"].group_by("cluster_id").len().filter(pl.col("len") > 1)
+    tables = {name: enriched.filter(pl.col("outcome") == name).drop("outcome") for name in ROW_OUTCOMES}
+    per_cluster = tables[OUTCOME.verified].group_by("cluster_id").len().filter(pl.col("len") > 1)
     if per_cluster.height:
         raise ReconciliationError(
             f"{per_cluster.height} duplicate clusters have more than one verified row; a person must be paid once."

@@ -2,15 +2,18 @@
 append-only log, and carry them into every later round so nobody is asked twice.
 
 Keys are stable across extracts: id_dtks, anomaly code, and the related id (the other
-row for duplicates, the masked Dukcapil NIK otherwise). What a decision does:
-  DUPLICATE_PERSON  TOLAK  the pair is never merged again (cannot-link before clustering)
-                    SETUJU the duplicate row is excluded while it stays in the cluster
-  DECEASED          TOLAK  the person is alive: DECEASED no longer removes or holds the row
-                    SETUJU confirmed death: the row is excluded
-  NIK problems      SETUJU with a suggested NIK: the repair is applied when this round's
-                           suggestion is the one the reviewer confirmed
-  any code          TOLAK  the finding was wrong: it no longer holds the row (warn)
-  PERLU_CEK_LAPANGAN       logged, the row stays in review
+row for duplicates, the masked Dukcapil NIK, the list type, the household's
+representative row). A household code is decided once for the household: its decision
+applies to every row carrying the code with that related id. What SETUJU and TOLAK do is
+declared per code in the catalogue (`setuju`, `tolak` in pipeline/rules/anomalies.toml);
+this module carries out the effects:
+  keep         logged; the finding stands
+  dismiss      the finding was wrong: it no longer removes or holds the row (warn)
+  exclude      the row is excluded (a warning stays a warning)
+  repair_nik   with a suggested NIK: the repair is applied when this round's suggestion is
+               the one the reviewer confirmed
+  never_merge  the pair is never merged again (cannot-link before clustering)
+  settle       an objection is settled (pipeline/lookup/objections.py)
 A decision that no longer matches anything (row gone, anomaly no longer raised) is
 reported as stale; a malformed one is reported with its file, sheet and row.
 """
@@ -27,11 +30,10 @@ import polars as pl
 
 from pipeline import contract
 from pipeline.csvread import read_csv_records
+from pipeline.contract import DECISION, DECISION_VALUES
 from pipeline.errors import InputError
-from pipeline.matching.link import NIK_REPAIR_CODES
 from pipeline.report.mask import mask_nik
 
-DECISION_VALUES = ("SETUJU", "TOLAK", "PERLU_CEK_LAPANGAN")
 HEADER_ALIASES = {
     "id_dtks": "id_dtks", "kode_anomali": "anomaly_code", "anomaly_code": "anomaly_code",
     "id_terkait": "related_id", "related_id": "related_id",
@@ -116,7 +118,7 @@ def read_decision_files(source: Path, recorded_at: str) -> tuple[pl.DataFrame, p
                 anomaly_code=pl.col("anomaly_code").str.strip_chars().str.to_uppercase(),
             ).filter(pl.col("keputusan").is_not_null() & (pl.col("keputusan") != ""))
             reason = (
-                pl.when(~pl.col("keputusan").is_in(DECISION_VALUES)).then(pl.format("keputusan '{}' bukan SETUJU/TOLAK/PERLU_CEK_LAPANGAN", pl.col("keputusan")))
+                pl.when(~pl.col("keputusan").is_in(DECISION_VALUES)).then(pl.format("keputusan '{}' bukan " + "/".join(DECISION_VALUES), pl.col("keputusan")))
                 .when(pl.col("id_dtks").is_null() | (pl.col("id_dtks") == "")).then(pl.lit("id_dtks kosong"))
                 .when(~pl.col("anomaly_code").is_in(contract.ANOMALY_CODES)).then(pl.format("kode_anomali '{}' tidak dikenal", pl.col("anomaly_code")))
                 .otherwise(None)
@@ -210,28 +212,46 @@ def gather(decisions_source: str | None, log_path: str | None, recorded_at: str 
 
 def cannot_link_pairs(decisions: pl.DataFrame) -> pl.DataFrame:
     """(id_a, id_b) pairs a reviewer judged to be different people."""
-    pairs = decisions.filter((pl.col("anomaly_code") == "DUPLICATE_PERSON") & (pl.col("keputusan") == "TOLAK") & (pl.col("related_key") != ""))
+    codes = list(contract.codes_with_effect(DECISION.TOLAK, "never_merge"))
+    pairs = decisions.filter(pl.col("anomaly_code").is_in(codes) & (pl.col("keputusan") == DECISION.TOLAK) & (pl.col("related_key") != ""))
     return pairs.select(id_a=pl.min_horizontal("id_dtks", "related_key"), id_b=pl.max_horizontal("id_dtks", "related_key")).unique()
+
+
+def effects_table() -> pl.DataFrame:
+    """(anomaly_code, keputusan) -> effect, from the catalogue."""
+    rows = [(code, decision, rule.effect(decision)) for code, rule in contract.anomaly_rules().items() for decision in DECISION_VALUES]
+    return pl.DataFrame(rows, schema={"anomaly_code": pl.String, "keputusan": pl.String, "effect": pl.String}, orient="row")
+
+
+def decision_key(frame: pl.DataFrame) -> pl.DataFrame:
+    """_row: the id_dtks a decision is keyed on; empty for household codes, whose decision
+    holds for every row of the household (id_terkait names the household)."""
+    household = list(contract.codes_where(lambda rule: rule.scope == "household"))
+    return frame.with_columns(_row=pl.when(pl.col("anomaly_code").is_in(household)).then(pl.lit("")).otherwise(pl.col("id_dtks")))
 
 
 def apply_decisions(anomalies: pl.DataFrame, decisions: pl.DataFrame, dtks_ids: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Anomalies with reviewers' decisions applied, and every decision with its status
     (applied | stale: row gone | stale: anomaly not raised)."""
-    keyed = anomalies.with_columns(related_key=related_key(pl.col("related_id")))
-    # DUPLICATE_PERSON TOLAK works through cannot-link in clustering; here it is applied
-    # when the pair is no longer clustered.
-    joined = keyed.join(
-        decisions.select("id_dtks", "anomaly_code", "related_key", "keputusan", "pemeriksa", "recorded_at"),
-        on=["id_dtks", "anomaly_code", "related_key"], how="left",
+    keys = ["_row", "anomaly_code", "related_key"]
+    keyed = decision_key(anomalies.with_columns(related_key=related_key(pl.col("related_id"))))
+    chosen = (
+        decision_key(decisions).sort("recorded_at", "source_file", "sheet", "row")
+        .unique(keys, keep="last", maintain_order=True)
+        .join(effects_table(), on=["anomaly_code", "keputusan"], how="left")
     )
+    # A never_merge TOLAK works through cannot-link in clustering; here it is applied when
+    # the pair is no longer clustered.
+    joined = keyed.join(chosen.select(*keys, "keputusan", "effect", "pemeriksa", "recorded_at"), on=keys, how="left")
     who = pl.format(" [keputusan {} oleh {} pada {}]", pl.col("keputusan"), pl.col("pemeriksa").fill_null("?"), pl.col("recorded_at").str.slice(0, 10))
     decided = pl.col("keputusan").is_not_null()
-    repair = decided & (pl.col("keputusan") == "SETUJU") & pl.col("anomaly_code").is_in(NIK_REPAIR_CODES) & (pl.col("related_key") != "")
+    effect = pl.col("effect")
+    repair = decided & (effect == "repair_nik") & (pl.col("related_key") != "")
     action = (
         pl.when(~decided).then(pl.col("action"))
-        .when(pl.col("keputusan") == "TOLAK").then(pl.lit("warn"))
+        .when(effect.is_in(["dismiss", "never_merge"])).then(pl.lit("warn"))
         .when(repair).then(pl.lit("warn"))
-        .when((pl.col("keputusan") == "SETUJU") & pl.col("anomaly_code").is_in(["DECEASED", "DUPLICATE_PERSON"]) & (pl.col("action") != "warn")).then(pl.lit("exclude"))
+        .when((effect == "exclude") & (pl.col("action") != "warn")).then(pl.lit("exclude"))
         .otherwise(pl.col("action"))
     )
     applied = joined.with_columns(
@@ -239,12 +259,13 @@ def apply_decisions(anomalies: pl.DataFrame, decisions: pl.DataFrame, dtks_ids: 
         detail=pl.when(decided).then(pl.col("detail") + who).otherwise(pl.col("detail")),
         nik_repair=pl.when(repair).then(pl.col("related_id")),
     )
-    status = decisions.join(
-        keyed.select("id_dtks", "anomaly_code", "related_key", matched=pl.lit(True)), on=["id_dtks", "anomaly_code", "related_key"], how="left"
+    matched = keyed.select(*keys).unique().with_columns(matched=pl.lit(True))
+    status = decision_key(decisions).join(matched, on=keys, how="left").join(
+        effects_table(), on=["anomaly_code", "keputusan"], how="left"
     ).with_columns(
         status=pl.when(pl.col("matched")).then(pl.lit("applied"))
         .when(~pl.col("id_dtks").is_in(dtks_ids.implode())).then(pl.lit("stale: baris tidak ada lagi di ekstrak"))
-        .when((pl.col("anomaly_code") == "DUPLICATE_PERSON") & (pl.col("keputusan") == "TOLAK")).then(pl.lit("applied: pasangan tidak digabung"))
+        .when(pl.col("effect") == "never_merge").then(pl.lit("applied: pasangan tidak digabung"))
         .otherwise(pl.lit("stale: anomali tidak muncul lagi"))
-    ).drop("matched")
-    return applied.drop("related_key", "keputusan", "pemeriksa", "recorded_at"), status
+    ).drop("matched", "effect", "_row")
+    return applied.drop("related_key", "keputusan", "effect", "pemeriksa", "recorded_at", "_row"), status

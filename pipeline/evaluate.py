@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import contract
+from pipeline.contract import CODE, OUTCOME, ROW_OUTCOMES, outcome_rules
 
 
 def _read_truth(truth_dir: Path, name: str) -> pl.DataFrame:
@@ -57,15 +58,15 @@ def pairwise_scores(clusters: pl.DataFrame, truth_rows: pl.DataFrame) -> dict:
 def deceased_scores(anomalies: pl.DataFrame, truth_rows: pl.DataFrame) -> dict:
     """DECEASED per person, whatever NIK the row carries (exact or fuzzy link)."""
     alive_rows = truth_rows.filter(pl.col("expect_quarantine") != "1")
-    predicted = anomalies.filter(pl.col("anomaly_code") == "DECEASED").select("id_dtks").unique()
+    predicted = anomalies.filter(pl.col("anomaly_code") == CODE.DECEASED).select("id_dtks").unique()
     true = alive_rows.filter(pl.col("true_deceased") == "1").select("id_dtks")
     tp = predicted.join(true, on="id_dtks", how="semi").height
-    excluded = anomalies.filter((pl.col("anomaly_code") == "DECEASED") & (pl.col("action") == "exclude")).select("id_dtks")
+    excluded = anomalies.filter((pl.col("anomaly_code") == CODE.DECEASED) & (pl.col("action") == "exclude")).select("id_dtks")
     wrongly_excluded = excluded.join(true, on="id_dtks", how="anti").height
     return {"true": true.height, "predicted": predicted.height, "tp": tp,
             "precision": tp / predicted.height if predicted.height else None,
             "recall": tp / true.height if true.height else None,
-            "excluded": excluded.height, "living_people_excluded": wrongly_excluded}
+            OUTCOME.excluded: excluded.height, "living_people_excluded": wrongly_excluded}
 
 
 def fuzzy_link_scores(links: pl.DataFrame, truth_rows: pl.DataFrame) -> dict:
@@ -137,21 +138,21 @@ def harm_scores(out_dir: Path, truth_rows: pl.DataFrame) -> dict:
     in review (every parsed row excluded), exclusions that name another person as the
     duplicate's original, and the review load."""
     outcomes = pl.concat([
-        pl.read_parquet(out_dir / f"{name}.parquet", columns=["id_dtks"]).with_columns(outcome=pl.lit(outcome))
-        for name, outcome in (("verified_recipients", "verified"), ("review", "review"), ("excluded", "excluded"))
+        pl.read_parquet(out_dir / outcome_rules()[outcome].file, columns=["id_dtks"]).with_columns(outcome=pl.lit(outcome))
+        for outcome in ROW_OUTCOMES
     ])
     rows = outcomes.join(truth_rows.select("id_dtks", "person_id", "true_deceased", "scenario"), on="id_dtks")
     per_person = rows.group_by("person_id").agg(
         alive=(pl.col("true_deceased") == "0").all(),
-        all_excluded=(pl.col("outcome") == "excluded").all(),
+        all_excluded=(pl.col("outcome") == OUTCOME.excluded).all(),
         scenarios=pl.col("scenario").unique().sort().str.join(","),
     )
     cut_off = per_person.filter(pl.col("alive") & pl.col("all_excluded"))
     # Budget: a person with more than one row kept for payment is paid twice.
-    paid_twice = rows.filter(pl.col("outcome") == "verified").group_by("person_id").len().filter(pl.col("len") > 1)
+    paid_twice = rows.filter(pl.col("outcome") == OUTCOME.verified).group_by("person_id").len().filter(pl.col("len") > 1)
     anomalies = pl.read_parquet(out_dir / "anomalies.parquet")
     person = truth_rows.select("id_dtks", "person_id")
-    excluded_duplicates = anomalies.filter((pl.col("anomaly_code") == "DUPLICATE_PERSON") & (pl.col("action") == "exclude"))
+    excluded_duplicates = anomalies.filter((pl.col("anomaly_code") == CODE.DUPLICATE_PERSON) & (pl.col("action") == "exclude"))
     wrong_original = (
         excluded_duplicates.join(person, on="id_dtks")
         .join(person.rename({"id_dtks": "related_id", "person_id": "related_person"}), on="related_id")
@@ -163,7 +164,7 @@ def harm_scores(out_dir: Path, truth_rows: pl.DataFrame) -> dict:
         .group_by("anomaly_code").agg(pl.col("person_id").n_unique().alias("people")).sort("anomaly_code")
     )
     rows_in = outcomes.height
-    review = outcomes.filter(pl.col("outcome") == "review").height
+    review = outcomes.filter(pl.col("outcome") == OUTCOME.review).height
     return {
         "living_people_all_rows_excluded": cut_off.height,
         "living_people_all_rows_excluded_by_code": dict(codes_of_cut_off.iter_rows()),
@@ -184,7 +185,7 @@ def evaluate_round(out_dir: Path, truth_dir: Path) -> dict:
     anomalies = pl.read_parquet(out_dir / "anomalies.parquet")
     # The truth labels count DECEASED and RELOCATED through the exact NIK only; links
     # through a fuzzy match (score set) are scored per person below.
-    exact_only = anomalies.filter(~(pl.col("anomaly_code").is_in(["DECEASED", "RELOCATED"]) & pl.col("score").is_not_null()))
+    exact_only = anomalies.filter(~(pl.col("anomaly_code").is_in([CODE.DECEASED, CODE.RELOCATED]) & pl.col("score").is_not_null()))
     codes = per_code_scores(exact_only, _read_truth(truth_dir, "truth_anomalies"))
     pairs = pairwise_scores(pl.read_parquet(out_dir / "duplicate_clusters.parquet"), truth_rows)
     quarantined = pl.read_parquet(out_dir / "quarantine.parquet").filter(pl.col("source") == "dtks")
@@ -199,5 +200,5 @@ def evaluate_round(out_dir: Path, truth_dir: Path) -> dict:
         ),
         "fuzzy_links": fuzzy_link_scores(pl.read_parquet(out_dir / "dukcapil_links.parquet"), truth_rows),
         "harm": harm_scores(out_dir, truth_rows),
-        "quarantine": {"expected": expected_quarantine.height, "quarantined": quarantined.height},
+        "quarantine": {"expected": expected_quarantine.height, OUTCOME.quarantined: quarantined.height},
     }

@@ -17,15 +17,16 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.checks.wilayah import current_kabupaten, region_names
+from pipeline.contract import OUTCOME, ROW_OUTCOMES, outcome_rules
 from pipeline.errors import InputError
 from pipeline.lookup.index import exclusion_reason
 
 INDICATORS_FILE = "indicators.parquet"
-OUTCOME_FILES = {"verified_recipients.parquet": "terverifikasi", "review.parquet": "diperiksa",
-                 "excluded.parquet": "dikeluarkan"}
+OUTCOME_FILES = {outcome_rules()[o].file: outcome_rules()[o].key for o in ROW_OUTCOMES}
+EXCLUDED_KEY = outcome_rules()[OUTCOME.excluded].key
 REASON_COLUMNS = {"meninggal": "keluar_meninggal", "tercatat_ganda": "keluar_ganda",
                   "pindah_domisili": "keluar_pindah", "tidak_layak": "keluar_tidak_layak"}
-COUNTS = ["baris", "terverifikasi", "diperiksa", "dikeluarkan", *REASON_COLUMNS.values(),
+COUNTS = ["baris", *OUTCOME_FILES.values(), *REASON_COLUMNS.values(),
           "keputusan_diambil", "keputusan_tertunda", "tanggapan_diterima", "tanggapan_selesai"]
 
 # What the page shows, in order. A rate is ratio[0] / ratio[1] * scale, recomputed from
@@ -80,7 +81,7 @@ def round_indicators(round_dir: Path) -> pl.DataFrame:
     outcomes = rows.group_by("kode_kabupaten").agg(
         baris=pl.len().cast(pl.Int64), **{o: (pl.col("outcome") == o).sum().cast(pl.Int64) for o in OUTCOME_FILES.values()}
     )
-    excluded = rows.filter(pl.col("outcome") == "dikeluarkan")
+    excluded = rows.filter(pl.col("outcome") == EXCLUDED_KEY)
     reasons = (
         exclusion_reason(excluded).join(excluded.select("id_dtks", "kode_kabupaten"), on="id_dtks")
         .group_by("kode_kabupaten", "reason").len()

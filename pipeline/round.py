@@ -271,9 +271,8 @@ def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
         nik_asli=pl.col("nik"), nik=pl.coalesce("nik_repair", "nik")
     ).drop("nik_repair")
     tables = split_outcomes(dtks, outcomes, pl.read_parquet(ctx.path("duplicate_clusters.parquet")))
-    tables["verified"].write_parquet(ctx.path("verified_recipients.parquet"))
-    tables["review"].write_parquet(ctx.path("review.parquet"))
-    tables["excluded"].write_parquet(ctx.path("excluded.parquet"))
+    for outcome, table in tables.items():
+        table.write_parquet(ctx.path(contract.outcome_rules()[outcome].file))
     anomalies.write_parquet(ctx.path("anomalies.parquet"))
     quarantine.write_parquet(ctx.path("quarantine.parquet"))
     by_code = (

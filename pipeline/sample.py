@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from pipeline.contract import CODE
 from pipeline.paths import REFERENCE_DIR, SAMPLE_DIR
 
 # The day the extracts are taken: nobody is born, dies or gets a KK after it.
@@ -39,18 +40,19 @@ REFERENCE_DAY = int(np.datetime64("2025-06-30", "D").astype(np.int64))
 
 DUKCAPIL_PER_DTKS_ROW = 2.5
 
+# The codes whose truth the generator labels, in catalogue order (pipeline/rules/anomalies.toml).
 ANOMALY_CODES = (
-    "NIK_INVALID_FORMAT",
-    "NIK_INVALID_REGION",
-    "NIK_INVALID_DATE",
-    "NIK_SEX_MISMATCH",
-    "NIK_DOB_MISMATCH",
-    "NIK_NOT_FOUND",
-    "IDENTITY_MISMATCH",
-    "DECEASED",
-    "RELOCATED",
-    "NIK_SHARED",
-    "DUPLICATE_PERSON",
+    CODE.NIK_INVALID_FORMAT,
+    CODE.NIK_INVALID_REGION,
+    CODE.NIK_INVALID_DATE,
+    CODE.NIK_SEX_MISMATCH,
+    CODE.NIK_DOB_MISMATCH,
+    CODE.NIK_SHARED,
+    CODE.NIK_NOT_FOUND,
+    CODE.DUPLICATE_PERSON,
+    CODE.DECEASED,
+    CODE.RELOCATED,
+    CODE.IDENTITY_MISMATCH,
 )
 
 # Share of DTKS rows given each row-level problem (mutually exclusive per person).
@@ -1738,19 +1740,19 @@ def compute_truth_anomalies(regions: Regions, dtks: pl.DataFrame, dukcapil: pl.D
     valid_date = pl.col("well_formed") & pl.col("date_ok")
     true_nik_used = pl.col("nik") == pl.col("true_nik")
     rules = {
-        "NIK_INVALID_FORMAT": ~pl.col("well_formed"),
-        "NIK_INVALID_REGION": pl.col("well_formed") & ~pl.col("region_ok"),
-        "NIK_INVALID_DATE": pl.col("well_formed") & ~pl.col("date_ok"),
-        "NIK_SEX_MISMATCH": valid_date & (pl.col("sex") != pl.col("nik_sex")),
-        "NIK_DOB_MISMATCH": valid_date & pl.col("dob_differs"),
-        "NIK_NOT_FOUND": checks_ok & ~pl.col("found"),
-        "IDENTITY_MISMATCH": checks_ok & pl.col("found") & pl.col("all_strangers"),
-        "DECEASED": true_nik_used & pl.col("own") & pl.col("own_dead"),
-        "RELOCATED": true_nik_used & pl.col("own") & (pl.col("own_kab") != pl.col("dtks_kab")),
-        "NIK_SHARED": pl.col("well_formed") & (pl.col("pid").n_unique().over("nik") > 1),
-        "DUPLICATE_PERSON": pl.len().over("pid") > 1,
+        CODE.NIK_INVALID_FORMAT: ~pl.col("well_formed"),
+        CODE.NIK_INVALID_REGION: pl.col("well_formed") & ~pl.col("region_ok"),
+        CODE.NIK_INVALID_DATE: pl.col("well_formed") & ~pl.col("date_ok"),
+        CODE.NIK_SEX_MISMATCH: valid_date & (pl.col("sex") != pl.col("nik_sex")),
+        CODE.NIK_DOB_MISMATCH: valid_date & pl.col("dob_differs"),
+        CODE.NIK_NOT_FOUND: checks_ok & ~pl.col("found"),
+        CODE.IDENTITY_MISMATCH: checks_ok & pl.col("found") & pl.col("all_strangers"),
+        CODE.DECEASED: true_nik_used & pl.col("own") & pl.col("own_dead"),
+        CODE.RELOCATED: true_nik_used & pl.col("own") & (pl.col("own_kab") != pl.col("dtks_kab")),
+        CODE.NIK_SHARED: pl.col("well_formed") & (pl.col("pid").n_unique().over("nik") > 1),
+        CODE.DUPLICATE_PERSON: pl.len().over("pid") > 1,
     }
-    assert tuple(rules) == ANOMALY_CODES
+    assert set(rules) == set(ANOMALY_CODES)
     flags = rows.select("id_dtks", *[rule.fill_null(False).alias(code) for code, rule in rules.items()])
     return (flags.unpivot(index="id_dtks", variable_name="anomaly_code", value_name="hit")
             .filter(pl.col("hit"))

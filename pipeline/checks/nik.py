@@ -10,7 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from pipeline.checks import wilayah
-from pipeline.contract import anomaly_frame
+from pipeline.contract import CODE, anomaly_frame
 
 # Birth day-months that registrars write when the real date is unknown. They hold
 # millions of people, so a date agreement on them says little.
@@ -93,23 +93,23 @@ def parse_nik(frame: pl.DataFrame) -> pl.DataFrame:
 
 # Each rule: anomaly code -> (condition, detail). Conditions see the columns parse_nik adds.
 NIK_RULES: dict[str, tuple[pl.Expr, pl.Expr]] = {
-    "NIK_INVALID_FORMAT": (
+    CODE.NIK_INVALID_FORMAT: (
         pl.col("nik_format_problem").is_not_null(),
         pl.col("nik_format_problem"),
     ),
-    "NIK_INVALID_REGION": (
+    CODE.NIK_INVALID_REGION: (
         pl.col("nik_region_status") == "unknown",
         pl.format("kode kecamatan {} tidak ada di daftar Kemendagri (berlaku maupun lama)", pl.col("nik_region")),
     ),
-    "NIK_INVALID_DATE": (
+    CODE.NIK_INVALID_DATE: (
         pl.col("nik_date_valid").not_(),
         pl.format("bagian tanggal NIK: hari {} bulan {}", pl.col("_day_raw"), pl.col("_month")),
     ),
-    "NIK_SEX_MISMATCH": (
+    CODE.NIK_SEX_MISMATCH: (
         pl.col("nik_sex") != pl.col("jenis_kelamin"),
         pl.format("NIK menunjukkan {}, data tertulis {}", pl.col("nik_sex"), pl.col("jenis_kelamin")),
     ),
-    "NIK_DOB_MISMATCH": (
+    CODE.NIK_DOB_MISMATCH: (
         pl.col("nik_dob_mismatch"),
         pl.format(
             "NIK: {}-{}-{} (DD-MM-YY), tanggal_lahir berbeda",

@@ -4,7 +4,7 @@ Aggregates only: no NIK, name or birth date (UU 27/2022)."""
 
 from __future__ import annotations
 
-from pipeline.contract import anomaly_rules
+from pipeline.contract import anomaly_rules, outcome_rules
 
 
 def summary_markdown(summary: dict) -> str:
@@ -13,8 +13,8 @@ def summary_markdown(summary: dict) -> str:
     lines = [
         f"# Putaran verval {summary.get('as_of', '')}",
         "",
-        f"**Rekonsiliasi ({status})**: masuk {rec['rows_in']:,} = terverifikasi {rec['verified']:,} + "
-        f"perlu diperiksa {rec['review']:,} + dikeluarkan {rec['excluded']:,} + karantina {rec['quarantined']:,}",
+        f"**Rekonsiliasi ({status})**: masuk {rec['rows_in']:,} = "
+        + " + ".join(f"{o.label} {rec[name]:,}" for name, o in outcome_rules().items()),
         "",
         "| kode | arti | dikeluarkan | diperiksa | peringatan |",
         "| --- | --- | ---: | ---: | ---: |",

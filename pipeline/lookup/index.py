@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from pipeline.contract import anomaly_rules
+from pipeline.contract import anomaly_rules, outcome_rules, severities
 from pipeline.errors import VervalError
 from pipeline.paths import REFERENCE_DIR, RULES_DIR
 from pipeline.report.mask import mask_name
@@ -48,11 +48,10 @@ KEY_FILE = "secret.key"
 HANDLES_FILE = "handles.parquet"
 FORMAT = "verval-lookup-1"
 
-OUTCOME_FILES = {"verified_recipients.parquet": "terverifikasi", "review.parquet": "diperiksa",
-                 "excluded.parquet": "tidak_memenuhi_syarat"}
+OUTCOME_FILES = {o.file: o.citizen_status for o in outcome_rules().values() if o.citizen_status}
 STATUS_RANK = {"terverifikasi": 0, "diperiksa": 1, "tidak_memenuhi_syarat": 2}
 DEFAULT_REASON = "tidak_layak"
-SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+SEVERITY_RANK = {severity: i for i, severity in enumerate(severities())}
 
 
 class StatusIndexError(VervalError):

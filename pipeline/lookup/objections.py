@@ -97,7 +97,6 @@ def read_queue(queue: Path | None) -> pl.DataFrame:
 
 # --------------------------------------------------------------------------- the next round
 
-CODE = "CITIZEN_OBJECTION"
 HOLD_NOTE = " [ditahan untuk diperiksa: ada tanggapan warga]"
 STATE_SCHEMA = {**QUEUE_SCHEMA, "state": pl.String}
 
@@ -117,12 +116,13 @@ def objection_cases(queue: pl.DataFrame, decisions: pl.DataFrame, dtks_ids: pl.S
     is open (related_id = the latest open receipt), `warn` once settled (related_id = the
     receipt decided, so the decision shows as applied). An objection about a row no longer
     in the extract is `stale`."""
-    from pipeline.contract import anomaly_frame
+    from pipeline.contract import CODE, DECISION, anomaly_frame
 
     queue = queue.unique("id", keep="first", maintain_order=True).with_columns(
         present=pl.col("id_dtks").is_in(dtks_ids.implode())
     )
-    settled = decisions.filter((pl.col("anomaly_code") == CODE) & pl.col("keputusan").is_in(["SETUJU", "TOLAK"])).select(
+    settled = decisions.filter((pl.col("anomaly_code") == CODE.CITIZEN_OBJECTION)
+                               & pl.col("keputusan").is_in([DECISION.SETUJU, DECISION.TOLAK])).select(
         "id_dtks", id=pl.col("related_key"), keputusan=pl.col("keputusan")
     )
     latest_settled = (
@@ -134,7 +134,7 @@ def objection_cases(queue: pl.DataFrame, decisions: pl.DataFrame, dtks_ids: pl.S
     state = queue.join(latest_settled, on="id_dtks", how="left").with_columns(
         state=pl.when(~pl.col("present")).then(pl.lit("stale"))
         .when(pl.col("settled_at").is_not_null() & (pl.col("filed_at") <= pl.col("settled_at")))
-        .then(pl.when(pl.col("keputusan") == "SETUJU").then(pl.lit("accepted")).otherwise(pl.lit("rejected")))
+        .then(pl.when(pl.col("keputusan") == DECISION.SETUJU).then(pl.lit("accepted")).otherwise(pl.lit("rejected")))
         .otherwise(pl.lit("open"))
     )
     labels = {code: spec["label"] for code, spec in categories().items()}
@@ -155,8 +155,8 @@ def objection_cases(queue: pl.DataFrame, decisions: pl.DataFrame, dtks_ids: pl.S
         pl.col("id_dtks").is_in(dtks_ids.implode())
     ).with_columns(related=pl.col("settled_id"), detail=pl.format("tanggapan warga sudah diputuskan: {}", "keputusan"))
     anomalies = pl.concat([
-        anomaly_frame(open_cases, CODE, detail=pl.col("detail"), related_id=pl.col("related")),
-        anomaly_frame(settled_cases, CODE, detail=pl.col("detail"), related_id=pl.col("related"), action=pl.lit("warn")),
+        anomaly_frame(open_cases, CODE.CITIZEN_OBJECTION, detail=pl.col("detail"), related_id=pl.col("related")),
+        anomaly_frame(settled_cases, CODE.CITIZEN_OBJECTION, detail=pl.col("detail"), related_id=pl.col("related"), action=pl.lit("warn")),
     ]).sort("id_dtks")
     return anomalies, state.select(list(STATE_SCHEMA)).sort("filed_at", "id")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from pipeline.contract import anomaly_frame
+from pipeline.contract import CODE, anomaly_frame
 from pipeline.matching.blocking import candidate_pairs
 from pipeline.matching.cluster import cluster_records
 from pipeline.matching.compare import compare_pairs, score_pairs
@@ -146,7 +146,7 @@ def duplicate_anomalies(clusters: pl.DataFrame, model: dict) -> pl.DataFrame:
     strong = (pl.col("match_probability") >= rule["min_probability"]) & pl.col("exclusion_evidence").is_not_null()
     return anomaly_frame(
         in_clusters,
-        "DUPLICATE_PERSON",
+        CODE.DUPLICATE_PERSON,
         detail=pl.when(pl.col("is_canonical"))
         .then(pl.format("baris utama klaster {} ({} baris)", pl.col("cluster_id"), pl.col("cluster_size")))
         .when(strong)
@@ -175,7 +175,7 @@ def shared_nik_anomalies(records: pl.DataFrame, clusters: pl.DataFrame) -> pl.Da
     ).filter(pl.col("people") > 1)
     return anomaly_frame(
         shared,
-        "NIK_SHARED",
+        CODE.NIK_SHARED,
         detail=pl.format("NIK dipakai {} orang berbeda pada {} baris", pl.col("people"), pl.col("rows_with_nik")),
         related_id=pl.col("related"),
     )

@@ -18,7 +18,7 @@ import duckdb
 import polars as pl
 
 from pipeline.checks import wilayah
-from pipeline.contract import anomaly_frame
+from pipeline.contract import CODE, anomaly_frame, anomaly_rules
 from pipeline.matching.blocking import candidate_pairs
 from pipeline.matching.compare import compare_pairs, score_pairs
 from pipeline.matching.standardise import standardise_records
@@ -142,16 +142,16 @@ def link_anomalies(dtks: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
     trusted = links.filter(pl.col("identity") != "mismatch")
     return pl.concat(
         [
-            anomaly_frame(not_found, "NIK_NOT_FOUND", detail=pl.lit("NIK valid tetapi tidak ada di Dukcapil"), related_id=pl.col("nik")),
+            anomaly_frame(not_found, CODE.NIK_NOT_FOUND, detail=pl.lit("NIK valid tetapi tidak ada di Dukcapil"), related_id=pl.col("nik")),
             anomaly_frame(
                 links.filter(pl.col("identity") == "mismatch"),
-                "IDENTITY_MISMATCH",
+                CODE.IDENTITY_MISMATCH,
                 detail=pl.format("kemiripan nama {}; tanggal lahir {}", pl.col("name_similarity"), pl.col("dob_agreement")),
                 related_id=pl.col("dukcapil_nik"),
             ),
             anomaly_frame(
                 trusted.filter(pl.col("deceased")),
-                "DECEASED",
+                CODE.DECEASED,
                 detail=pl.format(
                     "meninggal {} menurut Dukcapil; identitas {} (kemiripan nama {}, tanggal lahir {})",
                     pl.col("tanggal_meninggal").cast(pl.String).fill_null("(tanggal tidak terbaca)"),
@@ -163,7 +163,7 @@ def link_anomalies(dtks: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
             ),
             anomaly_frame(
                 trusted.filter(pl.col("kab_dtks") != pl.col("kab_dukcapil")),
-                "RELOCATED",
+                CODE.RELOCATED,
                 detail=pl.format("kabupaten DTKS {} -> Dukcapil {}", pl.col("kab_dtks"), pl.col("kab_dukcapil")),
                 related_id=pl.col("dukcapil_nik"),
             ),
@@ -286,19 +286,16 @@ def fuzzy_anomalies(fuzzy: pl.DataFrame) -> pl.DataFrame:
     via = pl.format("lewat tautan fuzzy ke Dukcapil (p={})", pl.col("match_probability").round(4))
     return pl.concat([
         anomaly_frame(
-            sure.filter(pl.col("deceased")), "DECEASED",
+            sure.filter(pl.col("deceased")), CODE.DECEASED,
             detail=pl.format("meninggal {} menurut Dukcapil; {}", pl.col("tanggal_meninggal").cast(pl.String).fill_null("(tanggal tidak terbaca)"), via),
             related_id=pl.col("dukcapil_nik"), action=pl.lit("review"), score=pl.col("match_probability"), evidence=pl.col("evidence"),
         ),
         anomaly_frame(
-            sure.filter(pl.col("kab_dtks") != pl.col("kab_dukcapil")), "RELOCATED",
+            sure.filter(pl.col("kab_dtks") != pl.col("kab_dukcapil")), CODE.RELOCATED,
             detail=pl.format("kabupaten DTKS {} -> Dukcapil {}; {}", pl.col("kab_dtks"), pl.col("kab_dukcapil"), via),
             related_id=pl.col("dukcapil_nik"), score=pl.col("match_probability"), evidence=pl.col("evidence"),
         ),
     ])
-
-
-NIK_REPAIR_CODES = ("NIK_INVALID_FORMAT", "NIK_INVALID_REGION", "NIK_INVALID_DATE", "NIK_NOT_FOUND", "IDENTITY_MISMATCH")
 
 
 def attach_suggested_nik(anomalies: pl.DataFrame, fuzzy: pl.DataFrame) -> pl.DataFrame:
@@ -308,7 +305,8 @@ def attach_suggested_nik(anomalies: pl.DataFrame, fuzzy: pl.DataFrame) -> pl.Dat
         "id_dtks", suggested=pl.col("dukcapil_nik"), p=pl.col("match_probability"), fuzzy_evidence=pl.col("evidence")
     )
     joined = anomalies.join(suggestions, on="id_dtks", how="left")
-    repairable = pl.col("anomaly_code").is_in(NIK_REPAIR_CODES) & pl.col("suggested").is_not_null()
+    repair_codes = [code for code, rule in anomaly_rules().items() if rule.repair]
+    repairable = pl.col("anomaly_code").is_in(repair_codes) & pl.col("suggested").is_not_null()
     return joined.with_columns(
         related_id=pl.when(repairable).then(pl.col("suggested")).otherwise(pl.col("related_id")),
         detail=pl.when(repairable).then(pl.format("{}; NIK usulan dari Dukcapil (p={})", pl.col("detail"), pl.col("p").round(4))).otherwise(pl.col("detail")),

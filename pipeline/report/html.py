@@ -23,25 +23,26 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.checks.wilayah import current_kabupaten, region_names
-from pipeline.contract import anomaly_rules
+from pipeline.contract import CODE, OUTCOME, OUTCOMES, ROW_OUTCOMES, action_rules, anomaly_rules, outcome_rules, severities
 from pipeline.lookup.objections import is_objection_id
 from pipeline.report.mask import birth_year, mask_name, mask_nik, scrub_text
 from pipeline.report.pages import asset, fmt_dec, fmt_int, json_for_script, render  # noqa: F401 - json_for_script is re-exported
 
 MAX_CASES = 500
 
-SEVERITIES = ("critical", "high", "medium", "low")
-ACTIONS = ("exclude", "review", "warn")
-SEVERITY_LABELS = {"critical": "kritis", "high": "tinggi", "medium": "sedang", "low": "rendah"}
-ACTION_LABELS = {"exclude": "dikeluarkan", "review": "perlu diperiksa", "warn": "peringatan"}
-ACTION_COLORS = {"exclude": "#b42318", "review": "#c4820e", "warn": "#9aa5b1"}
-OUTCOMES = ("verified", "review", "excluded", "quarantined")
-OUTCOME_LABELS = {"verified": "terverifikasi", "review": "perlu diperiksa", "excluded": "dikeluarkan", "quarantined": "karantina"}
-OUTCOME_COLORS = {"verified": "#1f7a3d", "review": "#c4820e", "excluded": "#b42318", "quarantined": "#6941c6"}
-OUTCOME_FILES = {"verified": "verified_recipients.parquet", "review": "review.parquet", "excluded": "excluded.parquet"}
+SEVERITIES = tuple(severities())
+SEVERITY_LABELS = severities()
+ACTIONS = tuple(sorted(action_rules(), key=lambda name: -action_rules()[name].rank))  # strongest first
+ACTION_LABELS = {name: action.label for name, action in action_rules().items()}
+ACTION_COLORS = dict(zip(ACTIONS, ("#b42318", "#c4820e", "#9aa5b1")))
+OUTCOME_LABELS = {name: outcome.label for name, outcome in outcome_rules().items()}
+OUTCOME_COLORS = dict(zip(OUTCOMES, ("#1f7a3d", "#c4820e", "#b42318", "#6941c6")))
+OUTCOME_FILES = {name: outcome_rules()[name].file for name in ROW_OUTCOMES}
+# Outcomes that need someone's attention, most drastic first (bars per region).
+NEEDS_ACTION = (OUTCOME.excluded, OUTCOME.review)
 
-# Codes whose case is judged against the linked Dukcapil record.
-DUKCAPIL_CODES = ("DECEASED", "RELOCATED", "IDENTITY_MISMATCH")
+# Codes whose case is shown beside the civil-registry record (catalogue: registry_fields).
+DUKCAPIL_CODES = tuple(code for code, rule in anomaly_rules().items() if rule.registry_fields)
 
 # Matching evidence: comparison names and levels (pipeline/matching model.json) in words.
 EVIDENCE_FIELDS = {
@@ -157,15 +158,19 @@ def load_records(work_dir: Path) -> pl.LazyFrame:
         for outcome, name in OUTCOME_FILES.items()
         if (frame := scan(work_dir, name)) is not None
     ]
-    columns = [
-        "id_dtks", "nik_raw", "nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir", "tanggal_lahir", "alamat",
-        "kode_wilayah", "program", "outcome",
-    ]
+    schema = {c: (pl.Date if c == "tanggal_lahir" else pl.String) for c in RECORD_COLUMNS}
     if not parts:
-        return pl.LazyFrame(schema={c: (pl.Date if c == "tanggal_lahir" else pl.String) for c in columns + ["kode_kabupaten"]})
-    return pl.concat([p.select(columns) for p in parts], how="vertical_relaxed").with_columns(
+        return pl.LazyFrame(schema=schema | {"kode_kabupaten": pl.String})
+    # Optional extract columns (desil, hubungan_keluarga) are null when the round had none.
+    return pl.concat([with_columns_of(p, schema) for p in parts], how="vertical_relaxed").with_columns(
         kode_kabupaten=current_kabupaten(pl.col("kode_wilayah"))
     )
+
+
+RECORD_COLUMNS = [
+    "id_dtks", "nik_raw", "nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir", "tanggal_lahir", "alamat",
+    "kode_wilayah", "program", "desil", "hubungan_keluarga", "outcome",
+]
 
 
 def region_lookup() -> pl.LazyFrame:
@@ -365,27 +370,25 @@ def region_counts(records: pl.LazyFrame, anomalies: pl.LazyFrame) -> pl.DataFram
 
 def need_bars(frame: pl.DataFrame, label) -> list[tuple[str, dict[str, int]]]:
     """Bars of rows needing action (excluded, review) per region; label(row) names a bar."""
-    return [(label(r), {"excluded": r["excluded"], "review": r["review"]}) for r in frame.iter_rows(named=True)]
+    return [(label(r), {key: r[key] for key in NEEDS_ACTION}) for r in frame.iter_rows(named=True)]
 
 
 def region_section(page: Page, data: RoundData) -> dict:
     regions = region_counts(data.records, data.anomalies)
     codes = list(anomaly_rules())
-    numeric = ["baris", "verified", "review", "excluded", "anomali", *codes]
+    numeric = ["baris", *ROW_OUTCOMES, "anomali", *codes]
     provinces = regions.group_by("kode_provinsi", "nama_provinsi").agg(pl.col(numeric).sum()).sort("kode_provinsi")
     top_kab = (
-        regions.with_columns(_need=pl.col("review") + pl.col("excluded")).filter(pl.col("_need") > 0)
+        regions.with_columns(_need=pl.sum_horizontal(NEEDS_ACTION)).filter(pl.col("_need") > 0)
         .sort(["_need", "kode_kabupaten"], descending=[True, False]).head(20)
     )
-    segments = {key: (OUTCOME_LABELS[key], OUTCOME_COLORS[key]) for key in ("excluded", "review")}
+    segments = {key: (OUTCOME_LABELS[key], OUTCOME_COLORS[key]) for key in NEEDS_ACTION}
     province_chart = bar_chart(need_bars(provinces, lambda r: r["nama_provinsi"]), segments)
     kab_chart = bar_chart(need_bars(top_kab, lambda r: f"{r['nama_kabupaten']} ({r['nama_provinsi']})"), segments)
 
     count_columns = [
         {"key": "baris", "label": "Baris", "num": True},
-        {"key": "verified", "label": "Terverifikasi", "num": True},
-        {"key": "review", "label": "Perlu diperiksa", "num": True},
-        {"key": "excluded", "label": "Dikeluarkan", "num": True},
+        *({"key": o, "label": OUTCOME_LABELS[o].capitalize(), "num": True} for o in ROW_OUTCOMES),
         {"key": "anomali", "label": "Anomali", "num": True},
     ] + [{"key": code, "label": code, "num": True, "title": rule.label_id} for code, rule in anomaly_rules().items()]
     page.list_mount("provinsi", list_spec(
@@ -469,7 +472,7 @@ def cluster_members(data: RoundData) -> tuple[pl.DataFrame, int]:
         return pl.DataFrame(), 0
     multi = clusters.filter(pl.col("cluster_size") > 1)
     total = multi.select(pl.col("cluster_id").n_unique()).collect().item()
-    actions = data.anomalies.filter(pl.col("anomaly_code") == "DUPLICATE_PERSON").select("id_dtks", "action")
+    actions = data.anomalies.filter(pl.col("anomaly_code") == CODE.DUPLICATE_PERSON).select("id_dtks", "action")
     chosen = (
         multi.join(actions, on="id_dtks", how="left")
         .group_by("cluster_id").agg(needs_review=(pl.col("action") == "review").any())
@@ -585,9 +588,10 @@ def linked_dukcapil(work_dir: Path, cases: pl.LazyFrame) -> pl.LazyFrame:
     and the linked person (d_* columns, d_kab = kabupaten name).
 
     A row can have two links: by exact NIK and, when that NIK does not lead to the
-    person, a fuzzy one. IDENTITY_MISMATCH is about the exact-NIK record (the other
-    person holding the NIK); any other code about the link whose NIK is its related_id
-    (DECEASED/RELOCATED, or the NIK a fuzzy link suggests), else the exact-NIK link."""
+    person, a fuzzy one. A code declared with registry_record = "exact_nik"
+    (IDENTITY_MISMATCH: the other person holding the NIK) is about the exact-NIK record;
+    any other code about the link whose NIK is its related_id (DECEASED/RELOCATED, or the
+    NIK a fuzzy link suggests), else the exact-NIK link."""
     links = scan(work_dir, "dukcapil_links.parquet")
     if links is None:
         keys = {"id_dtks": pl.String, "anomaly_code": pl.String}
@@ -597,7 +601,7 @@ def linked_dukcapil(work_dir: Path, cases: pl.LazyFrame) -> pl.LazyFrame:
         cases.select("id_dtks", "anomaly_code", "related_id")
         .join(with_columns_of(links, LINK_SCHEMA), on="id_dtks", how="inner")
         .with_columns(
-            _priority=pl.when((pl.col("anomaly_code") == "IDENTITY_MISMATCH") & exact).then(0)
+            _priority=pl.when(pl.col("anomaly_code").is_in(EXACT_RECORD_CODES) & exact).then(0)
             .when(pl.col("dukcapil_nik") == pl.col("related_id")).then(1)
             .when(exact).then(2)
             .otherwise(3)
@@ -621,6 +625,7 @@ def linked_dukcapil(work_dir: Path, cases: pl.LazyFrame) -> pl.LazyFrame:
 
 
 LINK_METHOD_LABELS = {"exact_nik": "NIK sama", "fuzzy": "fuzzy (nama, tanggal lahir, wilayah)"}
+EXACT_RECORD_CODES = [code for code, rule in anomaly_rules().items() if rule.registry_record == "exact_nik"]
 
 
 def dukcapil_rows(data: RoundData) -> pl.DataFrame:

@@ -28,7 +28,7 @@ from pathlib import Path
 import polars as pl
 import xlsxwriter
 
-from pipeline.contract import anomaly_rules
+from pipeline.contract import CODE, DECISION_VALUES, OUTCOME, ROW_OUTCOMES, anomaly_rules, outcome_rules, sheets, workbook_settings
 from pipeline.lookup.objections import is_objection_id
 from pipeline.report.html import (
     ACTION_LABELS,
@@ -44,67 +44,19 @@ from pipeline.report.html import (
 )
 from pipeline.report.mask import mask_digit_runs, mask_nik
 
-DECISIONS = ("SETUJU", "TOLAK", "PERLU_CEK_LAPANGAN")
+DECISIONS = DECISION_VALUES
 KEY_COLUMNS = ("id_dtks", "kode_anomali", "id_terkait")
 DECISION_COLUMNS = ("keputusan", "catatan", "pemeriksa")
 RISKY_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
-# Sheet -> the anomaly codes it holds. A code missing here lands on "Lainnya".
+# Sheet -> the anomaly codes it holds, and what each decision means on it (the catalogue).
 GROUPS: dict[str, tuple[str, ...]] = {
-    "NIK": ("NIK_INVALID_FORMAT", "NIK_INVALID_REGION", "NIK_INVALID_DATE", "NIK_SEX_MISMATCH", "NIK_DOB_MISMATCH"),
-    "Duplikat": ("DUPLICATE_PERSON",),
-    "Meninggal": ("DECEASED",),
-    "Pindah": ("RELOCATED",),
-    "Identitas": ("IDENTITY_MISMATCH", "NIK_NOT_FOUND", "NIK_SHARED"),
-    "Tanggapan": ("CITIZEN_OBJECTION",),
+    name: tuple(code for code, rule in anomaly_rules().items() if rule.sheet == name) for name in sheets()
 }
-OTHER_GROUP = "Lainnya"
+MEANINGS: dict[str, dict[str, str]] = {name: sheet.meanings for name, sheet in sheets().items()}
 
-# What each decision means, per group (shown on the summary sheet and in the drop-down's
-# input message). Kept in line with what pipeline/decisions.py does with them next round.
-MEANINGS: dict[str, dict[str, str]] = {
-    "NIK": {
-        "SETUJU": "NIK memang salah. Bila id_terkait berisi NIK usulan Dukcapil: NIK itu benar milik orang ini "
-                  "dan dipakai sebagai perbaikan.",
-        "TOLAK": "NIK sebenarnya benar (temuan keliru): baris tidak lagi ditahan.",
-        "PERLU_CEK_LAPANGAN": "Perlu melihat KTP/KK asli di lapangan; baris tetap diperiksa.",
-    },
-    "Duplikat": {
-        "SETUJU": "Memang orang yang sama: baris ini dikeluarkan, baris utama (id_terkait) tetap.",
-        "TOLAK": "Bukan orang yang sama: pasangan ini tidak digabung lagi, kedua baris tetap.",
-        "PERLU_CEK_LAPANGAN": "Belum bisa dipastikan dari data; perlu kunjungan lapangan.",
-    },
-    "Meninggal": {
-        "SETUJU": "Benar sudah meninggal: baris dikeluarkan.",
-        "TOLAK": "Masih hidup, pencocokan dengan Dukcapil salah: baris tetap.",
-        "PERLU_CEK_LAPANGAN": "Perlu konfirmasi keluarga/desa di lapangan; baris tetap diperiksa.",
-    },
-    "Pindah": {
-        "SETUJU": "Benar sudah pindah ke kabupaten/kota lain: data domisili perlu diperbarui.",
-        "TOLAK": "Masih tinggal di alamat DTKS (temuan keliru): baris tidak lagi ditahan.",
-        "PERLU_CEK_LAPANGAN": "Perlu kunjungan ke alamat DTKS; baris tetap diperiksa.",
-    },
-    "Identitas": {
-        "SETUJU": "NIK memang bukan milik orang ini / tidak terdaftar / dipakai orang lain. Bila id_terkait berisi "
-                  "NIK usulan Dukcapil: NIK itu benar milik orang ini.",
-        "TOLAK": "Identitas benar (temuan keliru): baris tidak lagi ditahan.",
-        "PERLU_CEK_LAPANGAN": "Perlu melihat KTP/KK asli di lapangan; baris tetap diperiksa.",
-    },
-    "Tanggapan": {
-        "SETUJU": "Tanggapan warga benar. Pengecualian otomatis atas baris ini tetap ditahan untuk diperiksa; "
-                  "putuskan juga temuan terkait di lembarnya (misalnya Meninggal: TOLAK bila orangnya masih hidup).",
-        "TOLAK": "Tanggapan tidak benar: temuan otomatis atas baris ini berlaku lagi.",
-        "PERLU_CEK_LAPANGAN": "Perlu kunjungan lapangan; tanggapan tetap terbuka dan baris tetap diperiksa.",
-    },
-    OTHER_GROUP: {
-        "SETUJU": "Temuan benar.",
-        "TOLAK": "Temuan keliru: baris tidak lagi ditahan.",
-        "PERLU_CEK_LAPANGAN": "Perlu pemeriksaan lapangan; baris tetap diperiksa.",
-    },
-}
-
-OUTCOME_LABELS = {"verified": "terverifikasi", "review": "perlu diperiksa", "excluded": "dikeluarkan"}
-OUTCOME_FILES = {"verified": "verified_recipients.parquet", "review": "review.parquet", "excluded": "excluded.parquet"}
+OUTCOME_LABELS = {name: outcome_rules()[name].label for name in ROW_OUTCOMES}
+OUTCOME_FILES = {name: outcome_rules()[name].file for name in ROW_OUTCOMES}
 EXCEL_MAX_ROWS = 1_048_576
 # Shared strings (constant_memory off) write each repeated label once instead of escaping
 # it in every cell: at 1M rows 35 s and 1.5 GB peak against 41 s and 0.9 GB streamed.
@@ -120,7 +72,7 @@ class Column:
 
 
 def group_of(code: str) -> str:
-    return next((group for group, codes in GROUPS.items() if code in codes), OTHER_GROUP)
+    return anomaly_rules()[code].sheet
 
 
 # --------------------------------------------------------------------------- the rows
@@ -160,6 +112,8 @@ def case_frame(work_dir: Path, full_nik: bool) -> pl.LazyFrame:
             tindakan=pl.col("action").replace_strict(ACTION_LABELS, default=pl.col("action")),
             hasil=pl.col("outcome").replace_strict(OUTCOME_LABELS, default=pl.col("outcome")),
         )
+        .join(list_columns(work_dir), on=["id_dtks", "anomaly_code", "related_id"], how="left")
+        .join(household_columns(anomalies, records, full_nik), on=["id_dtks", "anomaly_code"], how="left")
     )
     return ranked(frame)
 
@@ -175,6 +129,23 @@ def dukcapil_columns(work_dir: Path, anomalies: pl.LazyFrame) -> pl.LazyFrame:
         peluang_tautan=pl.col("match_probability"), bukti_tautan=pl.col("evidence"),
         kemiripan_nama=pl.col("name_similarity"), tgl_lahir_cocok=pl.col("dob_agreement"), identitas=pl.col("identity"),
     )
+
+
+LIST_SCHEMA = {
+    "id_dtks": pl.String, "anomaly_code": pl.String, "related_id": pl.String, "daftar_jenis": pl.String, "daftar_cara": pl.String,
+    "daftar_sumber": pl.String, "daftar_tanggal": pl.String, "daftar_nik": pl.String, "daftar_nama": pl.String,
+    "daftar_lahir": pl.Date, "daftar_kemiripan": pl.Float64, "daftar_peluang": pl.Float64, "daftar_bukti": pl.String,
+}
+
+
+def list_columns(work_dir: Path) -> pl.LazyFrame:
+    """(id_dtks, NOT_ELIGIBLE, list type) -> the list entry the row matched (daftar_* columns)."""
+    return pl.LazyFrame(schema=LIST_SCHEMA)
+
+
+def household_columns(anomalies: pl.LazyFrame, records: pl.LazyFrame, full_nik: bool) -> pl.LazyFrame:
+    """(id_dtks, household code) -> the household's members and their Dukcapil KK numbers."""
+    return pl.LazyFrame(schema={"id_dtks": pl.String, "anomaly_code": pl.String, "anggota": pl.String, "kk_dukcapil": pl.String})
 
 
 def clusters_frame(work_dir: Path) -> pl.LazyFrame:
@@ -211,24 +182,27 @@ PERSON = [
     Column("Kabupaten/kota", "nama_kabupaten", 24),
     Column("Provinsi", "nama_provinsi", 18),
     Column("Program", "program", 9),
+    Column("Desil", "desil", 6),
+    Column("Hubungan keluarga", "hubungan_keluarga", 12),
     Column("Hasil putaran", "hasil", 15),
 ]
-DUKCAPIL = [
-    Column("Tautan ke Dukcapil", "tautan", 14),
-    Column("NIK Dukcapil", "d_nik", 19),
-    Column("Nama Dukcapil", "d_nama", 26),
-    Column("Jenis kelamin Dukcapil", "d_jk", 8),
-    Column("Tanggal lahir Dukcapil", "d_lahir", 12, "date"),
-    Column("Alamat Dukcapil", "d_alamat", 28),
-    Column("Kode wilayah Dukcapil", "d_wilayah", 12),
-    Column("Kabupaten/kota Dukcapil", "d_kab", 24),
-    Column("Tanggal meninggal", "d_meninggal", 12, "date"),
-    Column("Peluang tautan (fuzzy)", "peluang_tautan", 11, "probability"),
-    Column("Bukti tautan (fuzzy)", "bukti_tautan", 60),
-    Column("Kemiripan nama", "kemiripan_nama", 10, "number"),
-    Column("Tanggal lahir cocok", "tgl_lahir_cocok", 12),
-    Column("Kekuatan identitas", "identitas", 12),
-]
+# The civil-registry fields a code may show (catalogue: registry_fields), in this order.
+REGISTRY: dict[str, Column] = {
+    "tautan": Column("Tautan ke Dukcapil", "tautan", 14),
+    "nik": Column("NIK Dukcapil", "d_nik", 19),
+    "nama": Column("Nama Dukcapil", "d_nama", 26),
+    "jenis_kelamin": Column("Jenis kelamin Dukcapil", "d_jk", 8),
+    "tanggal_lahir": Column("Tanggal lahir Dukcapil", "d_lahir", 12, "date"),
+    "alamat": Column("Alamat Dukcapil", "d_alamat", 28),
+    "kode_wilayah": Column("Kode wilayah Dukcapil", "d_wilayah", 12),
+    "kabupaten": Column("Kabupaten/kota Dukcapil", "d_kab", 24),
+    "tanggal_meninggal": Column("Tanggal meninggal", "d_meninggal", 12, "date"),
+    "peluang": Column("Peluang tautan (fuzzy)", "peluang_tautan", 11, "probability"),
+    "bukti": Column("Bukti tautan (fuzzy)", "bukti_tautan", 60),
+    "kemiripan_nama": Column("Kemiripan nama", "kemiripan_nama", 10, "number"),
+    "tanggal_lahir_cocok": Column("Tanggal lahir cocok", "tgl_lahir_cocok", 12),
+    "identitas": Column("Kekuatan identitas", "identitas", 12),
+}
 DUPLICATE = [
     Column("Peluang sama orang", "score", 11, "probability"),
     Column("Bukti per kolom", "evidence", 60),
@@ -239,28 +213,53 @@ DUPLICATE = [
     Column("Kode wilayah baris utama", "t_wilayah", 12),
 ]
 
-SHEET_COLUMNS: dict[str, list[Column]] = {
+
+
+def registry_columns(sheet: str) -> list[Column]:
+    """The civil-registry fields any code of the sheet declares, in REGISTRY's order."""
+    wanted = {field for code in GROUPS[sheet] for field in anomaly_rules()[code].registry_fields}
+    return [column for field, column in REGISTRY.items() if field in wanted]
+
+
+LIST = [
+    Column("Daftar", "daftar_jenis", 14),
+    Column("Cara cocok", "daftar_cara", 16),
+    Column("Sumber daftar", "daftar_sumber", 18),
+    Column("Tanggal data", "daftar_tanggal", 12),
+    Column("NIK di daftar", "daftar_nik", 19),
+    Column("Nama di daftar", "daftar_nama", 26),
+    Column("Tanggal lahir di daftar", "daftar_lahir", 12, "date"),
+    Column("Kemiripan nama", "daftar_kemiripan", 10, "number"),
+    Column("Peluang (fuzzy)", "daftar_peluang", 11, "probability"),
+    Column("Bukti (fuzzy)", "daftar_bukti", 60),
+]
+HOUSEHOLD = [
+    Column("Anggota rumah tangga (id_dtks)", "anggota", 40),
+    Column("KK anggota di Dukcapil", "kk_dukcapil", 30),
+]
+
+BLOCKS = {
     # The NIK sheet shows the Dukcapil record too: the one a fuzzy link suggests for a
     # broken NIK (related_id), else the record of the same NIK.
-    "NIK": COMMON_HEAD + [Column("NIK seperti tertulis", "nik_raw_tampil", 19)] + PERSON + DUKCAPIL,
-    "Duplikat": COMMON_HEAD + DUPLICATE + PERSON,
-    "Meninggal": COMMON_HEAD + PERSON + DUKCAPIL,
-    "Pindah": COMMON_HEAD + PERSON + DUKCAPIL,
-    "Identitas": COMMON_HEAD + PERSON + DUKCAPIL,
-    "Tanggapan": COMMON_HEAD + PERSON,
-    OTHER_GROUP: COMMON_HEAD + PERSON,
+    "nik_raw": lambda sheet: [Column("NIK seperti tertulis", "nik_raw_tampil", 19)],
+    "person": lambda sheet: PERSON,
+    "registry": registry_columns,
+    "duplicate": lambda sheet: DUPLICATE,
+    "list": lambda sheet: LIST,
+    "household": lambda sheet: HOUSEHOLD,
 }
 
 
-GROUPED_CODES = [code for codes in GROUPS.values() for code in codes]
+def sheet_columns(sheet: str) -> list[Column]:
+    return COMMON_HEAD + [column for block in sheets()[sheet].blocks for column in BLOCKS[block](sheet)]
+
+
+SHEET_COLUMNS: dict[str, list[Column]] = {name: sheet_columns(name) for name in sheets()}
 
 
 def sheet_rows(cases: pl.LazyFrame, group: str) -> pl.DataFrame:
     """The cases of one group with the columns of its sheet, in the fixed order."""
-    if group in GROUPS:
-        frame = cases.filter(pl.col("anomaly_code").is_in(list(GROUPS[group])))
-    else:
-        frame = cases.filter(~pl.col("anomaly_code").is_in(GROUPED_CODES))
+    frame = cases.filter(pl.col("anomaly_code").is_in(list(GROUPS[group])))
     # Warnings leave the row paid: nothing to decide. That covers the canonical row of a
     # duplicate cluster and every finding a reviewer already decided (TOLAK -> warn).
     frame = frame.filter(pl.col("action") != "warn")
@@ -315,7 +314,7 @@ def decision_message(group: str) -> str:
     255 characters; the full text is on the summary sheet)."""
     meaning = MEANINGS[group]
     text = " ".join(f"{d}: {meaning[d].split('. ')[0].rstrip('.')}." for d in DECISIONS)
-    more = " Lengkapnya: lembar Ringkasan."
+    more = f" Lengkapnya: lembar {workbook_settings()['summary_sheet']}."
     if len(text) + len(more) <= 255:
         return text + more
     return text if len(text) <= 255 else text[:252] + "..."
@@ -362,7 +361,7 @@ def reconciliation_facts(work_dir: Path) -> dict:
 
     counts = {key: rows(scan(work_dir, name)) for key, name in OUTCOME_FILES.items()}
     quarantine = scan(work_dir, "quarantine.parquet")
-    counts["quarantined"] = rows(quarantine.filter(pl.col("source") == "dtks") if quarantine is not None else None)
+    counts[OUTCOME.quarantined] = rows(quarantine.filter(pl.col("source") == "dtks") if quarantine is not None else None)
     return {"as_of": None, "rows_in": None, **counts, "sum": sum(counts.values()), "balanced": None}
 
 
@@ -390,8 +389,8 @@ class Lines:
 
 def reconciliation_lines(lines: Lines, facts: dict) -> None:
     lines.write("Rekonsiliasi", fmt=lines.formats.bold)
-    for label, key in (("Baris masuk", "rows_in"), ("Terverifikasi", "verified"), ("Perlu diperiksa", "review"),
-                       ("Dikeluarkan", "excluded"), ("Karantina", "quarantined"), ("Jumlah", "sum")):
+    rows = [("Baris masuk", "rows_in"), *((o.label.capitalize(), name) for name, o in outcome_rules().items()), ("Jumlah", "sum")]
+    for label, key in rows:
         lines.write(label, facts.get(key))
     balanced = facts.get("balanced")
     status = "SEIMBANG" if balanced else "TIDAK SEIMBANG" if balanced is False else "tidak diketahui (summary.json tidak ada)"
@@ -440,7 +439,7 @@ def count_lines(lines: Lines, counts: dict[str, dict[str, int]], sheets: dict[st
 
 def write_summary_sheet(book: xlsxwriter.Workbook, work_dir: Path, counts: dict[str, dict[str, int]], sheets: dict[str, int],
                         groups: list[str], canonical_rows: int, full_nik: bool, formats: Formats) -> None:
-    sheet = book.add_worksheet("Ringkasan")
+    sheet = book.add_worksheet(workbook_settings()["summary_sheet"])
     sheet.set_column(0, 0, 24)
     sheet.set_column(1, 1, 60)
     sheet.set_column(2, 7, 16)
@@ -462,7 +461,7 @@ def write_summary_sheet(book: xlsxwriter.Workbook, work_dir: Path, counts: dict[
 
 def group_size(group: str, counts: dict[str, dict[str, int]], canonical_rows: int) -> int:
     """Rows of a group's sheets, known before they are written (the summary sheet comes first)."""
-    codes = GROUPS.get(group) or [code for code in counts if code not in GROUPED_CODES]
+    codes = GROUPS[group]
     return sum(n for code in codes for action, n in counts.get(code, {}).items() if action != "warn")
 
 
@@ -486,9 +485,9 @@ def write_workbook(work_dir: Path, path: Path, full_nik: bool = False, max_rows_
     counts: dict[str, dict[str, int]] = {}
     for code, action, n in anomalies.group_by("anomaly_code", "action").len().collect().iter_rows():
         counts.setdefault(code, {})[action] = n
-    groups = list(GROUPS) + ([OTHER_GROUP] if set(counts) - set(GROUPED_CODES) else [])
+    groups = list(GROUPS)
     canonical_rows = (
-        anomalies.filter((pl.col("anomaly_code") == "DUPLICATE_PERSON") & pl.col("related_id").is_null())
+        anomalies.filter((pl.col("anomaly_code") == CODE.DUPLICATE_PERSON) & pl.col("related_id").is_null())
         .select(pl.len()).collect().item()
     )
     cases = case_frame(work_dir, full_nik)
