@@ -30,6 +30,10 @@ def _print_outcome(summary: dict) -> None:
     for warning in summary.get("warnings", []):
         console.print(f"[yellow]perhatian / warning[/yellow]: {warning}", markup=True, highlight=False)
     console.print(f"Laporan / report: [bold]{Path(summary['output_dir']) / 'report.html'}[/bold]")
+    workbooks = summary.get("workbooks")
+    if workbooks:
+        console.print(f"Lembar kerja / workbooks: [bold]{Path(summary['output_dir']) / workbooks['folder']}[/bold] "
+                      f"({workbooks['files']:,} kabupaten/kota + {workbooks['national']})")
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -197,12 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder: new, empty, or the --out of a previous round (default: reports/round-YYYYMMDD-HHMMSS)")
     run.add_argument("--model", help="matching model JSON (default: pipeline/rules/model.json)")
     run.add_argument("--as-of", help="date of the round, YYYY-MM-DD (default: today in Asia/Jakarta)")
-    run.add_argument("--decisions", help="filled anomalies.xlsx / CSV of the same columns, or a folder of them")
+    run.add_argument("--decisions", nargs="+", metavar="FILE_OR_FOLDER",
+                     help="filled workbooks of a round's anomalies/ folder, CSVs of the same columns, or folders of them")
     run.add_argument("--decision-log", default=str(PROJECT_DIR / "data" / "decisions" / "decisions.jsonl"),
                      help="append-only log of reviewers' decisions, read by every round (default: data/decisions/decisions.jsonl)")
     run.add_argument("--objections", default=str(PROJECT_DIR / "data" / "decisions" / "objections.jsonl"),
                      help="queue of objections filed on the status page, read by every round (default: data/decisions/objections.jsonl)")
-    run.add_argument("--full-nik", action="store_true", help="write full NIKs into anomalies.xlsx (default: masked)")
+    run.add_argument("--full-nik", action="store_true", help="write full NIKs into the workbooks (default: masked)")
     run.add_argument("--allow-partial-dukcapil", action="store_true",
                      help="run even when the Dukcapil extract is empty, has no tanggal_meninggal column, or is far smaller than DTKS")
     run.add_argument("--no-prefect", action="store_true", help="run the stages directly, without a Prefect flow run")

@@ -32,7 +32,6 @@ OUTPUT_FILES = {
     "manifest.json": "input/output SHA-256, package versions, parameters",
     "model.json": "the matching model (comparisons, weights, thresholds) used by the run",
     "report.html": "the reviewers' report",
-    "anomalies.xlsx": "the reviewers' workbook: one sheet per anomaly group, keputusan/catatan/pemeriksa to fill in",
     "history.json": "counts per anomaly code of this and earlier rounds at the same --out",
     "decisions_applied.parquet": "every effective reviewer decision and whether it applied or is stale",
     "decisions_rejected.parquet": "malformed decision rows: file, sheet, row, reason",
@@ -238,6 +237,15 @@ def severities() -> dict[str, str]:
 
 def workbook_settings() -> dict:
     return dict(catalogue()["workbook"])
+
+
+def national_workbook() -> str:
+    """The national summary's path inside a round (the per-kabupaten workbooks are beside it)."""
+    settings = workbook_settings()
+    return f"{settings['folder']}/{settings['national_file']}"
+
+
+OUTPUT_FILES[national_workbook()] = "the reviewers' workbooks' national summary: cases per kabupaten/kota, sheet and code"
 
 
 def codes_where(predicate) -> tuple[str, ...]:

@@ -56,6 +56,7 @@ def _sha256(path: Path) -> str:
 
 MALFORMED_SCHEMA = {"source_file": pl.String, "sheet": pl.String, "row": pl.Int64, "reason": pl.String}
 EXPECTED_HEADER = "id_dtks,kode_anomali,id_terkait,keputusan,catatan,pemeriksa"
+FOLDER = contract.workbook_settings()["folder"]
 
 
 def _frames_of(path: Path) -> tuple[list[tuple[str, pl.DataFrame]], pl.DataFrame, list[str]]:
@@ -71,26 +72,47 @@ def _frames_of(path: Path) -> tuple[list[tuple[str, pl.DataFrame]], pl.DataFrame
         sheets = pl.read_excel(path, sheet_id=0, engine="calamine", infer_schema_length=0)
     except Exception:  # calamine's text may quote a cell
         raise InputError(
-            f"{label}: cannot be read as an Excel workbook (.xlsx); give the filled anomalies.xlsx, or a CSV with the "
+            f"{label}: cannot be read as an Excel workbook (.xlsx); give a filled workbook of a round's {FOLDER}/ folder, or a CSV with the "
             f"header {EXPECTED_HEADER}."
         ) from None
     # The header is the sheet's first row, so data row k is on sheet row k + 1.
     tables = [(name, frame.with_row_index("row", offset=2).with_columns(pl.col("row").cast(pl.Int64)))
               for name, frame in sheets.items() if "keputusan" in [c.strip().lower() for c in frame.columns]]
     if not tables:
-        raise InputError(f"{label}: no sheet has a keputusan column; give the filled anomalies.xlsx from a verval round.")
+        raise InputError(f"{label}: no sheet has a keputusan column; give a filled kabupaten/kota workbook from a round's {FOLDER}/ folder.")
     return tables, pl.DataFrame(schema=MALFORMED_SCHEMA), []
 
 
-def read_decision_files(source: Path, recorded_at: str) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
-    """Decisions filled in (rows with a keputusan) and the malformed ones, from one file
-    or every .xlsx/.csv in a folder. A file that is not a decision table stops the round."""
-    source = Path(source)
-    if not source.exists():
-        raise InputError(f"--decisions {source}: not found; give a filled anomalies.xlsx, a CSV of decisions, or a folder of them.")
-    files = sorted(p for p in source.iterdir() if p.suffix.lower() in (".xlsx", ".csv")) if source.is_dir() else [source]
-    if source.is_dir() and not files:
-        raise InputError(f"--decisions {source}: the folder holds no .xlsx or .csv file.")
+def decision_files(sources: list[Path]) -> list[Path]:
+    """The files to read: each file given, and every .xlsx/.csv below each folder given (a
+    round's workbook folder, or folders of returned kabupaten workbooks), without the
+    national summary, Excel's lock files (~$...) and hidden files. Each file once."""
+    files: list[Path] = []
+    national = contract.workbook_settings()["national_file"]
+    for source in sources:
+        if not source.exists():
+            raise InputError(f"--decisions {source}: not found; give filled workbooks of a round's "
+                             f"{FOLDER}/ folder, CSVs of decisions, or folders of them.")
+        if not source.is_dir():
+            files.append(source)
+            continue
+        found = sorted(
+            p for p in source.rglob("*")
+            if p.is_file() and p.suffix.lower() in (".xlsx", ".csv") and p.name != national
+            and not p.name.startswith(("~$", ".")) and not any(part.startswith(".") for part in p.relative_to(source).parts)
+        )
+        if not found:
+            raise InputError(f"--decisions {source}: the folder holds no .xlsx or .csv file.")
+        files += found
+    unique = {path.resolve(): path for path in files}
+    return sorted(unique.values(), key=lambda p: str(p))
+
+
+def read_decision_files(sources: Path | str | list, recorded_at: str) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """Decisions filled in (rows with a keputusan) and the malformed ones, from any number of
+    files and folders (decision_files). A file that is not a decision table stops the round."""
+    sources = [Path(s) for s in sources] if isinstance(sources, (list, tuple)) else [Path(sources)]
+    files = decision_files(sources)
     good, bad, warnings = [], [], []
     for path in files:
         if path.suffix.lower() not in (".xlsx", ".csv"):
@@ -107,7 +129,7 @@ def read_decision_files(source: Path, recorded_at: str) -> tuple[pl.DataFrame, p
                 raise InputError(
                     f"--decisions {path}{f' (sheet {sheet})' if sheet else ''}: lacks column(s) "
                     f"{', '.join(names.get(c, c) for c in missing)}; a decision file needs the header {EXPECTED_HEADER} "
-                    "(comma- or semicolon-separated) or the columns of anomalies.xlsx."
+                    "(comma- or semicolon-separated) or the columns of a round's workbooks."
                 )
             for column in ("related_id", "catatan", "pemeriksa"):
                 if column not in frame.columns:
@@ -197,13 +219,13 @@ def effective_decisions(log: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def gather(decisions_source: str | None, log_path: str | None, recorded_at: str | None = None) -> dict:
+def gather(decisions_source: str | list[str] | None, log_path: str | None, recorded_at: str | None = None) -> dict:
     """Stage: read new decision files; return the effective decisions (log and new ones),
     the malformed rows, and the decisions to append to the log once the round succeeds."""
     recorded_at = recorded_at or dt.datetime.now(dt.timezone(dt.timedelta(hours=7))).isoformat(timespec="seconds")
     new, malformed, warnings = EMPTY_LOG, pl.DataFrame(schema=MALFORMED_SCHEMA), []
     if decisions_source:
-        new, malformed, warnings = read_decision_files(Path(decisions_source), recorded_at)
+        new, malformed, warnings = read_decision_files(decisions_source, recorded_at)
     to_log = not_yet_logged(Path(log_path) if log_path else None, new)
     log = pl.concat([read_log(Path(log_path) if log_path else None), to_log])
     return {"effective": effective_decisions(log), "malformed": malformed, "new": new.height, "to_log": to_log,

@@ -44,7 +44,7 @@ class RoundContext:
     out: str
     model_path: str | None = None
     link_model_path: str | None = None
-    decisions: str | None = None
+    decisions: str | list[str] | None = None  # files and folders of filled workbooks / CSVs
     decision_log: str | None = None
     objections: str | None = None
     full_nik: bool = False
@@ -418,7 +418,7 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
             }
             step("report", write_report, ctx, summary)
             step("indicators", write_indicators, ctx)
-            step("workbook", write_workbook, ctx)
+            summary["workbooks"] = step("workbooks", write_workbooks, ctx)
             step("lookup-index", write_lookup_index, ctx)
             step("manifest", write_manifest, ctx)
             published = step("publish", publish, ctx)
@@ -444,11 +444,14 @@ def write_report(ctx: RoundContext, summary: dict) -> dict:
     return {"report": str(ctx.path("report.html")), "previous_round": str(previous_dir) if previous_dir else None}
 
 
-def write_workbook(ctx: RoundContext) -> dict:
-    """anomalies.xlsx for reviewers (xlsxwriter writes cell by cell: the slowest output)."""
-    from pipeline.report.xlsx import write_workbook as write
+def write_workbooks(ctx: RoundContext) -> dict:
+    """anomalies/: one reviewers' workbook per kabupaten/kota and the national summary,
+    written in parallel processes (xlsxwriter writes cell by cell: the slowest output)."""
+    from pipeline.report.xlsx import write_workbooks as write
 
-    return {"sheets": write(ctx.work_dir, ctx.path("anomalies.xlsx"), full_nik=ctx.full_nik).get("sheets")}
+    written = write(ctx.work_dir, ctx.path(contract.workbook_settings()["folder"]), full_nik=ctx.full_nik)
+    return {"folder": contract.workbook_settings()["folder"], "national": written["national"], "files": len(written["files"]),
+            "workers": written["workers"], "sheets": written["sheets"]}
 
 
 def write_lookup_index(ctx: RoundContext) -> dict:

@@ -27,6 +27,7 @@ def declared_names() -> dict[str, str]:
     names |= {outcome: "outcome" for outcome in OUTCOMES}
     names |= {sheet: "sheet name" for sheet in sheets()}
     names[contract.workbook_settings()["summary_sheet"]] = "sheet name"
+    names[contract.workbook_settings()["national_sheet"]] = "sheet name"
     return names
 
 

@@ -11,6 +11,7 @@ from pipeline.progress import StageClock
 from pipeline.round import RoundContext, run_round
 
 JOKO_NIK = "320101" + "010770" + "0007"
+BOGOR = "3201-kabupaten-bogor.xlsx"
 
 
 def run(extracts, out, **kwargs):
@@ -90,7 +91,7 @@ def test_decisions_are_applied_logged_and_carried_forward(small_extracts, first_
     # The next workbook does not ask again about what was decided.
     import openpyxl
 
-    book = openpyxl.load_workbook(out / "anomalies.xlsx", read_only=True)
+    book = openpyxl.load_workbook(out / "anomalies" / BOGOR, read_only=True)
     asked = {row[0] for name in ("Meninggal", "Duplikat") for row in book[name].iter_rows(min_row=2, values_only=True)}
     assert "D006" not in asked and "D002" not in asked
 
@@ -116,22 +117,50 @@ def test_decision_file_missing_a_key_column_stops_the_round(small_extracts, firs
     assert not log.exists()
 
 
-def test_filled_workbook_is_read_back(small_extracts, first_round):
+def fill(path, id_dtks: str, keputusan: str, pemeriksa: str, to):
+    """Fill keputusan / pemeriksa of id_dtks's case in a kabupaten workbook, as a reviewer would."""
     import openpyxl
 
-    book = openpyxl.load_workbook(first_round / "anomalies.xlsx")
-    sheet = book["Duplikat"]
-    headers = [cell.value for cell in sheet[1]]
-    row = next(r for r in range(2, sheet.max_row + 1) if sheet.cell(r, headers.index("id_dtks") + 1).value == "D002")
-    sheet.cell(row, headers.index("keputusan") + 1).value = "TOLAK"
-    sheet.cell(row, headers.index("pemeriksa") + 1).value = "Sari"
-    filled = small_extracts["dir"] / "terisi.xlsx"
-    book.save(filled)
+    book = openpyxl.load_workbook(path)
+    for sheet in book.worksheets[1:]:
+        headers = [cell.value for cell in sheet[1]]
+        for row in range(2, sheet.max_row + 1):
+            if sheet.cell(row, headers.index("id_dtks") + 1).value == id_dtks:
+                sheet.cell(row, headers.index("keputusan") + 1).value = keputusan
+                sheet.cell(row, headers.index("pemeriksa") + 1).value = pemeriksa
+                book.save(to)
+                return to
+    raise AssertionError(f"{id_dtks} not in {path}")
+
+
+def test_filled_kabupaten_workbooks_are_read_back(small_extracts):
+    """Two kabupaten offices return their workbooks: both are read, given as files or as
+    the folder they came in (whose national summary is not a decision file)."""
+    from pipeline.decisions import read_decision_files
+
+    with open(small_extracts["dtks"], "a", encoding="utf-8") as handle:
+        handle.write("D013,777,,ASEP,L,BANDUNG,1981-01-01,JL B,3273011001,PKH\n")  # Kota Bandung
+    first = small_extracts["dir"] / "round1"
+    run(small_extracts, first)
+    bandung = next((first / "anomalies").glob("3273-*.xlsx"))
+    returned = small_extracts["dir"] / "kembali"
+    returned.mkdir()
+    files = [fill(first / "anomalies" / BOGOR, "D002", "TOLAK", "Sari", returned / BOGOR),
+             fill(bandung, "D013", "TOLAK", "Ujang", returned / bandung.name)]
 
     out = small_extracts["dir"] / "round-xlsx"
-    summary = run(small_extracts, out, decisions=str(filled))
+    summary = run(small_extracts, out, decisions=[str(f) for f in files])
     clusters = pl.read_parquet(out / "duplicate_clusters.parquet")
     assert clusters.filter(pl.col("id_dtks").is_in(["D001", "D002"]))["cluster_id"].n_unique() == 2
-    status = pl.read_parquet(out / "decisions_applied.parquet").row(0, named=True)
-    assert (status["sheet"], status["pemeriksa"], status["status"]) == ("Duplikat", "Sari", "applied: pasangan tidak digabung")
+    status = {r["id_dtks"]: r for r in pl.read_parquet(out / "decisions_applied.parquet").iter_rows(named=True)}
+    assert (status["D002"]["sheet"], status["D002"]["pemeriksa"], status["D002"]["status"]) == ("Duplikat", "Sari", "applied: pasangan tidak digabung")
+    assert (status["D013"]["source_file"], status["D013"]["sheet"], status["D013"]["status"]) == (bandung.name, "NIK", "applied")
+    assert anomaly(out, "D013", "NIK_INVALID_FORMAT")["action"] == "warn" and outcome(out, "D013") == "verified_recipients"
     assert summary["decisions"]["malformed"] == 0
+
+    # The round's folder as it was handed back, national summary and all: the same decisions.
+    import shutil
+
+    shutil.copy(first / "anomalies" / "ringkasan-nasional.xlsx", returned)
+    from_folder, malformed, _ = read_decision_files(str(returned), "2026-11-21T00:00:00+07:00")
+    assert sorted(from_folder["id_dtks"].to_list()) == ["D002", "D013"] and malformed.height == 0

@@ -30,12 +30,14 @@ def test_files_added_or_changed_in_a_round_are_kept(published):
     out = published.out
     first = out.resolve()
     (out / "catatan.txt").write_text("mine")
-    with open(out / "anomalies.xlsx", "ab") as handle:  # a reviewer filled it in place
+    filled = next((out / "anomalies").glob("3201-*.xlsx"))
+    with open(filled, "ab") as handle:  # a reviewer filled a kabupaten's workbook in place
         handle.write(b" ")
     summary = run(published, as_of="2026-11-22")
     assert out.resolve() != first
-    assert sorted(p.name for p in first.iterdir()) == [".verval.json", "anomalies.xlsx", "catatan.txt"]
-    assert any("catatan.txt" in w and "anomalies.xlsx" in w for w in summary["warnings"])
+    assert sorted(p.relative_to(first).as_posix() for p in first.rglob("*")) == [
+        ".verval.json", "anomalies", f"anomalies/{filled.name}", "catatan.txt"]
+    assert any("catatan.txt" in w and filled.name in w for w in summary["warnings"])
 
 
 def test_rerun_for_the_same_date_replaces_its_history_entry(published):

@@ -125,7 +125,7 @@ def test_report_is_self_contained_masked_and_reconciled(round_out):
 def test_lists_are_capped_with_a_note(round_out):
     out, summary, _ = round_out
     page = render_report(out, summary, max_cases=1)
-    assert "Menampilkan 1 dari 3 kasus; daftar lengkap di anomalies.parquet / anomalies.xlsx" in page
+    assert "Menampilkan 1 dari 3 kasus; daftar lengkap di anomalies.parquet / lembar kerja di folder anomalies/" in page
 
 
 def make_previous_round(out: Path, tmp_path: Path) -> Path:

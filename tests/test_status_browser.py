@@ -129,7 +129,7 @@ def test_status_page_in_headless_chromium_and_objection_reaches_next_workbook(se
     extracts = served["extracts"]
     run_round(RoundContext(dtks=str(extracts["dtks"]), dukcapil=str(extracts["dukcapil"]), out=str(nxt), as_of="2027-05-21",
                            objections=str(served["queue"])), StageClock(quiet=True))
-    sheet = pl.read_excel(nxt / "anomalies.xlsx", sheet_name="Tanggapan", infer_schema_length=0)
+    sheet = pl.read_excel(next((nxt / "anomalies").glob("3201-*.xlsx")), sheet_name="Tanggapan", infer_schema_length=0)
     assert sheet.select("id_dtks", "kode_anomali", "id_terkait").rows() == [("D006", "CITIZEN_OBJECTION", receipt)]
     assert "Saya masih hidup" in sheet["Keterangan"][0]
     assert pl.read_parquet(nxt / "review.parquet").filter(pl.col("id_dtks") == "D006").height == 1

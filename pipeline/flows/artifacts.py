@@ -30,6 +30,10 @@ def summary_markdown(summary: dict) -> str:
                       f"ditolak (format salah): {decisions.get('malformed', 0):,}."]
     if summary.get("output_dir"):
         lines += ["", f"Keluaran: `{summary['output_dir']}`"]
+    workbooks = summary.get("workbooks")
+    if workbooks:
+        lines += ["", f"Lembar kerja pemeriksa: {workbooks['files']:,} file per kabupaten/kota dan `{workbooks['national']}` "
+                      f"di folder `{workbooks['folder']}/`."]
     return "\n".join(lines)
 
 

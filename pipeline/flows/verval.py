@@ -49,7 +49,7 @@ def verval_round(
     model_path: str | None = None,
     as_of: str | None = None,
     quiet: bool = False,
-    decisions: str | None = None,
+    decisions: str | list[str] | None = None,
     decision_log: str | None = None,
     full_nik: bool = False,
     objections: str | None = None,

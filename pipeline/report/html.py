@@ -23,7 +23,9 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.checks.wilayah import current_kabupaten, region_names
-from pipeline.contract import CODE, OUTCOME, OUTCOMES, ROW_OUTCOMES, action_rules, anomaly_rules, outcome_rules, severities
+from pipeline.contract import (
+    CODE, OUTCOME, OUTCOMES, ROW_OUTCOMES, action_rules, anomaly_rules, national_workbook, outcome_rules, severities, workbook_settings,
+)
 from pipeline.lookup.objections import is_objection_id
 from pipeline.report.mask import birth_year, mask_name, mask_nik, scrub_text
 from pipeline.report.pages import asset, fmt_dec, fmt_int, json_for_script, render  # noqa: F401 - json_for_script is re-exported
@@ -273,7 +275,7 @@ def shown_note(shown: int, total: int, what: str = "kasus") -> str:
         return f"Menampilkan semua {fmt_int(total)} {what}."
     return (
         f"Menampilkan {fmt_int(shown)} dari {fmt_int(total)} {what}; "
-        "daftar lengkap di anomalies.parquet / anomalies.xlsx."
+        f"daftar lengkap di anomalies.parquet / lembar kerja di folder {workbook_settings()['folder']}/."
     )
 
 
@@ -949,4 +951,5 @@ def render_report(work_dir: Path, summary: dict, previous_dir: Path | None = Non
         "waktu": timings_section(summary),
     }
     return render("report.html.j2", asset("report.js"), sections=SECTIONS, d=sections, lists=page.lists,
-                  as_of=summary.get("as_of", ""), version=summary.get("verval_version", ""))
+                  as_of=summary.get("as_of", ""), version=summary.get("verval_version", ""),
+                  workbooks=workbook_settings(), national_workbook=national_workbook())
