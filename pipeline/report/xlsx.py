@@ -1,6 +1,17 @@
-"""anomalies.xlsx: the reviewers' workbook. One sheet per anomaly group, each case a row
-with three columns to fill in (keputusan, catatan, pemeriksa), plus a summary sheet
-that says what each decision means for each group.
+"""The reviewers' workbooks, as they are distributed: one per kabupaten/kota (the folder
+and the national summary's name are the catalogue's [workbook]). Each holds the cases of
+its kabupaten's DTKS rows: one sheet per anomaly group, each case a row with three columns
+to fill in (keputusan, catatan, pemeriksa), after a summary sheet that says what each
+decision means for each group. The national summary holds aggregates only.
+
+Writer: xlsxwriter. benchmarks/workbook_writers.py measures it against a Rust-based writer
+(rvgsrust-xlsxwriter 0.3.5) with the same features: at 1M DTKS rows (514 files, 191,812
+cases, one process) 41.8 s CPU against 17.3 s, the same MB. The Rust writer is not used
+(yet): it cannot set the document's creation date (its zip must be rewritten by hand for
+byte-identical files), and it is a 0.3 native package, first released 2026-09, whose own
+docstring still says data validation is missing (it works). The files are written in
+parallel processes instead. Cells are written row by row: writing column by column (the
+guard decided per column) took 83.5 s CPU against 41.8 s in one measurement.
 
 Decisions are matched back to cases later on the key columns id_dtks, kode_anomali and
 id_terkait (for duplicates: the pair id_dtks + id_dtks of the row kept). Reviewers must
