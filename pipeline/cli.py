@@ -88,9 +88,14 @@ def command_serve(args: argparse.Namespace) -> int:
 
 def command_bench(args: argparse.Namespace) -> int:
     from pipeline.bench import run_benchmark
+    from pipeline.errors import InputError
 
-    return run_benchmark(n=args.n, seed=args.seed, work=args.dir, fmt=args.format, through_prefect=args.prefect, score=args.score,
-                         mix=args.mix)
+    try:
+        sizes = [int(size.replace("_", "")) for size in args.sizes.split(",")] if args.sizes else [args.n]
+    except ValueError:
+        raise InputError(f"--sizes {args.sizes!r}: give row counts separated by commas, e.g. 1000000,3000000") from None
+    return run_benchmark(sizes=sizes, seed=args.seed, work=args.dir, fmt=args.format, through_prefect=args.prefect,
+                         score=args.score, mix=args.mix, vs_splink=args.vs_splink)
 
 
 def command_score(args: argparse.Namespace) -> int:
@@ -265,9 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="generate N rows, run the round, print per-stage time and peak memory")
     bench.add_argument("--n", type=int, default=1_000_000)
+    bench.add_argument("--sizes", help="several sizes, e.g. 1000000,3000000,10000000: the scaling table with growth exponents")
+    bench.add_argument("--vs-splink", action="store_true", help="also run Splink's dedupe of the same DTKS rows (SPLINK_PYTHON)")
     bench.add_argument("--seed", type=int, default=7)
-    bench.add_argument("--dir", help="work folder (default: a temporary folder)")
-    bench.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    bench.add_argument("--dir", help="work folder; generated registries are kept there and reused (default: a temporary folder)")
+    bench.add_argument("--format", choices=("csv", "parquet"), default="parquet")
     bench.add_argument("--mix", choices=("standard", "hard"), default="standard", help="scenario mix of the generated data")
     bench.add_argument("--prefect", action="store_true", help="run through the Prefect flow (adds server start-up)")
     bench.add_argument("--score", action="store_true", help="also print precision/recall per anomaly code")
