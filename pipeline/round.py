@@ -253,8 +253,11 @@ def find_eligibility(ctx: RoundContext) -> dict:
     records = pl.read_parquet(records_path, columns=["id_dtks", "no_kk", "hubungan_keluarga", "tanggal_lahir", "program", "desil"])
     resolution = pl.read_parquet(ctx.path("resolution.parquet"))
     parts = [desil.desil_anomalies(records)]
+    # A death or move a reviewer dismissed (TOLAK) no longer counts for the household.
+    link_findings, _ = decisions.apply_decisions(pl.read_parquet(ctx.staging_dir / "anomalies_link.parquet"),
+                                                 pl.read_parquet(ctx.staging_dir / "decisions.parquet"), records["id_dtks"])
     found_households, shown = household.household_findings(
-        records, pl.read_parquet(ctx.staging_dir / "anomalies_link.parquet"), resolution,
+        records, link_findings.filter(pl.col("action") != "warn"), resolution,
         pl.scan_parquet(ctx.staging_dir / "dukcapil.parquet").select("source_line", "no_kk"),
     )
     parts.append(found_households)
@@ -272,7 +275,8 @@ def find_eligibility(ctx: RoundContext) -> dict:
         try:
             model = load_model(Path(ctx.link_model_path) if ctx.link_model_path else LINK_MODEL_PATH)
             matches, linked_by = ineligible.link_lists(con, entries, str(records_path), resolution,
-                                                       pl.read_parquet(ctx.path("duplicate_clusters.parquet")), model)
+                                                       pl.read_parquet(ctx.path("duplicate_clusters.parquet")), model,
+                                                       as_of_year=int(ctx.as_of[:4]))
         finally:
             con.close()
         parts.append(ineligible.not_eligible_anomalies(matches))

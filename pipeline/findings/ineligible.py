@@ -53,19 +53,32 @@ def list_model(link_model: dict) -> dict:
     return model
 
 
-def standardise_list(entries: pl.DataFrame) -> pl.DataFrame:
-    """List rows as engine records: names standardised, NIK digits, sex read from the NIK
-    (DD + 40 for women), no region and no KK."""
-    day = entries["nik"].str.slice(6, 2).cast(pl.Int32, strict=False)
+def standardise_list(entries: pl.DataFrame, as_of_year: int) -> pl.DataFrame:
+    """List rows as engine records: names standardised, NIK digits, no region and no KK.
+    Sex and, where the list gives none, the birth date are read from the NIK (DDMMYY, DD + 40
+    for women; a two-digit year is 20YY when that makes the person at least 15): evidence
+    for the engine only. `stated_lahir` keeps the list's own birth date, the one an exact
+    match must agree with; the NIK counts as its holder's own only against that date."""
+    nik = pl.col("nik")
+    day, month, year = (nik.str.slice(start, 2).cast(pl.Int32, strict=False) for start in (6, 8, 10))
+    century = pl.when(2000 + year <= as_of_year - 15).then(2000).otherwise(1900)
+    from_nik = pl.concat_str([
+        (century + year).cast(pl.String), month.cast(pl.String).str.zfill(2),
+        pl.when(day > 40).then(day - 40).otherwise(day).cast(pl.String).str.zfill(2),
+    ], separator="-").str.to_date("%Y-%m-%d", strict=False)
     frame = entries.with_columns(
         rid=pl.int_range(pl.len(), dtype=pl.Int64),
         jenis_kelamin=pl.when(day > 40).then(pl.lit("P")).when(day.is_between(1, 31)).then(pl.lit("L")),
         kode_wilayah=pl.lit(None, dtype=pl.String), no_kk=pl.lit(None, dtype=pl.String),
+        stated_lahir=pl.col("tanggal_lahir"),
+    )
+    frame = frame.with_columns(
+        tanggal_lahir=pl.coalesce("tanggal_lahir", pl.when(nik.str.contains(r"^[0-9]{16}$")).then(from_nik)),
     )
     records = standardise_records(frame)
     return records.with_columns(
         nik_format_ok=pl.col("nik").str.contains(r"^[0-9]{16}$").fill_null(False),
-        nik_consistent=nik_is_own_number(pl.col("nik_digits"), pl.col("tanggal_lahir"), pl.col("jenis_kelamin")),
+        nik_consistent=nik_is_own_number(pl.col("nik_digits"), pl.col("stated_lahir"), pl.col("jenis_kelamin")),
         dob_placeholder=placeholder_birth_date(pl.col("tanggal_lahir")),
     )
 
@@ -81,14 +94,14 @@ def _similarity() -> str:
 
 
 def link_lists(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame, records_path: str, resolution: pl.DataFrame,
-               clusters: pl.DataFrame, link_model: dict) -> tuple[pl.DataFrame, dict]:
+               clusters: pl.DataFrame, link_model: dict, as_of_year: int) -> tuple[pl.DataFrame, dict]:
     """One row per (DTKS row, list entry) linked (MATCH_SCHEMA, `action` per the rules), and
     counts per way of linking."""
     rules = eligibility_rules()
     settings = rules["ineligible_link"]
     actions = pl.DataFrame({"jenis": list(rules["ineligible"]),
                             "exact_action": [spec["exact_action"] for spec in rules["ineligible"].values()]})
-    left = standardise_list(entries)
+    left = standardise_list(entries, as_of_year)
     con.register("_elig_left", left)
     con.execute("CREATE OR REPLACE TEMP TABLE elig_left AS SELECT * FROM _elig_left")
     con.unregister("_elig_left")
@@ -98,7 +111,7 @@ def link_lists(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame, records_pa
     agrees = _name_agrees(settings["name_agrees"])
     exact = con.sql(
         f"""SELECT l.rid AS list_rid, r.id_dtks, 'exact' AS method, {_similarity()} AS name_similarity,
-                   (l.tanggal_lahir IS NULL OR l.tanggal_lahir = r.tanggal_lahir) AS dob_agrees,
+                   (l.stated_lahir IS NULL OR l.stated_lahir = r.tanggal_lahir) AS dob_agrees,
                    coalesce(s.resolution = 'exact_nik' AND s.dukcapil_nik = r.nik, FALSE) AS confirmed
             FROM elig_left l JOIN elig_right r ON r.nik = l.nik AND l.nik_format_ok
             LEFT JOIN elig_resolution s ON s.id_dtks = r.id_dtks
@@ -133,7 +146,7 @@ def link_lists(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame, records_pa
     order = {m: i for i, m in enumerate(METHODS)}
     matches = (
         linked.join(left.select(list_rid="rid", list_file="file", list_line="source_line", list_nik="nik",
-                                list_nama="nama", list_lahir="tanggal_lahir", jenis="jenis", sumber="sumber", tanggal="tanggal"),
+                                list_nama="nama", list_lahir="stated_lahir", jenis="jenis", sumber="sumber", tanggal="tanggal"),
                     on="list_rid")
         .join(actions, on="jenis", how="left")
         .with_columns(action=pl.when(pl.col("strong") & (pl.col("exact_action") == "exclude")).then(pl.lit("exclude"))
