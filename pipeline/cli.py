@@ -42,7 +42,7 @@ def command_run(args: argparse.Namespace) -> int:
         ctx = RoundContext(dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model,
                            decisions=args.decisions, decision_log=args.decision_log or None,
                            objections=args.objections or None, full_nik=args.full_nik,
-                           allow_partial_dukcapil=args.allow_partial_dukcapil)
+                           allow_partial_dukcapil=args.allow_partial_dukcapil, ineligible=args.ineligible or [])
         if args.as_of:
             ctx.as_of = args.as_of
         clock = StageClock(quiet=args.quiet)
@@ -54,7 +54,7 @@ def command_run(args: argparse.Namespace) -> int:
         summary = verval_round(
             dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model, as_of=args.as_of, quiet=args.quiet,
             decisions=args.decisions, decision_log=args.decision_log or None, objections=args.objections or None,
-            full_nik=args.full_nik, allow_partial_dukcapil=args.allow_partial_dukcapil,
+            full_nik=args.full_nik, allow_partial_dukcapil=args.allow_partial_dukcapil, ineligible=args.ineligible or [],
         )
         timings = summary["stage_timings"]
     if not args.quiet:
@@ -207,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="append-only log of reviewers' decisions, read by every round (default: data/decisions/decisions.jsonl)")
     run.add_argument("--objections", default=str(PROJECT_DIR / "data" / "decisions" / "objections.jsonl"),
                      help="queue of objections filed on the status page, read by every round (default: data/decisions/objections.jsonl)")
+    run.add_argument("--ineligible", nargs="+", metavar="FILE",
+                     help="ineligibility lists (CSV, Parquet or XLSX: nik, nama, jenis, optional tanggal_lahir, sumber, tanggal)")
     run.add_argument("--full-nik", action="store_true", help="write full NIKs into anomalies.xlsx (default: masked)")
     run.add_argument("--allow-partial-dukcapil", action="store_true",
                      help="run even when the Dukcapil extract is empty, has no tanggal_meninggal column, or is far smaller than DTKS")

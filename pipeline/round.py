@@ -52,6 +52,7 @@ class RoundContext:
     duckdb_memory_limit: str = "3GB"
     threads: int = 2
     allow_partial_dukcapil: bool = False
+    ineligible: list[str] = field(default_factory=list)
     work: str = ""
     round_id: str = ""
     started_at: str = field(default_factory=lambda: dt.datetime.now(JAKARTA).isoformat(timespec="seconds"))
@@ -91,7 +92,7 @@ def prepare(ctx: RoundContext) -> dict:
     left; create the work folder. Runs under the --out lock (run_round)."""
     from pipeline.ingest import check_input_file
 
-    for label, value in (("--dtks", ctx.dtks), ("--dukcapil", ctx.dukcapil)):
+    for label, value in (("--dtks", ctx.dtks), ("--dukcapil", ctx.dukcapil), *(("--ineligible", f) for f in ctx.ineligible)):
         check_input_file(Path(value), label)
     _, notes = outdir.prepare_out(Path(ctx.out), ctx.round_id)  # creates ctx.work_dir
     ctx.staging_dir.mkdir(mode=0o700)
@@ -270,6 +271,57 @@ def find_duplicates(ctx: RoundContext) -> dict:
     }
 
 
+def find_eligibility(ctx: RoundContext) -> dict:
+    """NOT_ELIGIBLE (the --ineligible lists), DESIL_NOT_ELIGIBLE and the household codes
+    (pipeline/findings/), after the civil-registry link and the duplicate clusters."""
+    from pipeline.findings import desil, household, ineligible
+
+    records_path = ctx.staging_dir / "records.parquet"
+    records = pl.read_parquet(records_path, columns=["id_dtks", "no_kk", "hubungan_keluarga", "tanggal_lahir", "program", "desil"])
+    resolution = pl.read_parquet(ctx.path("resolution.parquet"))
+    parts = [desil.desil_anomalies(records)]
+    # A death or move a reviewer dismissed (TOLAK) no longer counts for the household.
+    link_findings, _ = decisions.apply_decisions(pl.read_parquet(ctx.staging_dir / "anomalies_link.parquet"),
+                                                 pl.read_parquet(ctx.staging_dir / "decisions.parquet"), records["id_dtks"])
+    found_households, shown = household.household_findings(
+        records, link_findings.filter(pl.col("action") != "warn"), resolution,
+        pl.scan_parquet(ctx.staging_dir / "dukcapil.parquet").select("source_line", "no_kk"),
+    )
+    parts.append(found_households)
+    shown.write_parquet(ctx.staging_dir / "households.parquet")
+    lists, warnings, matches, linked_by = [], [], pl.DataFrame(schema=ineligible.MATCH_SCHEMA), {}
+    for index, source in enumerate(ctx.ineligible):
+        result = ingest_extract(Path(source), "ineligible", ctx.staging_dir, ctx.as_of, name=f"ineligible_{index}")
+        lists.append(result.to_dict())
+        warnings += result.warnings
+    if lists:
+        entries = pl.concat([
+            pl.read_parquet(item["staging_path"]).with_columns(file=pl.lit(Path(item["source"]).name)) for item in lists
+        ])
+        con = ctx.connect()
+        try:
+            model = load_model(Path(ctx.link_model_path) if ctx.link_model_path else LINK_MODEL_PATH)
+            matches, linked_by = ineligible.link_lists(con, entries, str(records_path), resolution,
+                                                       pl.read_parquet(ctx.path("duplicate_clusters.parquet")), model,
+                                                       as_of_year=int(ctx.as_of[:4]))
+        finally:
+            con.close()
+        parts.append(ineligible.not_eligible_anomalies(matches))
+    matches.write_parquet(ctx.staging_dir / "list_matches.parquet")
+    anomalies = pl.concat(parts)
+    anomalies.write_parquet(ctx.staging_dir / "anomalies_elig.parquet")
+    by_type = matches.group_by("jenis", "action").len().sort("jenis", "action")
+    return {
+        "ineligible_lists": [{k: item[k] for k in ("source", "file_format", "rows_in", "rows_staged", "rows_quarantined")} for item in lists],
+        "not_eligible_links": linked_by,
+        "not_eligible_by_type": {jenis: {action: n for j, action, n in by_type.iter_rows() if j == jenis}
+                                 for jenis in by_type["jenis"].unique().sort()},
+        "anomalies": dict(anomalies.group_by("anomaly_code").len().sort("anomaly_code").iter_rows()),
+        "households_flagged": shown["representative"].n_unique(),
+        "warnings": warnings,
+    }
+
+
 def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
     from pipeline.lookup import objections
 
@@ -277,7 +329,7 @@ def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
     fuzzy = pl.read_parquet(ctx.path("dukcapil_links.parquet")).filter(pl.col("link_method") == "fuzzy")
     anomalies = sort_anomalies(
         link.attach_suggested_nik(
-            pl.concat([pl.read_parquet(ctx.staging_dir / f"anomalies_{part}.parquet") for part in ("nik", "link", "dup", "obj")]),
+            pl.concat([pl.read_parquet(ctx.staging_dir / f"anomalies_{part}.parquet") for part in ("nik", "link", "dup", "elig", "obj")]),
             fuzzy,
         )
     )
@@ -291,6 +343,7 @@ def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
     outcomes = row_outcomes(dtks, anomalies)
     quarantine = pl.concat(
         [pl.read_parquet(ctx.staging_dir / f"{kind}_quarantine.parquet") for kind in contract.EXTRACT_KINDS]
+        + [pl.read_parquet(path) for path in sorted(ctx.staging_dir.glob("ineligible_*_quarantine.parquet"))]
     )
     reconciliation = reconcile(ingest_results["dtks"]["rows_in"], outcomes, ingest_results["dtks"]["rows_quarantined"])
     # A NIK repair confirmed by a reviewer is applied to the outputs; the original stays.
@@ -357,7 +410,8 @@ def write_manifest(ctx: RoundContext) -> dict:
         "finished_at": dt.datetime.now(JAKARTA).isoformat(timespec="seconds"),
         "parameters": ctx.parameters(),
         "inputs": {kind: {"path": str(Path(p).resolve()), "sha256": sha256(Path(p)), "bytes": Path(p).stat().st_size}
-                   for kind, p in (("dtks", ctx.dtks), ("dukcapil", ctx.dukcapil))},
+                   for kind, p in (("dtks", ctx.dtks), ("dukcapil", ctx.dukcapil),
+                                   *((f"ineligible_{i}", f) for i, f in enumerate(ctx.ineligible)))},
         "outputs": {p.relative_to(ctx.work_dir).as_posix(): {"sha256": sha256(p), "bytes": p.stat().st_size} for p in outputs},
         "packages": package_versions(),
     }
@@ -427,7 +481,8 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
             nik = step("nik-checks", nik_checks, ctx)
             linked = step("link-civil-registry", link_civil_registry, ctx)
             duplicates = step("find-duplicates", find_duplicates, ctx)
-            # The stage's time is the wait for the side process; its own time is in the result.
+            eligibility = step("eligibility", find_eligibility, ctx)
+            # The stage's time is the wait for the side thread; its own time is in the result.
             quality = {kind: step(f"expectations-{kind}", wait_for, validating[kind]) for kind in contract.EXTRACT_KINDS}
             objected = step("objections", gather_objections, ctx)
             decided = step("decide", decide, ctx, ingested)
@@ -438,12 +493,13 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
                 "as_of": ctx.as_of,
                 **decided,
                 "warnings": prepared["notes"] + gathered["warnings"] + [w for kind in contract.EXTRACT_KINDS for w in ingested[kind]["warnings"]]
-                + checked["warnings"],
+                + checked["warnings"] + eligibility["warnings"],
                 "ingest": ingested,
                 "data_quality": quality,
                 "nik_checks": nik,
                 "civil_registry_link": linked,
                 "duplicates": duplicates,
+                "eligibility": {k: v for k, v in eligibility.items() if k != "warnings"},
                 "stage_timings": clock.timings,
             }
             step("report", write_report, ctx, summary)

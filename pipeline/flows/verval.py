@@ -54,10 +54,11 @@ def verval_round(
     full_nik: bool = False,
     objections: str | None = None,
     allow_partial_dukcapil: bool = False,
+    ineligible: list[str] | None = None,
 ) -> dict:
     ctx = RoundContext(dtks=dtks, dukcapil=dukcapil, out=out, model_path=model_path, decisions=decisions,
                        decision_log=decision_log, objections=objections, full_nik=full_nik,
-                       allow_partial_dukcapil=allow_partial_dukcapil)
+                       allow_partial_dukcapil=allow_partial_dukcapil, ineligible=list(ineligible or []))
     if as_of:
         ctx.as_of = as_of
     clock = StageClock(quiet=quiet)

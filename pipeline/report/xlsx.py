@@ -28,7 +28,9 @@ from pathlib import Path
 import polars as pl
 import xlsxwriter
 
-from pipeline.contract import CODE, DECISION_VALUES, OUTCOME, ROW_OUTCOMES, anomaly_rules, outcome_rules, sheets, workbook_settings
+from pipeline.contract import (
+    CODE, DECISION_VALUES, OUTCOME, ROW_OUTCOMES, anomaly_rules, codes_where, outcome_rules, sheets, workbook_settings,
+)
 from pipeline.lookup.objections import is_objection_id
 from pipeline.report.html import (
     ACTION_LABELS,
@@ -99,7 +101,9 @@ def case_frame(work_dir: Path, full_nik: bool) -> pl.LazyFrame:
         .join(dukcapil_columns(work_dir, anomalies), on=["id_dtks", "anomaly_code"], how="left")
         .join(clusters_frame(work_dir), on="id_dtks", how="left")
         .with_columns(
-            id_terkait=pl.when(pl.col("_related_is_row").fill_null(False) | is_objection_id(pl.col("related_id")))
+            # A related id without digits (a list type, a program) is no personal number.
+            id_terkait=pl.when(pl.col("_related_is_row").fill_null(False) | is_objection_id(pl.col("related_id"))
+                               | ~pl.col("related_id").str.contains(r"[0-9]").fill_null(True))
             .then(pl.col("related_id")).otherwise(nik_column("related_id", full_nik)),
             nik_tampil=nik_column("nik", full_nik),
             nik_raw_tampil=nik_column("nik_raw", full_nik),
@@ -112,8 +116,8 @@ def case_frame(work_dir: Path, full_nik: bool) -> pl.LazyFrame:
             tindakan=pl.col("action").replace_strict(ACTION_LABELS, default=pl.col("action")),
             hasil=pl.col("outcome").replace_strict(OUTCOME_LABELS, default=pl.col("outcome")),
         )
-        .join(list_columns(work_dir), on=["id_dtks", "anomaly_code", "related_id"], how="left")
-        .join(household_columns(anomalies, records, full_nik), on=["id_dtks", "anomaly_code"], how="left")
+        .join(list_columns(work_dir, full_nik), on=["id_dtks", "anomaly_code", "related_id"], how="left")
+        .join(household_columns(work_dir, anomalies, full_nik), on=["id_dtks", "anomaly_code"], how="left")
     )
     return ranked(frame)
 
@@ -138,14 +142,37 @@ LIST_SCHEMA = {
 }
 
 
-def list_columns(work_dir: Path) -> pl.LazyFrame:
+def list_columns(work_dir: Path, full_nik: bool) -> pl.LazyFrame:
     """(id_dtks, NOT_ELIGIBLE, list type) -> the list entry the row matched (daftar_* columns)."""
-    return pl.LazyFrame(schema=LIST_SCHEMA)
+    from pipeline.contract import eligibility_rules
+    from pipeline.findings.ineligible import METHOD_LABELS
+
+    matches = scan(work_dir, "staging/list_matches.parquet")
+    if matches is None:
+        return pl.LazyFrame(schema=LIST_SCHEMA)
+    labels = {name: f"{name}: {spec['label']}" for name, spec in eligibility_rules()["ineligible"].items()}
+    return matches.select(
+        "id_dtks", anomaly_code=pl.lit(CODE.NOT_ELIGIBLE), related_id=pl.col("jenis"),
+        daftar_jenis=pl.col("jenis").replace_strict(labels, default=pl.col("jenis")),
+        daftar_cara=pl.col("method").replace_strict(METHOD_LABELS, default=pl.col("method")),
+        daftar_sumber=pl.col("sumber"), daftar_tanggal=pl.col("tanggal"), daftar_nik=nik_column("list_nik", full_nik),
+        daftar_nama=pl.col("list_nama"), daftar_lahir=pl.col("list_lahir"), daftar_kemiripan=pl.col("name_similarity"),
+        daftar_peluang=pl.col("probability"), daftar_bukti=pl.col("evidence"),
+    ).cast(LIST_SCHEMA)
 
 
-def household_columns(anomalies: pl.LazyFrame, records: pl.LazyFrame, full_nik: bool) -> pl.LazyFrame:
+def household_columns(work_dir: Path, anomalies: pl.LazyFrame, full_nik: bool) -> pl.LazyFrame:
     """(id_dtks, household code) -> the household's members and their Dukcapil KK numbers."""
-    return pl.LazyFrame(schema={"id_dtks": pl.String, "anomaly_code": pl.String, "anggota": pl.String, "kk_dukcapil": pl.String})
+    schema = {"id_dtks": pl.String, "anomaly_code": pl.String, "anggota": pl.String, "kk_dukcapil": pl.String}
+    shown = scan(work_dir, "staging/households.parquet")
+    if shown is None:
+        return pl.LazyFrame(schema=schema)
+    household = list(codes_where(lambda rule: rule.scope == "household"))
+    return anomalies.filter(pl.col("anomaly_code").is_in(household)).select("id_dtks", "anomaly_code").join(
+        shown.select("id_dtks", anggota=pl.col("members"),
+                     kk_dukcapil=pl.col("kk_dukcapil") if full_nik else mask_digit_runs(pl.col("kk_dukcapil"))),
+        on="id_dtks", how="left",
+    ).select(list(schema)).cast(schema)
 
 
 def clusters_frame(work_dir: Path) -> pl.LazyFrame:
@@ -257,12 +284,25 @@ def sheet_columns(sheet: str) -> list[Column]:
 SHEET_COLUMNS: dict[str, list[Column]] = {name: sheet_columns(name) for name in sheets()}
 
 
+def shown_once() -> pl.Expr:
+    """A household code is shown once per household: on its representative's row."""
+    household = list(codes_where(lambda rule: rule.scope == "household"))
+    return ~pl.col("anomaly_code").is_in(household) | (pl.col("id_dtks") == pl.col("related_id"))
+
+
+def sheet_parts(group: str, frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+    """(sheet name, rows): a per_type group (NOT_ELIGIBLE) gets one sheet per list type found."""
+    if not sheets()[group].per_type or frame.height == 0:
+        return [(group, frame)]
+    return [(f"{group} {kind}"[:31], frame.filter(pl.col("id_terkait") == kind)) for kind in frame["id_terkait"].unique().sort()]
+
+
 def sheet_rows(cases: pl.LazyFrame, group: str) -> pl.DataFrame:
     """The cases of one group with the columns of its sheet, in the fixed order."""
     frame = cases.filter(pl.col("anomaly_code").is_in(list(GROUPS[group])))
     # Warnings leave the row paid: nothing to decide. That covers the canonical row of a
     # duplicate cluster and every finding a reviewer already decided (TOLAK -> warn).
-    frame = frame.filter(pl.col("action") != "warn")
+    frame = frame.filter(pl.col("action") != "warn").filter(shown_once())
     return frame.select([c.source for c in SHEET_COLUMNS[group] if c.source]).collect()
 
 
@@ -459,10 +499,19 @@ def write_summary_sheet(book: xlsxwriter.Workbook, work_dir: Path, counts: dict[
     count_lines(lines, counts, sheets)
 
 
-def group_size(group: str, counts: dict[str, dict[str, int]], canonical_rows: int) -> int:
-    """Rows of a group's sheets, known before they are written (the summary sheet comes first)."""
-    codes = GROUPS[group]
-    return sum(n for code in codes for action, n in counts.get(code, {}).items() if action != "warn")
+def group_sizes(anomalies: pl.LazyFrame) -> dict[str, dict[str, int]]:
+    """Rows of each group's sheets, known before they are written (the summary sheet comes
+    first): group -> sheet name -> rows."""
+    shown = anomalies.filter((pl.col("action") != "warn") & shown_once()).group_by("anomaly_code", "related_id").len().collect()
+    sizes = {}
+    for group, codes in GROUPS.items():
+        rows = shown.filter(pl.col("anomaly_code").is_in(list(codes)))
+        if sheets()[group].per_type and rows.height:
+            per = rows.group_by("related_id").agg(pl.col("len").sum()).sort("related_id")
+            sizes[group] = {f"{group} {kind}"[:31]: int(n) for kind, n in per.iter_rows()}
+        else:
+            sizes[group] = {group: int(rows["len"].sum())}
+    return sizes
 
 
 def split_names(group: str, height: int, max_rows: int) -> list[tuple[str, int, int]]:
@@ -500,16 +549,16 @@ def write_workbook(work_dir: Path, path: Path, full_nik: bool = False, max_rows_
         "strings_to_numbers": False,   # NIK and codes stay text
     })
     formats = Formats(book)
-    sizes = {group: group_size(group, counts, canonical_rows) for group in groups}
-    sheets = {name: rows for group, size in sizes.items() for name, _, rows in split_names(group, size, max_rows)}
+    sizes = group_sizes(anomalies)
+    sheets = {name: rows for parts in sizes.values() for part, size in parts.items() for name, _, rows in split_names(part, size, max_rows)}
     # The summary sheet comes first: sheets appear in creation order.
     write_summary_sheet(book, work_dir, counts, sheets, groups, canonical_rows, full_nik, formats)
     for group in groups:
-        frame = sheet_rows(cases, group)  # one group in memory at a time
-        if frame.height != sizes[group]:
-            raise RuntimeError(f"sheet {group}: {frame.height} rows but {sizes[group]} anomalies (a join repeated rows)")
-        for name, start, rows in split_names(group, frame.height, max_rows):
-            write_case_sheet(book, name, group, frame.slice(start, rows), formats)
+        for part, frame in sheet_parts(group, sheet_rows(cases, group)):  # one group in memory at a time
+            if frame.height != sizes[group][part]:
+                raise RuntimeError(f"sheet {part}: {frame.height} rows but {sizes[group][part]} anomalies (a join repeated rows)")
+            for name, start, rows in split_names(part, frame.height, max_rows):
+                write_case_sheet(book, name, group, frame.slice(start, rows), formats)
     book.close()
     os.chmod(path, 0o600)  # personal data (UU 27/2022): owner only, like the other outputs
     return {
