@@ -51,6 +51,29 @@ FanOut = Callable[[str, Callable, list[tuple]], list]
 Step = Callable[..., object]
 
 
+def measured(function: Callable) -> Callable:
+    """The task's result with the worker process (pid) and its peak resident memory so far,
+    for the round's per-worker memory figures."""
+
+    def task(*args):
+        import os
+        import resource
+
+        result = function(*args)
+        return {"result": result, "worker": os.getpid(), "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+
+    task.__name__ = function.__name__
+    return task
+
+
+def worker_peaks(runs: list[list[dict]]) -> dict[str, int]:
+    peaks: dict[str, int] = {}
+    for run in runs:
+        for task in run:
+            peaks[str(task["worker"])] = max(peaks.get(str(task["worker"]), 0), task["peak_mib"])
+    return dict(sorted(peaks.items()))
+
+
 def sequential(name: str, function: Callable, calls: list[tuple]) -> list:
     return [function(*args) for args in calls]
 
@@ -146,7 +169,10 @@ def _quoted(path: Path | str) -> str:
 
 
 def _task_connection(ctx, name: str):
-    return ctx.connect(threads=ctx.worker_threads, temp=name)
+    # On a cluster each task gets worker_threads (one core per worker); in one process
+    # the tasks run one after another and may use every thread.
+    threads = ctx.worker_threads if ctx.workers or ctx.cluster else ctx.threads
+    return ctx.connect(threads=threads, temp=name)
 
 
 def scatter(ctx, source: str, offset: int, length: int | None, specs: list[dict], folder: str, chunk: int,
@@ -316,24 +342,31 @@ def link_civil_registry(ctx, step: Step, fan_out: FanOut) -> dict:
     plan = step("link-split", link_split, ctx)
     ctx.partitions = plan["partitions"]
     parts = _parts(ctx)
-    shuffled = sum(fan_out("link-scatter-nik", scatter, [
+    runs = [fan_out("link-scatter-nik", measured(scatter), [
         *[(ctx, str(parts / "link_records.parquet"), offset, size, [{**NIK_SPEC, "where": "nik_format_ok"}],
            str(parts / "dtks_nik"), i) for i, (offset, size) in enumerate(row_chunks(plan["rows"], ctx.partitions))],
         *[(ctx, str(ctx.staging_dir / "dukcapil.parquet"), offset, size, [NIK_SPEC], str(parts / "dukcapil_nik"), i, "dukcapil")
           for i, (offset, size) in enumerate(row_chunks(plan["dukcapil_rows"], ctx.partitions))],
-    ]))
-    fan_out("link-exact", exact_bucket, [(ctx, b) for b in range(ctx.partitions)])
+    ])]
+    runs.append(fan_out("link-exact", measured(exact_bucket), [(ctx, b) for b in range(ctx.partitions)]))
     queried = step("link-query", link_query, ctx)
     specs = _spec_names(_link_model(ctx)["blocking_rules"])
-    shuffled += sum(fan_out("link-scatter-fuzzy", scatter, [
+    runs.append(fan_out("link-scatter-fuzzy", measured(scatter), [
         (ctx, str(parts / "query.parquet"), 0, None, specs, str(parts / "fuzzy_dtks"), 0),
         *[(ctx, str(parts / "dukcapil_records" / f"b{b:05d}.parquet"), 0, None, specs, str(parts / "fuzzy_dukcapil"), b, None,
            str(parts / "query_keys")) for b in range(ctx.partitions)],
     ]))
-    stats = [row for rows in fan_out("link-fuzzy", fuzzy_bucket, [(ctx, b) for b in range(ctx.partitions)]) for row in rows]
+    runs.append(fan_out("link-fuzzy", measured(fuzzy_bucket), [(ctx, b) for b in range(ctx.partitions)]))
+    stats = [row for task in runs[-1] for row in task["result"]]
     linked = step("link-gather", link_finish, ctx, stats)
-    linked["partitions"] = {"count": ctx.partitions, "fuzzy_queries": queried["fuzzy_queries"], "bytes_shuffled": shuffled}
+    linked["partitions"] = _partition_summary(ctx, runs, [runs[0], runs[2]], fuzzy_queries=queried["fuzzy_queries"])
     return linked
+
+
+def _partition_summary(ctx, runs: list[list[dict]], scatters: list[list[dict]], **extra) -> dict:
+    return {"count": ctx.partitions, "tasks": sum(len(run) for run in runs),
+            "bytes_shuffled": sum(task["result"] for run in scatters for task in run),
+            "worker_peak_mib": worker_peaks(runs), **extra}
 
 
 # --------------------------------------------------------------------------- duplicates
@@ -381,12 +414,13 @@ def find_duplicates(ctx, step: Step, fan_out: FanOut) -> dict:
         ctx.partitions = partition_count(ctx, plan["rows"])
     chunks = row_chunks(plan["rows"], ctx.partitions)
     specs = _spec_names(_dedupe_model(ctx)["blocking_rules"])
-    shuffled = sum(fan_out("duplicates-scatter", scatter, [
+    runs = [fan_out("duplicates-scatter", measured(scatter), [
         (ctx, str(ctx.staging_dir / "records.parquet"), offset, size, specs, str(_parts(ctx) / "dup"), i, None, None,
-         dedupe.RECORD_COLUMNS) for i, (offset, size) in enumerate(chunks)]))
-    stats = [row for rows in fan_out("duplicates-buckets", dedupe_bucket, [(ctx, b) for b in range(ctx.partitions)]) for row in rows]
+         dedupe.RECORD_COLUMNS) for i, (offset, size) in enumerate(chunks)])]
+    runs.append(fan_out("duplicates-buckets", measured(dedupe_bucket), [(ctx, b) for b in range(ctx.partitions)]))
+    stats = [row for task in runs[-1] for row in task["result"]]
     found = step("duplicates-gather", dedupe_finish, ctx, stats)
-    found["partitions"] = {"count": ctx.partitions, "bytes_shuffled": shuffled}
+    found["partitions"] = _partition_summary(ctx, runs, runs[:1])
     return found
 
 
