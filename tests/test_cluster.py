@@ -5,6 +5,7 @@ process with more buckets than rows."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,8 +56,9 @@ def test_local_dask_cluster_gives_the_single_process_round(generated_round, pref
     for stage in ("civil_registry_link", "duplicates"):
         partitions = summary[stage]["partitions"]
         assert partitions["count"] == 3 and partitions["bytes_shuffled"] > 0
-        # The tasks ran in the cluster's two worker processes, not in this one.
-        assert len(partitions["worker_peak_mib"]) == 2 and str(__import__("os").getpid()) not in partitions["worker_peak_mib"]
+        # The tasks ran in the cluster's worker processes (both of them; more pids if Dask
+        # restarted one), not in this one.
+        assert len(partitions["worker_peak_mib"]) >= 2 and str(os.getpid()) not in partitions["worker_peak_mib"]
     duplicates = pl.read_parquet(tmp_path / "out" / "duplicate_clusters.parquet")
     assert duplicates.filter(pl.col("cluster_size") > 1).height > 1000  # the registry has duplicates to find
 
@@ -77,7 +79,7 @@ def test_more_buckets_than_rows_in_one_process(small_extracts, tmp_path):
 def test_cluster_options_are_checked_before_any_work(small_extracts, tmp_path):
     base = [sys.executable, "-m", "pipeline.cli", "run", "--no-prefect", "--dtks", str(small_extracts["dtks"]),
             "--dukcapil", str(small_extracts["dukcapil"]), "--out", str(tmp_path / "out")]
-    env = {k: v for k, v in __import__("os").environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
     for extra, said in ((["--workers", "2", "--cluster", "tcp://127.0.0.1:8786"], "not both"),
                         (["--cluster"], "DASK_SCHEDULER_ADDRESS"),
                         (["--partitions", "-1"], "positive number")):
