@@ -116,7 +116,7 @@ def require_dask() -> None:
 def local_cluster_kwargs(workers: int) -> dict:
     """One thread per worker process: DuckDB in each task uses one thread as well, so N
     workers use N cores and each worker's memory is that of one partition task."""
-    return {"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+    return {"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0"}  # any free port
 
 
 class DaskCluster:
