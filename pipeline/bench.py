@@ -69,6 +69,9 @@ def run_size(base: Path, n: int, seed: int, mix: str, fmt: str, through_prefect:
     command = [sys.executable, "-m", "pipeline.cli", "run", "--dtks", str(data / f"dtks{suffix}"),
                "--dukcapil", str(data / f"dukcapil{suffix}"), "--out", str(out), "--as-of", "2026-11-21", "--quiet",
                "--decision-log", str(base / "decisions.jsonl"), "--objections", str(base / "objections.jsonl")]
+    lists = data / f"ineligible{suffix}"
+    if lists.exists():  # the generator's ineligibility list, so NOT_ELIGIBLE is measured too
+        command += ["--ineligible", str(lists)]
     if not through_prefect:
         command.append("--no-prefect")
     logs = base / "logs"

@@ -36,25 +36,39 @@ def command_run(args: argparse.Namespace) -> int:
     from pipeline.progress import StageClock, console
 
     out = args.out or _default_out()
+    if args.workers < 0 or args.partitions < 0:
+        raise UsageError("--workers and --partitions take a positive number (0 = not partitioned).")
+    if args.workers and args.cluster:
+        raise UsageError("give either --workers (a local Dask cluster) or --cluster (an existing one), not both.")
+    from pipeline import partitioned
+
     if args.no_prefect:
         from pipeline.round import RoundContext, run_round
 
         ctx = RoundContext(dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model,
                            decisions=args.decisions, decision_log=args.decision_log or None,
                            objections=args.objections or None, full_nik=args.full_nik,
-                           allow_partial_dukcapil=args.allow_partial_dukcapil, ineligible=args.ineligible or [])
+                           allow_partial_dukcapil=args.allow_partial_dukcapil, partitions=args.partitions,
+                           workers=args.workers, cluster=partitioned.scheduler_address(args.cluster),
+                           ineligible=args.ineligible or [])
         if args.as_of:
             ctx.as_of = args.as_of
         clock = StageClock(quiet=args.quiet)
-        summary = run_round(ctx, clock)
+        if args.workers or ctx.cluster:
+            with partitioned.DaskCluster(args.workers, ctx.cluster) as fan_out:
+                summary = run_round(ctx, clock, fan_out=fan_out)
+        else:
+            summary = run_round(ctx, clock)
         timings = clock.timings
     else:
-        from pipeline.flows.verval import verval_round
+        from pipeline.flows.verval import run_flow
 
-        summary = verval_round(
+        summary = run_flow(
             dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model, as_of=args.as_of, quiet=args.quiet,
             decisions=args.decisions, decision_log=args.decision_log or None, objections=args.objections or None,
-            full_nik=args.full_nik, allow_partial_dukcapil=args.allow_partial_dukcapil, ineligible=args.ineligible or [],
+            full_nik=args.full_nik, allow_partial_dukcapil=args.allow_partial_dukcapil, partitions=args.partitions,
+            workers=args.workers, cluster=partitioned.scheduler_address(args.cluster),
+            ineligible=args.ineligible or [],
         )
         timings = summary["stage_timings"]
     if not args.quiet:
@@ -213,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-partial-dukcapil", action="store_true",
                      help="run even when the Dukcapil extract is empty, has no tanggal_meninggal column, or is far smaller than DTKS")
     run.add_argument("--no-prefect", action="store_true", help="run the stages directly, without a Prefect flow run")
+    run.add_argument("--workers", type=int, default=0,
+                     help="run the link and duplicate search as partition tasks on a local Dask cluster of N worker processes")
+    run.add_argument("--cluster", nargs="?", const="env", metavar="ADDRESS",
+                     help="... on the Dask scheduler at ADDRESS (tcp://host:8786); alone: DASK_SCHEDULER_ADDRESS")
+    run.add_argument("--partitions", type=int, default=0,
+                     help="buckets per partitioned step (default with --workers/--cluster: from the row count; "
+                          "alone: partitioned in this process, in bounded memory)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.set_defaults(handler=command_run)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipeline import __version__, contract, decisions, outdir
+from pipeline import __version__, contract, decisions, outdir, partitioned
 from pipeline.checks.nik import check_niks
 from pipeline.errors import InputError, StageError, VervalError
 from pipeline.decide import reconcile, row_outcomes, sort_anomalies, split_outcomes
@@ -53,6 +53,13 @@ class RoundContext:
     threads: int = 2
     allow_partial_dukcapil: bool = False
     ineligible: list[str] = field(default_factory=list)
+    # Partitioned round (pipeline/partitioned.py): buckets per heavy step (0 = one process,
+    # unless workers or a cluster are given: then chosen from the row count), local Dask
+    # workers, an existing scheduler's address, DuckDB threads per partition task.
+    partitions: int = 0
+    workers: int = 0
+    cluster: str | None = None
+    worker_threads: int = 1
     work: str = ""
     round_id: str = ""
     started_at: str = field(default_factory=lambda: dt.datetime.now(JAKARTA).isoformat(timespec="seconds"))
@@ -75,9 +82,16 @@ class RoundContext:
     def path(self, name: str) -> Path:
         return self.work_dir / name
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect(config={"memory_limit": self.duckdb_memory_limit, "threads": self.threads})
-        con.execute(f"SET temp_directory = '{self.work_dir / 'duckdb_tmp'}'")
+    @property
+    def partitioned(self) -> bool:
+        return self.partitions != 0 or self.workers > 0 or bool(self.cluster)
+
+    def connect(self, threads: int | None = None, temp: str | None = None) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection; partition tasks running side by side each spill to a
+        folder of their own (`temp`)."""
+        con = duckdb.connect(config={"memory_limit": self.duckdb_memory_limit, "threads": threads or self.threads})
+        spill = self.work_dir / "duckdb_tmp" / temp if temp else self.work_dir / "duckdb_tmp"
+        con.execute(f"SET temp_directory = '{spill}'")
         return register_macros(con)
 
     def parameters(self) -> dict:
@@ -209,10 +223,14 @@ def nik_checks(ctx: RoundContext) -> dict:
     return {"rows": facts.height, "valid": int(facts["nik_valid"].sum()), "anomalies": anomalies.height}
 
 
-def link_civil_registry(ctx: RoundContext) -> dict:
+def link_records(ctx: RoundContext) -> pl.DataFrame:
+    """Standardised DTKS records with their NIK facts, the input of both matching stages."""
     dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet")
-    records = dedupe.prepare_records(dtks, pl.read_parquet(ctx.staging_dir / "nik_checks.parquet"))
-    del dtks
+    return dedupe.prepare_records(dtks, pl.read_parquet(ctx.staging_dir / "nik_checks.parquet"))
+
+
+def link_civil_registry(ctx: RoundContext) -> dict:
+    records = link_records(ctx)
     model = load_model(Path(ctx.link_model_path) if ctx.link_model_path else LINK_MODEL_PATH)
     con = ctx.connect()
     try:
@@ -222,6 +240,12 @@ def link_civil_registry(ctx: RoundContext) -> dict:
         fuzzy, blocking = link.link_fuzzy(con, records.filter(~pl.col("nik_verified")), model)
     finally:
         con.close()
+    return write_links(ctx, records, exact, fuzzy, blocking, model)
+
+
+def write_links(ctx: RoundContext, records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, blocking: pl.DataFrame,
+                model: dict) -> dict:
+    """The link stage's outputs from its exact and fuzzy links (one process or partitioned)."""
     anomalies = pl.concat([link.link_anomalies(records, exact), link.fuzzy_anomalies(fuzzy)])
     resolution = link.resolve(records, exact, fuzzy, model["thresholds"]["resolve_probability"])
     resolution.write_parquet(ctx.path("resolution.parquet"))
@@ -242,13 +266,14 @@ def link_civil_registry(ctx: RoundContext) -> dict:
     }
 
 
-def find_duplicates(ctx: RoundContext) -> dict:
+def find_duplicates(ctx: RoundContext, vectors: tuple[list[str], list[dict]] | None = None) -> dict:
+    """`vectors`: comparison vectors computed bucket by bucket (pipeline/partitioned.py)."""
     model = load_model(Path(ctx.model_path) if ctx.model_path else None)
     records_path = ctx.staging_dir / "records.parquet"
     cannot_link = decisions.cannot_link_pairs(pl.read_parquet(ctx.staging_dir / "decisions.parquet"))
     con = ctx.connect()
     try:
-        found = dedupe.find_duplicates(con, str(records_path), model, cannot_link=cannot_link)
+        found = dedupe.find_duplicates(con, str(records_path), model, cannot_link=cannot_link, vectors=vectors)
     finally:
         con.close()
     clusters = found["clusters"]
@@ -459,15 +484,22 @@ def guarded(name: str, function):
     return stage
 
 
-def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
+def run_round(ctx: RoundContext, clock: StageClock, run=call_directly, fan_out=None) -> dict:
     """Run every stage in order under the --out lock. `run(name, function, *args)` executes
-    one stage: called directly here, wrapped as a Prefect task by the flow. On any failure
+    one stage: called directly here, wrapped as a Prefect task by the flow. In a
+    partitioned round `fan_out(name, function, calls)` runs the partition tasks of the
+    heavy stages (pipeline/partitioned.py): in order here by default, on a Dask cluster
+    through the flow's task runner or a Dask client. On any failure
     the work folder is removed and the previous outputs stay as they were; decisions read
     by the round reach the decision log only once the round is published."""
 
     def step(name: str, function, *args):
         with clock.stage(name):
             return run(name, guarded(name, function), *args)
+
+    def fan(name: str, function, calls: list[tuple]) -> list:
+        with clock.stage(name):
+            return (fan_out or partitioned.sequential)(name, guarded(name, function), calls)
 
     outdir.check_out(Path(ctx.out))  # refuse a wrong --out before creating anything beside it
     with outdir.OutLock(Path(ctx.out)):
@@ -479,8 +511,13 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
             checked = step("check-extracts", check_extracts, ctx, ingested)
             validating = {kind: side.submit(expectations, ctx, kind) for kind in contract.EXTRACT_KINDS}
             nik = step("nik-checks", nik_checks, ctx)
-            linked = step("link-civil-registry", link_civil_registry, ctx)
-            duplicates = step("find-duplicates", find_duplicates, ctx)
+            if ctx.partitioned:
+                linked = partitioned.link_civil_registry(ctx, step, fan)
+                duplicates = partitioned.find_duplicates(ctx, step, fan)
+                partitioned.clean(ctx)
+            else:
+                linked = step("link-civil-registry", link_civil_registry, ctx)
+                duplicates = step("find-duplicates", find_duplicates, ctx)
             eligibility = step("eligibility", find_eligibility, ctx)
             # The stage's time is the wait for the side thread; its own time is in the result.
             quality = {kind: step(f"expectations-{kind}", wait_for, validating[kind]) for kind in contract.EXTRACT_KINDS}

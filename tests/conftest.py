@@ -68,7 +68,8 @@ def prefect_harness(tmp_path_factory):
     from prefect.testing.utilities import prefect_test_harness
 
     storage = tmp_path_factory.mktemp("prefect-storage")
-    with prefect_test_harness(), temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}):
+    # 30 s (Prefect's default) is not always enough on a shared 2-core machine under load.
+    with prefect_test_harness(server_startup_timeout=120), temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}):
         url = get_current_settings().server.database.connection_url.get_secret_value()
         yield {"storage": storage, "database": Path(url.split(":///", 1)[1])}
 
