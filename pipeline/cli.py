@@ -40,25 +40,39 @@ def command_run(args: argparse.Namespace) -> int:
     from pipeline.progress import StageClock, console
 
     out = args.out or _default_out()
+    if args.workers < 0 or args.partitions < 0:
+        raise UsageError("--workers and --partitions take a positive number (0 = not partitioned).")
+    if args.workers and args.cluster:
+        raise UsageError("give either --workers (a local Dask cluster) or --cluster (an existing one), not both.")
+    from pipeline import partitioned
+
     if args.no_prefect:
         from pipeline.round import RoundContext, run_round
 
         ctx = RoundContext(dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model,
                            decisions=args.decisions, decision_log=args.decision_log or None,
                            objections=args.objections or None, full_nik=args.full_nik,
-                           allow_partial_dukcapil=args.allow_partial_dukcapil)
+                           allow_partial_dukcapil=args.allow_partial_dukcapil, partitions=args.partitions,
+                           workers=args.workers, cluster=partitioned.scheduler_address(args.cluster),
+                           ineligible=args.ineligible or [])
         if args.as_of:
             ctx.as_of = args.as_of
         clock = StageClock(quiet=args.quiet)
-        summary = run_round(ctx, clock)
+        if args.workers or ctx.cluster:
+            with partitioned.DaskCluster(args.workers, ctx.cluster) as fan_out:
+                summary = run_round(ctx, clock, fan_out=fan_out)
+        else:
+            summary = run_round(ctx, clock)
         timings = clock.timings
     else:
-        from pipeline.flows.verval import verval_round
+        from pipeline.flows.verval import run_flow
 
-        summary = verval_round(
+        summary = run_flow(
             dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model, as_of=args.as_of, quiet=args.quiet,
             decisions=args.decisions, decision_log=args.decision_log or None, objections=args.objections or None,
-            full_nik=args.full_nik, allow_partial_dukcapil=args.allow_partial_dukcapil,
+            full_nik=args.full_nik, allow_partial_dukcapil=args.allow_partial_dukcapil, partitions=args.partitions,
+            workers=args.workers, cluster=partitioned.scheduler_address(args.cluster),
+            ineligible=args.ineligible or [],
         )
         timings = summary["stage_timings"]
     if not args.quiet:
@@ -92,9 +106,14 @@ def command_serve(args: argparse.Namespace) -> int:
 
 def command_bench(args: argparse.Namespace) -> int:
     from pipeline.bench import run_benchmark
+    from pipeline.errors import InputError
 
-    return run_benchmark(n=args.n, seed=args.seed, work=args.dir, fmt=args.format, through_prefect=args.prefect, score=args.score,
-                         mix=args.mix)
+    try:
+        sizes = [int(size.replace("_", "")) for size in args.sizes.split(",")] if args.sizes else [args.n]
+    except ValueError:
+        raise InputError(f"--sizes {args.sizes!r}: give row counts separated by commas, e.g. 1000000,3000000") from None
+    return run_benchmark(sizes=sizes, seed=args.seed, work=args.dir, fmt=args.format, through_prefect=args.prefect,
+                         score=args.score, mix=args.mix, vs_splink=args.vs_splink)
 
 
 def command_score(args: argparse.Namespace) -> int:
@@ -207,10 +226,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="append-only log of reviewers' decisions, read by every round (default: data/decisions/decisions.jsonl)")
     run.add_argument("--objections", default=str(PROJECT_DIR / "data" / "decisions" / "objections.jsonl"),
                      help="queue of objections filed on the status page, read by every round (default: data/decisions/objections.jsonl)")
+    run.add_argument("--ineligible", nargs="+", metavar="FILE",
+                     help="ineligibility lists (CSV, Parquet or XLSX: nik, nama, jenis, optional tanggal_lahir, sumber, tanggal)")
     run.add_argument("--full-nik", action="store_true", help="write full NIKs into the workbooks (default: masked)")
     run.add_argument("--allow-partial-dukcapil", action="store_true",
                      help="run even when the Dukcapil extract is empty, has no tanggal_meninggal column, or is far smaller than DTKS")
     run.add_argument("--no-prefect", action="store_true", help="run the stages directly, without a Prefect flow run")
+    run.add_argument("--workers", type=int, default=0,
+                     help="run the link and duplicate search as partition tasks on a local Dask cluster of N worker processes")
+    run.add_argument("--cluster", nargs="?", const="env", metavar="ADDRESS",
+                     help="... on the Dask scheduler at ADDRESS (tcp://host:8786); alone: DASK_SCHEDULER_ADDRESS")
+    run.add_argument("--partitions", type=int, default=0,
+                     help="buckets per partitioned step (default with --workers/--cluster: from the row count; "
+                          "alone: partitioned in this process, in bounded memory)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.set_defaults(handler=command_run)
 
@@ -270,9 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="generate N rows, run the round, print per-stage time and peak memory")
     bench.add_argument("--n", type=int, default=1_000_000)
+    bench.add_argument("--sizes", help="several sizes, e.g. 1000000,3000000,10000000: the scaling table with growth exponents")
+    bench.add_argument("--vs-splink", action="store_true", help="also run Splink's dedupe of the same DTKS rows (SPLINK_PYTHON)")
     bench.add_argument("--seed", type=int, default=7)
-    bench.add_argument("--dir", help="work folder (default: a temporary folder)")
-    bench.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    bench.add_argument("--dir", help="work folder; generated registries are kept there and reused (default: a temporary folder)")
+    bench.add_argument("--format", choices=("csv", "parquet"), default="parquet")
     bench.add_argument("--mix", choices=("standard", "hard"), default="standard", help="scenario mix of the generated data")
     bench.add_argument("--prefect", action="store_true", help="run through the Prefect flow (adds server start-up)")
     bench.add_argument("--score", action="store_true", help="also print precision/recall per anomaly code")

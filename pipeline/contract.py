@@ -49,9 +49,17 @@ class ColumnSpec:
     aliases: tuple[str, ...]
 
 
+ALIAS_IGNORED = r"[\s._\-\ufeff]+"
+
+
 def alias_key(name: str) -> str:
     """Header spelling that matching ignores: case, spaces, dots, dashes, underscores, BOM."""
-    return re.sub(r"[\s._\-\ufeff]+", "", name).upper()
+    return re.sub(ALIAS_IGNORED, "", name).upper()
+
+
+def alias_key_expr(expr: pl.Expr) -> pl.Expr:
+    """alias_key over a column (list types, program names)."""
+    return expr.str.replace_all(ALIAS_IGNORED, "").str.to_uppercase()
 
 
 @cache
@@ -300,6 +308,18 @@ def eligibility_rules() -> dict:
         if spec.get("action", "review") not in action_rules():
             raise CatalogueError(f"eligibility.toml [programs.{name}]: action must be one of {tuple(action_rules())}")
     return table
+
+
+def ineligible_type_keys() -> dict[str, str]:
+    """alias_key of every spelling of a list type (its name and aliases) -> the type."""
+    return {alias_key(alias): name for name, spec in eligibility_rules()["ineligible"].items()
+            for alias in (name, *spec.get("aliases", ()))}
+
+
+def program_keys() -> dict[str, str]:
+    """alias_key of every spelling of a declared program -> the program."""
+    return {alias_key(alias): name for name, spec in eligibility_rules()["programs"].items()
+            for alias in (name, *spec.get("aliases", ()))}
 
 
 def exclusion_rule_names(pointer: str | None) -> list[str]:

@@ -133,9 +133,10 @@ def hard_negative_scores(clusters: pl.DataFrame, truth_rows: pl.DataFrame, dtks:
     return result
 
 
-def harm_scores(out_dir: Path, truth_rows: pl.DataFrame) -> dict:
-    """What a wrong verdict costs people: living people none of whose rows stays verified or
-    in review (every parsed row excluded), exclusions that name another person as the
+def harm_scores(out_dir: Path, truth_rows: pl.DataFrame, ineligible_rows: pl.DataFrame | None = None) -> dict:
+    """What a wrong verdict costs people: living eligible people (not on an ineligibility
+    list: `ineligible_rows` holds their id_dtks) none of whose rows stays verified or in
+    review (every parsed row excluded), exclusions that name another person as the
     duplicate's original, and the review load."""
     outcomes = pl.concat([
         pl.read_parquet(out_dir / outcome_rules()[outcome].file, columns=["id_dtks"]).with_columns(outcome=pl.lit(outcome))
@@ -148,6 +149,9 @@ def harm_scores(out_dir: Path, truth_rows: pl.DataFrame) -> dict:
         scenarios=pl.col("scenario").unique().sort().str.join(","),
     )
     cut_off = per_person.filter(pl.col("alive") & pl.col("all_excluded"))
+    if ineligible_rows is not None:
+        listed = truth_rows.join(ineligible_rows, on="id_dtks", how="semi").select("person_id")
+        cut_off = cut_off.join(listed, on="person_id", how="anti")
     # Budget: a person with more than one row kept for payment is paid twice.
     paid_twice = rows.filter(pl.col("outcome") == OUTCOME.verified).group_by("person_id").len().filter(pl.col("len") > 1)
     anomalies = pl.read_parquet(out_dir / "anomalies.parquet")
@@ -186,7 +190,11 @@ def evaluate_round(out_dir: Path, truth_dir: Path) -> dict:
     # The truth labels count DECEASED and RELOCATED through the exact NIK only; links
     # through a fuzzy match (score set) are scored per person below.
     exact_only = anomalies.filter(~(pl.col("anomaly_code").is_in([CODE.DECEASED, CODE.RELOCATED]) & pl.col("score").is_not_null()))
-    codes = per_code_scores(exact_only, _read_truth(truth_dir, "truth_anomalies"))
+    truth_anomalies = _read_truth(truth_dir, "truth_anomalies")
+    codes = per_code_scores(exact_only, truth_anomalies)
+    listed = truth_anomalies.filter(pl.col("anomaly_code") == CODE.NOT_ELIGIBLE).select("id_dtks")
+    wrongly_listed = anomalies.filter((pl.col("anomaly_code") == CODE.NOT_ELIGIBLE) & (pl.col("action") == "exclude")).join(
+        listed, on="id_dtks", how="anti")
     pairs = pairwise_scores(pl.read_parquet(out_dir / "duplicate_clusters.parquet"), truth_rows)
     quarantined = pl.read_parquet(out_dir / "quarantine.parquet").filter(pl.col("source") == "dtks")
     expected_quarantine = truth_rows.filter(pl.col("expect_quarantine") == "1")
@@ -199,6 +207,7 @@ def evaluate_round(out_dir: Path, truth_dir: Path) -> dict:
             pl.read_parquet(out_dir / "staging" / "dtks.parquet").select("id_dtks", "no_kk", "nik"),
         ),
         "fuzzy_links": fuzzy_link_scores(pl.read_parquet(out_dir / "dukcapil_links.parquet"), truth_rows),
-        "harm": harm_scores(out_dir, truth_rows),
+        "harm": harm_scores(out_dir, truth_rows, listed),
+        "not_eligible_exclusions_of_people_not_listed": wrongly_listed.height,
         "quarantine": {"expected": expected_quarantine.height, OUTCOME.quarantined: quarantined.height},
     }

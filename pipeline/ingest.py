@@ -323,7 +323,7 @@ def map_columns(headers: list[str], kind: str, path: Path, label: str = "") -> d
             if header is not None and header not in mapping.values():
                 mapping[spec.name] = header
                 break
-    if "kode_wilayah" not in mapping:
+    if "kode_wilayah" not in mapping and any(spec.name == "kode_wilayah" for spec in contract.columns(kind)):
         parts, _ = contract.split_region_parts()
         found = [next((by_key[contract.alias_key(a)] for a in aliases if contract.alias_key(a) in by_key), None) for aliases in parts]
         if all(found):
@@ -393,8 +393,53 @@ def _quarantine_repeated_ids(frame: pl.DataFrame) -> pl.DataFrame:
     ).drop("_repeat")
 
 
+def normalise_desil(expr: pl.Expr) -> pl.Expr:
+    """1..10 as a small integer ("03", "3.0" and "Desil 3" read as 3); anything else is null
+    (a row without a usable desil is not judged on it)."""
+    number = expr.str.strip_chars().str.to_uppercase().str.replace(r"^DESIL\s*", "").str.replace(r"\.0+$", "")
+    value = number.cast(pl.Int16, strict=False)
+    return pl.when(value.is_between(1, 10)).then(value).cast(pl.Int8)
+
+
+def normalise_list(raw: pl.DataFrame, mapping: dict[str, str], today: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """An ineligibility list: staging rows (nik, nama, tanggal_lahir, jenis as a declared
+    type, sumber, tanggal) and quarantined rows with reasons."""
+    names = [spec.name for spec in contract.columns("ineligible")]
+    frame = raw.select(pl.col("_line"), pl.col("_lines"), *[_column_expr(mapping, n) for n in names])
+    types = contract.ineligible_type_keys()
+    born = parse_date(pl.col("tanggal_lahir"))
+    frame = frame.with_columns(
+        nik_raw=pl.col("nik"),
+        nik=_clean_text(pl.col("nik").str.strip_chars().str.strip_prefix("'")),
+        nama=_clean_text(pl.col("nama")).str.to_uppercase(),
+        jenis_raw=_clean_text(pl.col("jenis")),
+        jenis=contract.alias_key_expr(pl.col("jenis")).replace_strict(types, default=None),
+        tanggal_lahir=born,
+        sumber=_clean_text(pl.col("sumber")),
+        tanggal=_clean_text(pl.col("tanggal")),
+        _born_unreadable=pl.col("tanggal_lahir").str.strip_chars().ne("").fill_null(False)
+        & ~born.is_between(pl.lit(EARLIEST_BIRTH).str.to_date(), pl.lit(today).str.to_date()).fill_null(False),
+    )
+    reasons = [
+        (pl.col("nik").is_null(), "nik kosong"),
+        (pl.col("nama").is_null(), "nama kosong"),
+        (pl.col("jenis").is_null(), "jenis daftar tidak dikenal (jenis yang dikenal dan ejaannya ada di pipeline/rules/eligibility.toml)"),
+        (pl.col("_born_unreadable"), "tanggal_lahir tidak terbaca atau di luar 1900-01-01 sampai hari ini (kosongkan atau pakai YYYY-MM-DD)"),
+    ]
+    frame = frame.with_columns(_reason=_reasons(reasons))
+    staged = frame.filter(pl.col("_reason").is_null()).rename({"_line": "source_line"}).select(
+        "source_line", "nik_raw", "nik", "nama", "tanggal_lahir", "jenis", "sumber", "tanggal", "_lines")
+    quarantined = frame.filter(pl.col("_reason").is_not_null()).select(
+        line=pl.col("_line"), lines=pl.col("_lines"), id_dtks=pl.lit(None, dtype=pl.String), reason=pl.col("_reason"),
+        raw=pl.concat_str([pl.col(c).fill_null("") for c in ("nik_raw", "nama", "jenis_raw")], separator="|"),
+    )
+    return staged, quarantined
+
+
 def normalise(raw: pl.DataFrame, kind: str, mapping: dict[str, str], today: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Staging rows and quarantined rows (with reasons) from the all-text input."""
+    if kind in contract.LIST_KINDS:
+        return normalise_list(raw, mapping, today)
     names = [spec.name for spec in contract.columns(kind)]
     frame = raw.select(pl.col("_line"), pl.col("_lines"), *[_column_expr(mapping, n) for n in names])
     frame = frame.with_columns(
@@ -410,9 +455,11 @@ def normalise(raw: pl.DataFrame, kind: str, mapping: dict[str, str], today: str)
         kode_wilayah=pl.col("kode_wilayah").str.replace_all(r"[\s.]", ""),
         tempat_lahir=_clean_text(pl.col("tempat_lahir")),
         alamat=_clean_text(pl.col("alamat")),
+        hubungan_keluarga=_clean_text(pl.col("hubungan_keluarga")).str.to_uppercase(),
     )
     if kind == "dtks":
-        frame = frame.with_columns(id_dtks=pl.col("id_dtks").str.strip_chars(), program=_clean_text(pl.col("program")))
+        frame = frame.with_columns(id_dtks=pl.col("id_dtks").str.strip_chars(), program=_clean_text(pl.col("program")),
+                                   desil=normalise_desil(pl.col("desil")))
     earliest = pl.lit(EARLIEST_BIRTH).str.to_date()
     latest = pl.lit(today).str.to_date()
     if kind == "dukcapil":
@@ -441,7 +488,7 @@ def normalise(raw: pl.DataFrame, kind: str, mapping: dict[str, str], today: str)
     bad = frame.filter(pl.col("_reason").is_not_null())
     staged_cols = ["source_line", "id_dtks"] if kind == "dtks" else ["source_line"]
     staged_cols += ["nik_raw", "nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir", "tanggal_lahir", "alamat", "kode_wilayah"]
-    staged_cols += ["program"] if kind == "dtks" else ["tanggal_meninggal", "deceased"]
+    staged_cols += ["program", "desil", "hubungan_keluarga"] if kind == "dtks" else ["tanggal_meninggal", "deceased", "hubungan_keluarga"]
     staged = (
         frame.filter(pl.col("_reason").is_null())
         .rename({"_line": "source_line"})
@@ -463,10 +510,12 @@ def normalise(raw: pl.DataFrame, kind: str, mapping: dict[str, str], today: str)
 # --------------------------------------------------------------------------- stage
 
 
-def ingest_extract(path: Path, kind: str, staging_dir: Path, today: str) -> IngestResult:
-    """Read, map, normalise and write one extract. Returns counts and file paths, and
-    fails loudly if the rows staged and quarantined do not add up to the independent count."""
+def ingest_extract(path: Path, kind: str, staging_dir: Path, today: str, name: str | None = None) -> IngestResult:
+    """Read, map, normalise and write one extract (to staging `name`.parquet, default the
+    kind). Returns counts and file paths, and fails loudly if the rows staged and
+    quarantined do not add up to the independent count."""
     path = Path(path)
+    name = name or kind
     label = f"--{kind}"
     staging_dir.mkdir(parents=True, exist_ok=True)
     raw, rejects, info = read_extract(path, kind, label, staging_dir)
@@ -480,8 +529,8 @@ def ingest_extract(path: Path, kind: str, staging_dir: Path, today: str) -> Inge
     ).select("source", "file", "line", "lines", "id_dtks", "reason", "raw")
     counts = reconcile_extract(info["counts"], staged, quarantine, f"{label} {path}")
 
-    staging_path = staging_dir / f"{kind}.parquet"
-    quarantine_path = staging_dir / f"{kind}_quarantine.parquet"
+    staging_path = staging_dir / f"{name}.parquet"
+    quarantine_path = staging_dir / f"{name}_quarantine.parquet"
     staged.drop("_lines").sort("source_line").write_parquet(staging_path)
     quarantine.write_parquet(quarantine_path)
     return IngestResult(

@@ -16,7 +16,7 @@ alive) removes work folders and unpublished rounds left by killed runs.
 Nothing verval did not write is ever deleted. Each folder verval creates holds a marker
 (MARKER) whose inventory lists every file verval wrote with its size and mtime; removing
 an old round removes only files that still match, and keeps (and reports) anything else:
-a file a user added through the link, or anomalies.xlsx filled in place.
+a file a user added through the link, or a workbook filled in place.
 """
 
 from __future__ import annotations

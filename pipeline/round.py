@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipeline import __version__, contract, decisions, outdir
+from pipeline import __version__, contract, decisions, outdir, partitioned
 from pipeline.checks.nik import check_niks
 from pipeline.errors import InputError, StageError, VervalError
 from pipeline.decide import reconcile, row_outcomes, sort_anomalies, split_outcomes
@@ -52,6 +52,14 @@ class RoundContext:
     duckdb_memory_limit: str = "3GB"
     threads: int = 2
     allow_partial_dukcapil: bool = False
+    ineligible: list[str] = field(default_factory=list)
+    # Partitioned round (pipeline/partitioned.py): buckets per heavy step (0 = one process,
+    # unless workers or a cluster are given: then chosen from the row count), local Dask
+    # workers, an existing scheduler's address, DuckDB threads per partition task.
+    partitions: int = 0
+    workers: int = 0
+    cluster: str | None = None
+    worker_threads: int = 1
     work: str = ""
     round_id: str = ""
     started_at: str = field(default_factory=lambda: dt.datetime.now(JAKARTA).isoformat(timespec="seconds"))
@@ -74,9 +82,16 @@ class RoundContext:
     def path(self, name: str) -> Path:
         return self.work_dir / name
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect(config={"memory_limit": self.duckdb_memory_limit, "threads": self.threads})
-        con.execute(f"SET temp_directory = '{self.work_dir / 'duckdb_tmp'}'")
+    @property
+    def partitioned(self) -> bool:
+        return self.partitions != 0 or self.workers > 0 or bool(self.cluster)
+
+    def connect(self, threads: int | None = None, temp: str | None = None) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection; partition tasks running side by side each spill to a
+        folder of their own (`temp`)."""
+        con = duckdb.connect(config={"memory_limit": self.duckdb_memory_limit, "threads": threads or self.threads})
+        spill = self.work_dir / "duckdb_tmp" / temp if temp else self.work_dir / "duckdb_tmp"
+        con.execute(f"SET temp_directory = '{spill}'")
         return register_macros(con)
 
     def parameters(self) -> dict:
@@ -91,7 +106,7 @@ def prepare(ctx: RoundContext) -> dict:
     left; create the work folder. Runs under the --out lock (run_round)."""
     from pipeline.ingest import check_input_file
 
-    for label, value in (("--dtks", ctx.dtks), ("--dukcapil", ctx.dukcapil)):
+    for label, value in (("--dtks", ctx.dtks), ("--dukcapil", ctx.dukcapil), *(("--ineligible", f) for f in ctx.ineligible)):
         check_input_file(Path(value), label)
     _, notes = outdir.prepare_out(Path(ctx.out), ctx.round_id)  # creates ctx.work_dir
     ctx.staging_dir.mkdir(mode=0o700)
@@ -107,6 +122,33 @@ def expectations(ctx: RoundContext, kind: str) -> dict:
     from pipeline.checks.expectations import validate_extract  # Great Expectations takes seconds to import
 
     return validate_extract(str(ctx.staging_dir / f"{kind}.parquet"), kind)
+
+
+def _import_great_expectations() -> None:
+    import pipeline.checks.expectations  # noqa: F401
+
+
+class SideThread:
+    """A thread for the stages whose results no later stage reads (the Great Expectations
+    suites, whose import alone takes 5-10 s): it imports them while ingest runs and
+    validates the staged extracts while the main line links and deduplicates, which
+    spend their time in DuckDB and polars outside the GIL."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verval-side")
+        self._pool.submit(_import_great_expectations)
+
+    def submit(self, function, *args):
+        return self._pool.submit(function, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def wait_for(pending) -> dict:
+    return pending.result()
 
 
 def gather_decisions(ctx: RoundContext) -> dict:
@@ -181,10 +223,14 @@ def nik_checks(ctx: RoundContext) -> dict:
     return {"rows": facts.height, "valid": int(facts["nik_valid"].sum()), "anomalies": anomalies.height}
 
 
-def link_civil_registry(ctx: RoundContext) -> dict:
+def link_records(ctx: RoundContext) -> pl.DataFrame:
+    """Standardised DTKS records with their NIK facts, the input of both matching stages."""
     dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet")
-    records = dedupe.prepare_records(dtks, pl.read_parquet(ctx.staging_dir / "nik_checks.parquet"))
-    del dtks
+    return dedupe.prepare_records(dtks, pl.read_parquet(ctx.staging_dir / "nik_checks.parquet"))
+
+
+def link_civil_registry(ctx: RoundContext) -> dict:
+    records = link_records(ctx)
     model = load_model(Path(ctx.link_model_path) if ctx.link_model_path else LINK_MODEL_PATH)
     con = ctx.connect()
     try:
@@ -194,6 +240,12 @@ def link_civil_registry(ctx: RoundContext) -> dict:
         fuzzy, blocking = link.link_fuzzy(con, records.filter(~pl.col("nik_verified")), model)
     finally:
         con.close()
+    return write_links(ctx, records, exact, fuzzy, blocking, model)
+
+
+def write_links(ctx: RoundContext, records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, blocking: pl.DataFrame,
+                model: dict) -> dict:
+    """The link stage's outputs from its exact and fuzzy links (one process or partitioned)."""
     anomalies = pl.concat([link.link_anomalies(records, exact), link.fuzzy_anomalies(fuzzy)])
     resolution = link.resolve(records, exact, fuzzy, model["thresholds"]["resolve_probability"])
     resolution.write_parquet(ctx.path("resolution.parquet"))
@@ -214,13 +266,14 @@ def link_civil_registry(ctx: RoundContext) -> dict:
     }
 
 
-def find_duplicates(ctx: RoundContext) -> dict:
+def find_duplicates(ctx: RoundContext, vectors: tuple[list[str], list[dict]] | None = None) -> dict:
+    """`vectors`: comparison vectors computed bucket by bucket (pipeline/partitioned.py)."""
     model = load_model(Path(ctx.model_path) if ctx.model_path else None)
     records_path = ctx.staging_dir / "records.parquet"
     cannot_link = decisions.cannot_link_pairs(pl.read_parquet(ctx.staging_dir / "decisions.parquet"))
     con = ctx.connect()
     try:
-        found = dedupe.find_duplicates(con, str(records_path), model, cannot_link=cannot_link)
+        found = dedupe.find_duplicates(con, str(records_path), model, cannot_link=cannot_link, vectors=vectors)
     finally:
         con.close()
     clusters = found["clusters"]
@@ -243,6 +296,57 @@ def find_duplicates(ctx: RoundContext) -> dict:
     }
 
 
+def find_eligibility(ctx: RoundContext) -> dict:
+    """NOT_ELIGIBLE (the --ineligible lists), DESIL_NOT_ELIGIBLE and the household codes
+    (pipeline/findings/), after the civil-registry link and the duplicate clusters."""
+    from pipeline.findings import desil, household, ineligible
+
+    records_path = ctx.staging_dir / "records.parquet"
+    records = pl.read_parquet(records_path, columns=["id_dtks", "no_kk", "hubungan_keluarga", "tanggal_lahir", "program", "desil"])
+    resolution = pl.read_parquet(ctx.path("resolution.parquet"))
+    parts = [desil.desil_anomalies(records)]
+    # A death or move a reviewer dismissed (TOLAK) no longer counts for the household.
+    link_findings, _ = decisions.apply_decisions(pl.read_parquet(ctx.staging_dir / "anomalies_link.parquet"),
+                                                 pl.read_parquet(ctx.staging_dir / "decisions.parquet"), records["id_dtks"])
+    found_households, shown = household.household_findings(
+        records, link_findings.filter(pl.col("action") != "warn"), resolution,
+        pl.scan_parquet(ctx.staging_dir / "dukcapil.parquet").select("source_line", "no_kk"),
+    )
+    parts.append(found_households)
+    shown.write_parquet(ctx.staging_dir / "households.parquet")
+    lists, warnings, matches, linked_by = [], [], pl.DataFrame(schema=ineligible.MATCH_SCHEMA), {}
+    for index, source in enumerate(ctx.ineligible):
+        result = ingest_extract(Path(source), "ineligible", ctx.staging_dir, ctx.as_of, name=f"ineligible_{index}")
+        lists.append(result.to_dict())
+        warnings += result.warnings
+    if lists:
+        entries = pl.concat([
+            pl.read_parquet(item["staging_path"]).with_columns(file=pl.lit(Path(item["source"]).name)) for item in lists
+        ])
+        con = ctx.connect()
+        try:
+            model = load_model(Path(ctx.link_model_path) if ctx.link_model_path else LINK_MODEL_PATH)
+            matches, linked_by = ineligible.link_lists(con, entries, str(records_path), resolution,
+                                                       pl.read_parquet(ctx.path("duplicate_clusters.parquet")), model,
+                                                       as_of_year=int(ctx.as_of[:4]))
+        finally:
+            con.close()
+        parts.append(ineligible.not_eligible_anomalies(matches))
+    matches.write_parquet(ctx.staging_dir / "list_matches.parquet")
+    anomalies = pl.concat(parts)
+    anomalies.write_parquet(ctx.staging_dir / "anomalies_elig.parquet")
+    by_type = matches.group_by("jenis", "action").len().sort("jenis", "action")
+    return {
+        "ineligible_lists": [{k: item[k] for k in ("source", "file_format", "rows_in", "rows_staged", "rows_quarantined")} for item in lists],
+        "not_eligible_links": linked_by,
+        "not_eligible_by_type": {jenis: {action: n for j, action, n in by_type.iter_rows() if j == jenis}
+                                 for jenis in by_type["jenis"].unique().sort()},
+        "anomalies": dict(anomalies.group_by("anomaly_code").len().sort("anomaly_code").iter_rows()),
+        "households_flagged": shown["representative"].n_unique(),
+        "warnings": warnings,
+    }
+
+
 def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
     from pipeline.lookup import objections
 
@@ -250,7 +354,7 @@ def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
     fuzzy = pl.read_parquet(ctx.path("dukcapil_links.parquet")).filter(pl.col("link_method") == "fuzzy")
     anomalies = sort_anomalies(
         link.attach_suggested_nik(
-            pl.concat([pl.read_parquet(ctx.staging_dir / f"anomalies_{part}.parquet") for part in ("nik", "link", "dup", "obj")]),
+            pl.concat([pl.read_parquet(ctx.staging_dir / f"anomalies_{part}.parquet") for part in ("nik", "link", "dup", "elig", "obj")]),
             fuzzy,
         )
     )
@@ -264,6 +368,7 @@ def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
     outcomes = row_outcomes(dtks, anomalies)
     quarantine = pl.concat(
         [pl.read_parquet(ctx.staging_dir / f"{kind}_quarantine.parquet") for kind in contract.EXTRACT_KINDS]
+        + [pl.read_parquet(path) for path in sorted(ctx.staging_dir.glob("ineligible_*_quarantine.parquet"))]
     )
     reconciliation = reconcile(ingest_results["dtks"]["rows_in"], outcomes, ingest_results["dtks"]["rows_quarantined"])
     # A NIK repair confirmed by a reviewer is applied to the outputs; the original stays.
@@ -330,7 +435,8 @@ def write_manifest(ctx: RoundContext) -> dict:
         "finished_at": dt.datetime.now(JAKARTA).isoformat(timespec="seconds"),
         "parameters": ctx.parameters(),
         "inputs": {kind: {"path": str(Path(p).resolve()), "sha256": sha256(Path(p)), "bytes": Path(p).stat().st_size}
-                   for kind, p in (("dtks", ctx.dtks), ("dukcapil", ctx.dukcapil))},
+                   for kind, p in (("dtks", ctx.dtks), ("dukcapil", ctx.dukcapil),
+                                   *((f"ineligible_{i}", f) for i, f in enumerate(ctx.ineligible)))},
         "outputs": {p.relative_to(ctx.work_dir).as_posix(): {"sha256": sha256(p), "bytes": p.stat().st_size} for p in outputs},
         "packages": package_versions(),
     }
@@ -378,9 +484,12 @@ def guarded(name: str, function):
     return stage
 
 
-def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
+def run_round(ctx: RoundContext, clock: StageClock, run=call_directly, fan_out=None) -> dict:
     """Run every stage in order under the --out lock. `run(name, function, *args)` executes
-    one stage: called directly here, wrapped as a Prefect task by the flow. On any failure
+    one stage: called directly here, wrapped as a Prefect task by the flow. In a
+    partitioned round `fan_out(name, function, calls)` runs the partition tasks of the
+    heavy stages (pipeline/partitioned.py): in order here by default, on a Dask cluster
+    through the flow's task runner or a Dask client. On any failure
     the work folder is removed and the previous outputs stay as they were; decisions read
     by the round reach the decision log only once the round is published."""
 
@@ -388,17 +497,30 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
         with clock.stage(name):
             return run(name, guarded(name, function), *args)
 
+    def fan(name: str, function, calls: list[tuple]) -> list:
+        with clock.stage(name):
+            return (fan_out or partitioned.sequential)(name, guarded(name, function), calls)
+
     outdir.check_out(Path(ctx.out))  # refuse a wrong --out before creating anything beside it
     with outdir.OutLock(Path(ctx.out)):
+        side = SideThread()
         try:
             prepared = step("prepare", prepare, ctx)
             gathered = step("decisions", gather_decisions, ctx)
             ingested = {kind: step(f"ingest-{kind}", ingest, ctx, kind) for kind in contract.EXTRACT_KINDS}
             checked = step("check-extracts", check_extracts, ctx, ingested)
-            quality = {kind: step(f"expectations-{kind}", expectations, ctx, kind) for kind in contract.EXTRACT_KINDS}
+            validating = {kind: side.submit(expectations, ctx, kind) for kind in contract.EXTRACT_KINDS}
             nik = step("nik-checks", nik_checks, ctx)
-            linked = step("link-civil-registry", link_civil_registry, ctx)
-            duplicates = step("find-duplicates", find_duplicates, ctx)
+            if ctx.partitioned:
+                linked = partitioned.link_civil_registry(ctx, step, fan)
+                duplicates = partitioned.find_duplicates(ctx, step, fan)
+                partitioned.clean(ctx)
+            else:
+                linked = step("link-civil-registry", link_civil_registry, ctx)
+                duplicates = step("find-duplicates", find_duplicates, ctx)
+            eligibility = step("eligibility", find_eligibility, ctx)
+            # The stage's time is the wait for the side thread; its own time is in the result.
+            quality = {kind: step(f"expectations-{kind}", wait_for, validating[kind]) for kind in contract.EXTRACT_KINDS}
             objected = step("objections", gather_objections, ctx)
             decided = step("decide", decide, ctx, ingested)
             decided["decisions"].update({k: v for k, v in gathered.items() if k != "warnings"})
@@ -408,12 +530,13 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
                 "as_of": ctx.as_of,
                 **decided,
                 "warnings": prepared["notes"] + gathered["warnings"] + [w for kind in contract.EXTRACT_KINDS for w in ingested[kind]["warnings"]]
-                + checked["warnings"],
+                + checked["warnings"] + eligibility["warnings"],
                 "ingest": ingested,
                 "data_quality": quality,
                 "nik_checks": nik,
                 "civil_registry_link": linked,
                 "duplicates": duplicates,
+                "eligibility": {k: v for k, v in eligibility.items() if k != "warnings"},
                 "stage_timings": clock.timings,
             }
             step("report", write_report, ctx, summary)
@@ -423,8 +546,10 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly) -> dict:
             step("manifest", write_manifest, ctx)
             published = step("publish", publish, ctx)
         except BaseException:
+            side.close()  # before discard: a running validation still reads the work folder
             discard(ctx)
             raise
+        side.close()
         summary["output_dir"] = published["output_dir"]
         summary["warnings"] += published["notes"]
         summary["decisions"]["appended_to_log"] = step("log-decisions", log_decisions, ctx, published["round_dir"])

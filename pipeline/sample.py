@@ -7,10 +7,13 @@ households with the problems real DTKS data has: duplicates, damaged NIKs, dead 
 
 Files written into out_dir (CSV, or Parquet with the same columns; every value is text):
 
-    dtks.csv             id_dtks,nik,no_kk,nama,jenis_kelamin,tempat_lahir,tanggal_lahir,alamat,kode_wilayah,program
-    dukcapil.csv         nik,no_kk,nama,jenis_kelamin,tempat_lahir,tanggal_lahir,alamat,kode_wilayah,tanggal_meninggal
+    dtks.csv             id_dtks,nik,no_kk,nama,jenis_kelamin,tempat_lahir,tanggal_lahir,alamat,kode_wilayah,program,
+                         desil,hubungan_keluarga
+    dukcapil.csv         nik,no_kk,nama,jenis_kelamin,tempat_lahir,tanggal_lahir,alamat,kode_wilayah,tanggal_meninggal,
+                         hubungan_keluarga
+    ineligible.csv       nik,nama,tanggal_lahir,jenis,sumber,tanggal (an ineligibility list for --ineligible)
     truth_rows.csv       id_dtks,person_id,true_nik,scenario,true_deceased,expect_quarantine
-    truth_anomalies.csv  id_dtks,anomaly_code
+    truth_anomalies.csv  id_dtks,anomaly_code (the eligibility codes: pipeline/sample_eligibility.py)
 
 The truth anomalies are not copied from the scenario plan: they are recomputed from the written DTKS
 values and the Dukcapil rows with the exact rule semantics (see `compute_truth_anomalies`), so accidental
@@ -1763,9 +1766,9 @@ def compute_truth_anomalies(regions: Regions, dtks: pl.DataFrame, dukcapil: pl.D
 # ------------------------------------------------------------------------------------------ entry
 
 DTKS_COLUMNS = ("id_dtks", "nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir", "tanggal_lahir", "alamat",
-                "kode_wilayah", "program")
+                "kode_wilayah", "program", "desil", "hubungan_keluarga")
 DUKCAPIL_COLUMNS = ("nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir", "tanggal_lahir", "alamat",
-                    "kode_wilayah", "tanggal_meninggal")
+                    "kode_wilayah", "tanggal_meninggal", "hubungan_keluarga")
 
 
 def build_world(n: int, seed: int, regions: Regions | None = None, mix: Mix = MIXES["standard"]):
@@ -1808,15 +1811,26 @@ def generate_sample(n: int, seed: int, out_dir: Path, fmt: str = "csv", mix: str
         raise ValueError("n must be at least 1000 so that every scenario can be represented")
     if mix not in MIXES:
         raise ValueError(f"mix must be one of {', '.join(MIXES)}, not {mix!r}")
+    from pipeline.sample_eligibility import ELIGIBILITY_CODES, add_eligibility
+
     regions, pop, plan, dtks, dukcapil = build_world(n, seed, mix=MIXES[mix])
+    dtks, dukcapil, ineligible, eligibility_truth = add_eligibility(
+        seed, regions, pop, plan, dtks, dukcapil,
+        nik_typos=lambda rng, niks, real: duplicate_niks(rng, niks, real, kinds=(0.0, 0.5, 0.5, 0.0)))
     truth_rows = build_truth_rows(regions, pop, plan, dtks)
-    truth_anomalies = compute_truth_anomalies(regions, dtks, dukcapil, pop.name, pop.nik)
+    codes = ANOMALY_CODES + ELIGIBILITY_CODES
+    truth_anomalies = (
+        pl.concat([compute_truth_anomalies(regions, dtks, dukcapil, pop.name, pop.nik), eligibility_truth])
+        .with_columns(order=pl.col("anomaly_code").replace_strict(codes, list(range(len(codes)))))
+        .sort("id_dtks", "order").select("id_dtks", "anomaly_code")
+    )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = {
         "dtks": dtks.select(DTKS_COLUMNS),
         "dukcapil": dukcapil.select(DUKCAPIL_COLUMNS),
+        "ineligible": ineligible,
         "truth_rows": truth_rows,
         "truth_anomalies": truth_anomalies,
     }

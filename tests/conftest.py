@@ -68,14 +68,16 @@ def prefect_harness(tmp_path_factory):
     from prefect.testing.utilities import prefect_test_harness
 
     storage = tmp_path_factory.mktemp("prefect-storage")
-    with prefect_test_harness(), temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}):
+    # 30 s (Prefect's default) is not always enough on a shared 2-core machine under load.
+    with prefect_test_harness(server_startup_timeout=120), temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}):
         url = get_current_settings().server.database.connection_url.get_secret_value()
         yield {"storage": storage, "database": Path(url.split(":///", 1)[1])}
 
 
 @pytest.fixture(scope="session")
 def generated_round(tmp_path_factory):
-    """A 20,000-row generated registry run once through the round (no Prefect)."""
+    """A 20,000-row generated registry with its ineligibility list, run once through the
+    round (no Prefect)."""
     from pipeline.progress import StageClock
     from pipeline.round import RoundContext, run_round
     from pipeline.sample import generate_sample
@@ -83,6 +85,6 @@ def generated_round(tmp_path_factory):
     base = tmp_path_factory.mktemp("generated")
     generate_sample(20_000, 11, base / "data")
     ctx = RoundContext(dtks=str(base / "data" / "dtks.csv"), dukcapil=str(base / "data" / "dukcapil.csv"),
-                       out=str(base / "out"), as_of="2026-11-21")
+                       out=str(base / "out"), as_of="2026-11-21", ineligible=[str(base / "data" / "ineligible.csv")])
     summary = run_round(ctx, StageClock(quiet=True))
     return {"data": base / "data", "out": base / "out", "summary": summary}

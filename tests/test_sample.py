@@ -17,6 +17,7 @@ import pytest
 
 from pipeline.paths import REFERENCE_DIR
 from pipeline.sample import ANOMALY_CODES, VERY_COMMON_NAMES, generate_sample
+from pipeline.sample_eligibility import ELIGIBILITY_CODES
 
 N = 5000
 SEED = 7
@@ -140,9 +141,9 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(sample, tmp_pa
 
 def test_files_columns_and_counts(sample, dtks, dukcapil, truth, anomalies):
     assert dtks.columns == ["id_dtks", "nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir", "tanggal_lahir",
-                            "alamat", "kode_wilayah", "program"]
+                            "alamat", "kode_wilayah", "program", "desil", "hubungan_keluarga"]
     assert dukcapil.columns == ["nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir", "tanggal_lahir", "alamat",
-                                "kode_wilayah", "tanggal_meninggal"]
+                                "kode_wilayah", "tanggal_meninggal", "hubungan_keluarga"]
     assert truth.columns == ["id_dtks", "person_id", "true_nik", "scenario", "true_deceased", "expect_quarantine",
                              "household_id", "relation"]
     assert anomalies.columns == ["id_dtks", "anomaly_code"]
@@ -153,13 +154,22 @@ def test_files_columns_and_counts(sample, dtks, dukcapil, truth, anomalies):
     assert sum(sample["scenario_counts"].values()) == N
 
 
+def test_ineligibility_list_mixes_registry_people_outsiders_and_damaged_niks(sample, dtks):
+    listed = pl.read_csv(sample["ineligible"], infer_schema=False)
+    assert listed.columns == ["nik", "nama", "tanggal_lahir", "jenis", "sumber", "tanggal"]
+    dtks_niks = set(dtks["nik"].str.strip_chars().str.strip_prefix("'"))
+    in_dtks = listed["nik"].is_in(list(dtks_niks))
+    assert 0.1 < in_dtks.mean() < 0.4  # most people on such lists are not registry recipients
+    assert listed["tanggal_lahir"].null_count() > 0 and set(listed["jenis"]) >= {"PNS", "AHU"}
+
+
 def test_truth_rows_cover_exactly_the_dtks_rows(dtks, truth, anomalies):
     assert dtks["id_dtks"].n_unique() == N
     assert truth["id_dtks"].n_unique() == N
     assert set(dtks["id_dtks"]) == set(truth["id_dtks"])
     assert set(anomalies["id_dtks"]) <= set(dtks["id_dtks"])
     assert anomalies.unique().height == anomalies.height
-    assert set(anomalies["anomaly_code"]) <= set(ANOMALY_CODES)
+    assert set(anomalies["anomaly_code"]) <= set(ANOMALY_CODES + ELIGIBILITY_CODES)
 
 
 def test_ids_do_not_follow_people(truth):
@@ -173,7 +183,7 @@ def test_parquet_has_same_columns_all_text(tmp_path):
     result = generate_sample(1000, 3, tmp_path, fmt="parquet")
     dtks = pl.read_parquet(result["dtks"])
     assert dtks.height == 1000
-    assert dtks.columns[0] == "id_dtks" and dtks.columns[-1] == "program"
+    assert dtks.columns[0] == "id_dtks" and dtks.columns[-1] == "hubungan_keluarga"
     for name in ("dtks", "dukcapil", "truth_rows", "truth_anomalies"):
         frame = pl.read_parquet(result[name])
         assert all(dtype == pl.String for dtype in frame.dtypes), name
@@ -201,7 +211,8 @@ def test_clean_rows_carry_well_formed_consistent_niks(rows, reference):
         assert checks["sex"] == SEX[r["jenis_kelamin"]], (nik, r["jenis_kelamin"])
         born = parse_date(r["tanggal_lahir"])
         assert (born.day, born.month, born.year % 100) == (checks["day"], checks["mm"], checks["yy"])
-        assert not r["codes"]
+        # The eligibility codes (list, desil, household) belong to the person's world, not the row's identity.
+        assert not r["codes"] & set(ANOMALY_CODES)
 
 
 def test_papua_people_keep_retired_kecamatan_prefixes(truth, reference):
@@ -270,7 +281,7 @@ def test_placeholder_birthdays_are_common(dukcapil):
 
 def test_every_anomaly_code_is_present(anomalies):
     counts = Counter(anomalies["anomaly_code"])
-    for code in ANOMALY_CODES:
+    for code in ANOMALY_CODES + ELIGIBILITY_CODES:
         assert counts[code] >= N * 0.001, code
 
 
@@ -402,7 +413,11 @@ def test_mixed_formats_are_present(dtks):
     assert dtks["kode_wilayah"].str.contains(r"^\d{10}$").mean() > 0.85
     assert dtks["nik"].str.contains(r"^'\d{16}$").sum() > 20
     assert dtks["nik"].str.contains(r"^\s+\d{16}\s*$|^\d{16}\s+$").sum() > 5
-    assert set(dtks["program"]) == {"PKH", "BPNT", "PBI-JK"}
+    # Programs spelled as extracts do, some rows with two, a few with an undeclared one.
+    programs = set(dtks["program"].str.split(", ").explode()) | set(dtks["program"].str.split("+").explode()) \
+        | set(dtks["program"].str.split("; ").explode())
+    assert {"PKH", "BPNT", "PBI-JK", "KIS", "Kartu Sembako", "BLT-DD"} <= programs
+    assert dtks["desil"].drop_nulls().cast(pl.Int32).is_between(1, 10).all() and dtks["desil"].null_count() > 0
 
 
 def test_every_kind_of_damaged_nik_is_generated(rows):

@@ -29,42 +29,75 @@ def _rule_blocks(con: duckdb.DuckDBPyConnection, table: str, rule: dict, name: s
     )
 
 
+def rule_pairs(con: duckdb.DuckDBPyConnection, index: int, rule: dict, left: str, right: str | None = None) -> dict:
+    """Append to table _pairs (rid_l, rid_r, rule) the pairs blocking rule number `index`
+    finds, and return its statistics. A block lies whole in whatever subset of records
+    holds its key, so a bucket of records hashed by the rule's keys (pipeline/partitioned.py)
+    finds exactly the pairs and block sizes the whole table would."""
+    dedupe = right is None
+    limit = int(rule["max_block_size"])
+    _rule_blocks(con, left, rule, "_blocks_l")
+    if not dedupe:
+        _rule_blocks(con, right, rule, "_blocks_r", only_in="_blocks_l")
+    blocks_r = "_blocks_l" if dedupe else "_blocks_r"
+    join_on = " AND ".join(f"a.k{i} = b.k{i}" for i in range(len(rule["keys"])))
+    order = "AND a.rid < b.rid" if dedupe else ""
+    con.execute(
+        f"""INSERT INTO _pairs
+            SELECT a.rid, b.rid, {index}
+            FROM _blocks_l a JOIN {blocks_r} b ON {join_on} {order}
+            WHERE a.block_size <= {limit} AND b.block_size <= {limit}"""
+    )
+    skipped = con.execute(f"SELECT count(*) FROM {blocks_r} WHERE block_size > {limit}").fetchall()[0][0]
+    pairs = con.execute(f"SELECT count(*) FROM _pairs WHERE rule = {index}").fetchall()[0][0]
+    for table in ("_blocks_l", "_blocks_r"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return {"rule": rule["name"], "pairs": pairs, "records_in_skipped_blocks": skipped}
+
+
+def new_pairs_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE OR REPLACE TEMP TABLE _pairs (rid_l BIGINT, rid_r BIGINT, rule SMALLINT)")
+
+
 def candidate_pairs(
     con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None
 ) -> pl.DataFrame:
     """Create table candidate_pairs (rid_l, rid_r, rule = first rule that found the pair)
     and return per-rule statistics. With `right` None, `left` is deduplicated against
     itself; otherwise each left record is paired with right records."""
-    dedupe = right is None
-    stats = []
-    con.execute("CREATE OR REPLACE TEMP TABLE _pairs (rid_l BIGINT, rid_r BIGINT, rule SMALLINT)")
-    for index, rule in enumerate(model["blocking_rules"]):
-        limit = int(rule["max_block_size"])
-        _rule_blocks(con, left, rule, "_blocks_l")
-        if not dedupe:
-            _rule_blocks(con, right, rule, "_blocks_r", only_in="_blocks_l")
-        blocks_r = "_blocks_l" if dedupe else "_blocks_r"
-        join_on = " AND ".join(f"a.k{i} = b.k{i}" for i in range(len(rule["keys"])))
-        order = "AND a.rid < b.rid" if dedupe else ""
-        con.execute(
-            f"""INSERT INTO _pairs
-                SELECT a.rid, b.rid, {index}
-                FROM _blocks_l a JOIN {blocks_r} b ON {join_on} {order}
-                WHERE a.block_size <= {limit} AND b.block_size <= {limit}"""
-        )
-        skipped = con.execute(
-            f"""SELECT count(*) FROM {blocks_r} WHERE block_size > {limit}"""
-        ).fetchall()[0][0]
-        pairs = con.execute(f"SELECT count(*) FROM _pairs WHERE rule = {index}").fetchall()[0][0]
-        stats.append({"rule": rule["name"], "pairs": pairs, "records_in_skipped_blocks": skipped})
+    new_pairs_table(con)
+    stats = [rule_pairs(con, index, rule, left, right) for index, rule in enumerate(model["blocking_rules"])]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE candidate_pairs AS "
         "SELECT rid_l, rid_r, min(rule) AS rule, list(DISTINCT rule ORDER BY rule) AS rules FROM _pairs GROUP BY rid_l, rid_r"
     )
-    for table in ("_pairs", "_blocks_l", "_blocks_r"):
-        con.execute(f"DROP TABLE IF EXISTS {table}")
+    con.execute("DROP TABLE IF EXISTS _pairs")
     total = con.execute("SELECT count(*) FROM candidate_pairs").fetchall()[0][0]
+    return blocking_stats(stats, total)
+
+
+def blocking_stats(stats: list[dict], total: int) -> pl.DataFrame:
     return pl.DataFrame(stats).with_columns(total_candidate_pairs=pl.lit(total))
+
+
+def gather_vectors(con: duckdb.DuckDBPyConnection, model: dict, vectors: list[str], stats: list[dict]) -> pl.DataFrame:
+    """Table comparison_vectors from the Parquet files of comparison vectors computed
+    bucket by bucket for each rule (pipeline/partitioned.py): a pair found by several
+    rules keeps the first, as candidate_pairs does (its levels are the same whichever rule
+    found it). Returns the per-rule statistics summed over the buckets."""
+    levels = ", ".join(f"any_value(g_{c['name']}) AS g_{c['name']}" for c in model["comparisons"])
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE comparison_vectors AS
+            SELECT rid_l, rid_r, min(rule)::SMALLINT AS rule, {levels}
+            FROM read_parquet($paths) GROUP BY rid_l, rid_r""",
+        {"paths": vectors},
+    )
+    total = con.execute("SELECT count(*) FROM comparison_vectors").fetchall()[0][0]
+    summed = {rule["name"]: {"rule": rule["name"], "pairs": 0, "records_in_skipped_blocks": 0} for rule in model["blocking_rules"]}
+    for row in stats:
+        summed[row["rule"]]["pairs"] += row["pairs"]
+        summed[row["rule"]]["records_in_skipped_blocks"] += row["records_in_skipped_blocks"]
+    return blocking_stats(list(summed.values()), total)
 
 
 def blocking_recall(pairs: pl.DataFrame, true_pairs: pl.DataFrame, rules: list[str]) -> pl.DataFrame:

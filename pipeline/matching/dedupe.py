@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 
 from pipeline.contract import CODE, anomaly_frame
-from pipeline.matching.blocking import candidate_pairs
+from pipeline.matching.blocking import candidate_pairs, gather_vectors
 from pipeline.matching.cluster import cluster_records
 from pipeline.matching.compare import compare_pairs, score_pairs
 from pipeline.matching.estimate import fit_from_labels
@@ -50,9 +50,12 @@ def mark_verified(records: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
 def find_duplicates(
     con: duckdb.DuckDBPyConnection, records: pl.DataFrame | str, model: dict, id_column: str = "id_dtks",
     columns: list[str] | None = RECORD_COLUMNS, cannot_link: pl.DataFrame | None = None,
+    vectors: tuple[list[str], list[dict]] | None = None,
 ) -> dict:
     """Returns clusters (every record), pairs (scored, at or above half the link
-    probability, for audit), blocking statistics and the model as used."""
+    probability, for audit), blocking statistics and the model as used. `vectors`: the
+    comparison vectors already computed bucket by bucket (Parquet files, per-bucket
+    statistics; pipeline/partitioned.py) instead of blocking and comparing here."""
     if isinstance(records, str):
         # A Parquet path: DuckDB reads it directly, no second copy in Python memory.
         selected = ", ".join(columns) if columns else "*"
@@ -61,8 +64,11 @@ def find_duplicates(
         con.register("_records_frame", records.select(columns) if columns else records)
         con.execute("CREATE OR REPLACE TEMP TABLE records AS SELECT * FROM _records_frame")
         con.unregister("_records_frame")
-    blocking_stats = candidate_pairs(con, model, "records")
-    compare_pairs(con, model, "records")
+    if vectors is None:
+        blocking_stats = candidate_pairs(con, model, "records")
+        compare_pairs(con, model, "records")
+    else:
+        blocking_stats = gather_vectors(con, model, *vectors)
     model = fit_from_labels(con, model, "records")
     score_pairs(con, model, "records")
     thresholds = model["thresholds"]

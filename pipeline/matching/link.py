@@ -19,7 +19,7 @@ import polars as pl
 
 from pipeline.checks import wilayah
 from pipeline.contract import CODE, anomaly_frame, anomaly_rules
-from pipeline.matching.blocking import candidate_pairs
+from pipeline.matching.blocking import candidate_pairs, gather_vectors
 from pipeline.matching.compare import compare_pairs, score_pairs
 from pipeline.matching.standardise import standardise_records
 
@@ -58,11 +58,11 @@ def load_dukcapil(con: duckdb.DuckDBPyConnection, staging_path: str, table: str 
     records_path = Path(staging_path).with_name("dukcapil_records.parquet")
     prepare_dukcapil(pl.scan_parquet(staging_path)).sink_parquet(records_path)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_parquet($path)", {"path": str(records_path)})
-    _identify_persons(con, table)
+    identify_persons(con, table)
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
-def _identify_persons(con: duckdb.DuckDBPyConnection, table: str) -> None:
+def identify_persons(con: duckdb.DuckDBPyConnection, table: str) -> None:
     """Column `person`: one id per civil-registry person. Dukcapil sometimes holds a person
     twice under one NIK (an older record); records sharing a NIK, a birth date and a name
     are one person, the smallest rid. A NIK double-issued to two people stays two persons."""
@@ -178,17 +178,22 @@ FUZZY_COLUMNS = [
 ]
 
 
-def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, model: dict, dukcapil: str = "dukcapil_records") -> tuple[pl.DataFrame, pl.DataFrame]:
+def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, model: dict, dukcapil: str = "dukcapil_records",
+               vectors: tuple[list[str], list[dict]] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Most likely Dukcapil person for each DTKS record in `query` (rows whose NIK did not
     lead to them). Returns the best candidate per row when its probability reaches the
     model's threshold (`ambiguous` marks a runner-up within `min_margin` bits), and the
-    blocking statistics."""
+    blocking statistics. `vectors`: comparison vectors computed bucket by bucket
+    (pipeline/partitioned.py) instead of blocking and comparing here."""
     thresholds = model["thresholds"]
     con.register("_query", query.select(LINK_RECORD_COLUMNS + ["id_dtks"]))
     con.execute("CREATE OR REPLACE TEMP TABLE link_left AS SELECT * FROM _query")
     con.unregister("_query")
-    stats = candidate_pairs(con, model, "link_left", dukcapil)
-    compare_pairs(con, model, "link_left", dukcapil)
+    if vectors is None:
+        stats = candidate_pairs(con, model, "link_left", dukcapil)
+        compare_pairs(con, model, "link_left", dukcapil)
+    else:
+        stats = gather_vectors(con, model, *vectors)
     score_pairs(con, model, "link_left", dukcapil)
     best = con.sql(
         f"""

@@ -42,7 +42,9 @@ from pathlib import Path
 import polars as pl
 import xlsxwriter
 
-from pipeline.contract import CODE, DECISION_VALUES, OUTCOME, ROW_OUTCOMES, anomaly_rules, outcome_rules, sheets, workbook_settings
+from pipeline.contract import (
+    CODE, DECISION_VALUES, OUTCOME, ROW_OUTCOMES, anomaly_rules, codes_where, outcome_rules, sheets, workbook_settings,
+)
 from pipeline.lookup.objections import is_objection_id
 from pipeline.report.html import (
     ACTION_LABELS,
@@ -113,7 +115,9 @@ def case_frame(work_dir: Path, full_nik: bool) -> pl.LazyFrame:
         .join(dukcapil_columns(work_dir, anomalies), on=["id_dtks", "anomaly_code"], how="left")
         .join(clusters_frame(work_dir), on="id_dtks", how="left")
         .with_columns(
-            id_terkait=pl.when(pl.col("_related_is_row").fill_null(False) | is_objection_id(pl.col("related_id")))
+            # A related id without digits (a list type, a program) is no personal number.
+            id_terkait=pl.when(pl.col("_related_is_row").fill_null(False) | is_objection_id(pl.col("related_id"))
+                               | ~pl.col("related_id").str.contains(r"[0-9]").fill_null(True))
             .then(pl.col("related_id")).otherwise(nik_column("related_id", full_nik)),
             nik_tampil=nik_column("nik", full_nik),
             nik_raw_tampil=nik_column("nik_raw", full_nik),
@@ -126,8 +130,8 @@ def case_frame(work_dir: Path, full_nik: bool) -> pl.LazyFrame:
             tindakan=pl.col("action").replace_strict(ACTION_LABELS, default=pl.col("action")),
             hasil=pl.col("outcome").replace_strict(OUTCOME_LABELS, default=pl.col("outcome")),
         )
-        .join(list_columns(work_dir), on=["id_dtks", "anomaly_code", "related_id"], how="left")
-        .join(household_columns(anomalies, records, full_nik), on=["id_dtks", "anomaly_code"], how="left")
+        .join(list_columns(work_dir, full_nik), on=["id_dtks", "anomaly_code", "related_id"], how="left")
+        .join(household_columns(work_dir, anomalies, full_nik), on=["id_dtks", "anomaly_code"], how="left")
     )
     return ranked(frame)
 
@@ -152,14 +156,37 @@ LIST_SCHEMA = {
 }
 
 
-def list_columns(work_dir: Path) -> pl.LazyFrame:
+def list_columns(work_dir: Path, full_nik: bool) -> pl.LazyFrame:
     """(id_dtks, NOT_ELIGIBLE, list type) -> the list entry the row matched (daftar_* columns)."""
-    return pl.LazyFrame(schema=LIST_SCHEMA)
+    from pipeline.contract import eligibility_rules
+    from pipeline.findings.ineligible import METHOD_LABELS
+
+    matches = scan(work_dir, "staging/list_matches.parquet")
+    if matches is None:
+        return pl.LazyFrame(schema=LIST_SCHEMA)
+    labels = {name: f"{name}: {spec['label']}" for name, spec in eligibility_rules()["ineligible"].items()}
+    return matches.select(
+        "id_dtks", anomaly_code=pl.lit(CODE.NOT_ELIGIBLE), related_id=pl.col("jenis"),
+        daftar_jenis=pl.col("jenis").replace_strict(labels, default=pl.col("jenis")),
+        daftar_cara=pl.col("method").replace_strict(METHOD_LABELS, default=pl.col("method")),
+        daftar_sumber=pl.col("sumber"), daftar_tanggal=pl.col("tanggal"), daftar_nik=nik_column("list_nik", full_nik),
+        daftar_nama=pl.col("list_nama"), daftar_lahir=pl.col("list_lahir"), daftar_kemiripan=pl.col("name_similarity"),
+        daftar_peluang=pl.col("probability"), daftar_bukti=pl.col("evidence"),
+    ).cast(LIST_SCHEMA)
 
 
-def household_columns(anomalies: pl.LazyFrame, records: pl.LazyFrame, full_nik: bool) -> pl.LazyFrame:
+def household_columns(work_dir: Path, anomalies: pl.LazyFrame, full_nik: bool) -> pl.LazyFrame:
     """(id_dtks, household code) -> the household's members and their Dukcapil KK numbers."""
-    return pl.LazyFrame(schema={"id_dtks": pl.String, "anomaly_code": pl.String, "anggota": pl.String, "kk_dukcapil": pl.String})
+    schema = {"id_dtks": pl.String, "anomaly_code": pl.String, "anggota": pl.String, "kk_dukcapil": pl.String}
+    shown = scan(work_dir, "staging/households.parquet")
+    if shown is None:
+        return pl.LazyFrame(schema=schema)
+    household = list(codes_where(lambda rule: rule.scope == "household"))
+    return anomalies.filter(pl.col("anomaly_code").is_in(household)).select("id_dtks", "anomaly_code").join(
+        shown.select("id_dtks", anggota=pl.col("members"),
+                     kk_dukcapil=pl.col("kk_dukcapil") if full_nik else mask_digit_runs(pl.col("kk_dukcapil"))),
+        on="id_dtks", how="left",
+    ).select(list(schema)).cast(schema)
 
 
 def clusters_frame(work_dir: Path) -> pl.LazyFrame:
@@ -269,6 +296,19 @@ def sheet_columns(sheet: str) -> list[Column]:
 
 
 SHEET_COLUMNS: dict[str, list[Column]] = {name: sheet_columns(name) for name in sheets()}
+
+
+def shown_once() -> pl.Expr:
+    """A household code is shown once per household: on its representative's row."""
+    household = list(codes_where(lambda rule: rule.scope == "household"))
+    return ~pl.col("anomaly_code").is_in(household) | (pl.col("id_dtks") == pl.col("related_id"))
+
+
+def sheet_parts(group: str, frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+    """(sheet name, rows): a per_type group (NOT_ELIGIBLE) gets one sheet per list type found."""
+    if not sheets()[group].per_type or frame.height == 0:
+        return [(group, frame)]
+    return [(f"{group} {kind}"[:31], frame.filter(pl.col("id_terkait") == kind)) for kind in frame["id_terkait"].unique().sort()]
 
 
 # --------------------------------------------------------------------------- writing
@@ -468,9 +508,6 @@ def write_summary_sheet(book: xlsxwriter.Workbook, job: "KabJob", sheets: dict[s
     count_lines(lines, job.counts, sheets)
 
 
-def group_size(group: str, counts: dict[str, dict[str, int]]) -> int:
-    """Cases on a group's sheets: its anomalies that are not warnings."""
-    return sum(n for code in GROUPS[group] for action, n in counts.get(code, {}).items() if action != "warn")
 
 
 def split_names(group: str, height: int, max_rows: int) -> list[tuple[str, int, int]]:
@@ -538,7 +575,8 @@ def kab_tallies(work_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     canonical = (pl.col("anomaly_code") == CODE.DUPLICATE_PERSON) & pl.col("related_id").is_null()
     anomalies = (
         load_anomalies(work_dir).join(records.select("id_dtks", "kode_kabupaten"), on="id_dtks", how="left")
-        .group_by(kab, "anomaly_code", "action").agg(n=pl.len(), canonical=canonical.sum())
+        .group_by(kab, "anomaly_code", "action")
+        .agg(n=pl.len(), canonical=canonical.sum(), shown=((pl.col("action") != "warn") & shown_once()).sum())
         .sort("_kab", "anomaly_code", "action").collect()
     )
     outcomes = records.group_by(kab, "outcome").len().sort("_kab", "outcome").collect()
@@ -555,13 +593,14 @@ def kab_jobs(work_dir: Path, anomalies: pl.DataFrame, outcomes: pl.DataFrame, fu
         # Warnings leave the row paid: nothing to decide. That covers the canonical row of a
         # duplicate cluster and every finding a reviewer already decided (TOLAK -> warn).
         .filter(pl.col("action") != "warn")
+        .filter(shown_once())  # a household code once per household, on its representative's row
         .with_columns(_sheet=pl.col("anomaly_code").replace_strict(sheet_of, default=None),
                       _kab=pl.coalesce(pl.col("kode_kabupaten"), pl.lit(UNKNOWN_KAB)))
         .filter(pl.col("_sheet").is_not_null())
         .select("_kab", "_sheet", *sources)
         .collect()  # once for every sheet and kabupaten: the joins are the costly part
     )
-    expected = anomalies.filter(pl.col("action") != "warn")["n"].sum()
+    expected = anomalies["shown"].sum()
     if cases.height != expected:
         raise RuntimeError(f"workbooks: {cases.height} cases but {expected} anomalies to decide (a join repeated rows)")
     names = cases.group_by("_kab").agg(pl.col("nama_kabupaten").first(), pl.col("nama_provinsi").first())
@@ -589,14 +628,13 @@ def write_kab_workbook(job: KabJob, folder: Path) -> dict:
     book = open_book(path, job.as_of)
     formats = Formats(book)
     frames = job.cases.partition_by("_sheet", as_dict=True)
-    sizes = {group: group_size(group, job.counts) for group in GROUPS}
-    sheets = {name: rows for group, size in sizes.items() for name, _, rows in split_names(group, size, job.max_rows)}
+    # (group, sheet name, rows): a per-type group (NOT_ELIGIBLE) has a sheet per list type.
+    parts = [(group, part, frame) for group in GROUPS for part, frame in sheet_parts(
+        group, frames.get((group,), job.cases.clear()).select([c.source for c in SHEET_COLUMNS[group] if c.source]))]
+    sheets = {name: rows for _, part, frame in parts for name, _, rows in split_names(part, frame.height, job.max_rows)}
     write_summary_sheet(book, job, sheets, formats)  # first: sheets appear in creation order
-    for group in GROUPS:
-        frame = frames.get((group,), job.cases.clear()).select([c.source for c in SHEET_COLUMNS[group] if c.source])
-        if frame.height != sizes[group]:
-            raise RuntimeError(f"{job.file}, sheet {group}: {frame.height} rows but {sizes[group]} anomalies")
-        for name, start, rows in split_names(group, frame.height, job.max_rows):
+    for group, part, frame in parts:
+        for name, start, rows in split_names(part, frame.height, job.max_rows):
             write_case_sheet(book, name, group, frame.slice(start, rows), formats)
     close_book(book, path)
     return {"file": job.file, "kode_kabupaten": job.kode, "sheets": sheets}
@@ -635,10 +673,10 @@ def national_table(work_dir: Path, results: list[dict], anomalies: pl.DataFrame,
     files = pl.DataFrame([{"_kab": r["kode_kabupaten"], "file": r["file"]} for r in results],
                          schema={"_kab": pl.String, "file": pl.String})
     sheet_of = {code: rule.sheet for code, rule in anomaly_rules().items()}
-    cases = anomalies.filter(pl.col("action") != "warn").with_columns(_sheet=pl.col("anomaly_code").replace_strict(sheet_of))
-    per_sheet = [cases.filter(pl.col("_sheet") == g).group_by("_kab").agg(pl.col("n").sum().alias(f"sheet:{g}")) for g in GROUPS]
+    cases = anomalies.with_columns(_sheet=pl.col("anomaly_code").replace_strict(sheet_of))
+    per_sheet = [cases.filter(pl.col("_sheet") == g).group_by("_kab").agg(pl.col("shown").sum().alias(f"sheet:{g}")) for g in GROUPS]
     codes = [code for codes in GROUPS.values() for code in codes]
-    per_code = [cases.filter(pl.col("anomaly_code") == c).group_by("_kab").agg(pl.col("n").sum().alias(f"code:{c}")) for c in codes]
+    per_code = [cases.filter(pl.col("anomaly_code") == c).group_by("_kab").agg(pl.col("shown").sum().alias(f"code:{c}")) for c in codes]
     table = outcomes.group_by("_kab").agg(rows=pl.col("len").sum())
     table = table.join(pl.concat([anomalies.select("_kab"), files.select("_kab")]).unique(), on="_kab", how="full", coalesce=True)
     for part in per_sheet + per_code:
@@ -681,7 +719,8 @@ def write_national_summary(work_dir: Path, path: Path, table: pl.DataFrame, anom
     counts: dict[str, dict[str, int]] = {}
     for code, action, n in anomalies.group_by("anomaly_code", "action").agg(pl.col("n").sum()).iter_rows():
         counts.setdefault(code, {})[action] = n
-    count_lines(lines, counts, {group: group_size(group, counts) for group in GROUPS})
+    shown = anomalies.with_columns(_sheet=pl.col("anomaly_code").replace_strict({c: r.sheet for c, r in anomaly_rules().items()}))
+    count_lines(lines, counts, {group: int(shown.filter(pl.col("_sheet") == group)["shown"].sum()) for group in GROUPS})
 
     per_kab = book.add_worksheet(settings["national_sheet"])
     codes = [code for codes in GROUPS.values() for code in codes]

@@ -1,0 +1,92 @@
+"""Household (KK) consistency against Dukcapil's family cards.
+
+A DTKS household is the set of rows sharing one valid (16-digit) no_kk. Its
+representative is its head (hubungan_keluarga one of eligibility.toml [household]
+head_values), else its eldest member. Codes (pipeline/rules/anomalies.toml):
+  KK_NOT_FOUND             no Dukcapil row carries the no_kk;
+  HOUSEHOLD_HEAD_DECEASED  a head row is recorded dead (DECEASED), other members are not all gone;
+  HOUSEHOLD_SPLIT          the members resolve to Dukcapil people on two or more KK numbers;
+  HOUSEHOLD_ALL_GONE       every member is recorded dead or living in another kabupaten.
+Each stands on every row of the household with related_id = the representative's id_dtks,
+so each member's outcome reflects it and a reviewer decides it once for all.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pipeline.contract import CODE, alias_key, alias_key_expr, anomaly_frame, eligibility_rules
+
+VALID_KK = r"^[0-9]{16}$"
+HOUSEHOLD_SCHEMA = {"id_dtks": pl.String, "representative": pl.String, "members": pl.String, "kk_dukcapil": pl.String}
+
+
+def households(records: pl.DataFrame) -> pl.DataFrame:
+    """id_dtks, kk, is_head, representative for every row with a valid no_kk.
+    `records` needs id_dtks, no_kk, hubungan_keluarga, tanggal_lahir."""
+    heads = [alias_key(value) for value in eligibility_rules()["household"]["head_values"]]
+    rows = records.select("id_dtks", "tanggal_lahir", kk=pl.col("no_kk"),
+                          is_head=alias_key_expr(pl.col("hubungan_keluarga")).is_in(heads).fill_null(False))
+    rows = rows.filter(pl.col("kk").str.contains(VALID_KK).fill_null(False))
+    # Head first, then the eldest; id_dtks breaks ties (same input, same representative).
+    representative = (
+        rows.sort("kk", pl.col("is_head").not_(), "tanggal_lahir", "id_dtks", nulls_last=True)
+        .group_by("kk", maintain_order=True).agg(representative=pl.col("id_dtks").first(),
+                                                  any_head=pl.col("is_head").any())
+    )
+    return rows.join(representative, on="kk").with_columns(
+        # Without a head column (or no head marked) the eldest stands in as the head.
+        is_head=pl.col("is_head") | (~pl.col("any_head") & (pl.col("id_dtks") == pl.col("representative")))
+    ).select("id_dtks", "kk", "is_head", "representative")
+
+
+def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, resolution: pl.DataFrame,
+                       dukcapil: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Household anomalies, and per row of a flagged household its members and Dukcapil KKs
+    (HOUSEHOLD_SCHEMA, for the workbook). `link_anomalies` holds the DECEASED and RELOCATED
+    findings of the civil-registry link; `dukcapil` the staged extract (source_line, no_kk)."""
+    rows = households(records)
+    dead = link_anomalies.filter(pl.col("anomaly_code") == CODE.DECEASED).select("id_dtks").unique()
+    moved = link_anomalies.filter(pl.col("anomaly_code") == CODE.RELOCATED).select("id_dtks").unique()
+    known_kk = dukcapil.select(kk=pl.col("no_kk")).filter(pl.col("kk").is_in(rows["kk"].unique().implode())).unique().collect()
+    person_kk = (
+        resolution.filter(pl.col("dukcapil_person").is_not_null()).select("id_dtks", "dukcapil_person")
+        .join(dukcapil.select(dukcapil_person=pl.col("source_line").cast(pl.Int64), kk_dukcapil=pl.col("no_kk")).collect(),
+              on="dukcapil_person", how="left")
+        .select("id_dtks", "kk_dukcapil")
+    )
+    rows = rows.join(person_kk, on="id_dtks", how="left").with_columns(
+        dead=pl.col("id_dtks").is_in(dead["id_dtks"].implode()),
+        gone=pl.col("id_dtks").is_in(dead["id_dtks"].implode()) | pl.col("id_dtks").is_in(moved["id_dtks"].implode()),
+    )
+    per_household = rows.group_by("kk").agg(
+        members=pl.len(),
+        dead_members=pl.col("dead").sum(),
+        gone_members=pl.col("gone").sum(),
+        head_dead=(pl.col("is_head") & pl.col("dead")).any(),
+        kk_count=pl.col("kk_dukcapil").drop_nulls().n_unique(),
+        kk_list=pl.col("kk_dukcapil").drop_nulls().unique().sort().str.join(", "),
+        member_ids=pl.col("id_dtks").sort().str.join(", "),
+    ).with_columns(
+        kk_found=pl.col("kk").is_in(known_kk["kk"].implode()),
+        all_gone=pl.col("gone_members") == pl.col("members"),
+    )
+    flagged = rows.select("id_dtks", "kk", "representative").join(per_household, on="kk")
+    members = pl.format("{} anggota", pl.col("members"))
+    anomalies = pl.concat([
+        anomaly_frame(flagged.filter(~pl.col("kk_found")), CODE.KK_NOT_FOUND,
+                      detail=pl.format("nomor KK tidak ada di Dukcapil; {}", members), related_id=pl.col("representative")),
+        anomaly_frame(flagged.filter(pl.col("head_dead") & ~pl.col("all_gone")), CODE.HOUSEHOLD_HEAD_DECEASED,
+                      detail=pl.format("kepala keluarga meninggal menurut Dukcapil; {}, {} meninggal", members, pl.col("dead_members")),
+                      related_id=pl.col("representative")),
+        anomaly_frame(flagged.filter(pl.col("kk_count") > 1), CODE.HOUSEHOLD_SPLIT,
+                      detail=pl.format("anggota tercatat di {} KK berbeda di Dukcapil; {}", pl.col("kk_count"), members),
+                      related_id=pl.col("representative")),
+        anomaly_frame(flagged.filter(pl.col("all_gone")), CODE.HOUSEHOLD_ALL_GONE,
+                      detail=pl.format("seluruh {}: {} meninggal, {} pindah kabupaten/kota", members, pl.col("dead_members"),
+                                       pl.col("gone_members") - pl.col("dead_members")),
+                      related_id=pl.col("representative")),
+    ])
+    shown = flagged.join(anomalies.select("id_dtks").unique(), on="id_dtks", how="semi").select(
+        "id_dtks", "representative", members=pl.col("member_ids"), kk_dukcapil=pl.col("kk_list"))
+    return anomalies, shown.cast(HOUSEHOLD_SCHEMA).sort("id_dtks")

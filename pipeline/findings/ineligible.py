@@ -1,0 +1,232 @@
+"""NOT_ELIGIBLE: DTKS rows whose person is on an ineligibility list (`--ineligible`).
+
+A list row is linked to DTKS four ways, strongest first:
+  exact     the same 16-digit NIK on a DTKS row and the names agree;
+  dukcapil  the list's NIK is the civil-registry NIK a DTKS row with a damaged NIK was
+            resolved to, and the names agree;
+  fuzzy     the matching engine's civil-registry link model (pipeline/rules/link_model.json,
+            without the comparisons the list cannot answer) finds one DTKS person clearly
+            ahead of every other;
+  cluster   another row of a duplicate cluster one of the above reached.
+Only `exact` can exclude, and only when the list type's exact_action says so, the birth
+dates agree when the list has one, and the civil registry confirms the DTKS row holds that
+NIK (pipeline/rules/eligibility.toml). Everything else goes to review. A NIK shared with a
+list row whose name disagrees is no match: another person's number is no evidence.
+
+The engine knows nothing of codes: this module turns its scored pairs into findings.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import duckdb
+import polars as pl
+
+from pipeline.checks.nik import placeholder_birth_date
+from pipeline.contract import CODE, anomaly_frame, eligibility_rules
+from pipeline.matching.blocking import candidate_pairs
+from pipeline.matching.compare import compare_pairs, score_pairs
+from pipeline.matching.standardise import nik_is_own_number, standardise_records
+
+METHODS = ("exact", "dukcapil", "fuzzy", "cluster")  # strongest first
+METHOD_LABELS = {"exact": "NIK sama, nama cocok", "dukcapil": "NIK Dukcapil hasil tautan", "fuzzy": "fuzzy (NIK rusak)",
+                 "cluster": "baris lain klaster duplikat"}
+MATCH_SCHEMA = {
+    "id_dtks": pl.String, "jenis": pl.String, "method": pl.String, "action": pl.String, "list_file": pl.String,
+    "list_line": pl.Int64, "list_nik": pl.String, "list_nama": pl.String, "list_lahir": pl.Date, "sumber": pl.String,
+    "tanggal": pl.String, "name_similarity": pl.Float64, "probability": pl.Float64, "evidence": pl.String,
+}
+RIGHT_COLUMNS = [
+    "rid", "id_dtks", "nik", "nik_digits", "nik_format_ok", "nik_valid", "nik_consistent", "name_std", "name_sorted",
+    "name_patronym", "key_first", "key_last", "key_name", "tanggal_lahir", "dob_placeholder", "birth_year", "jenis_kelamin",
+    "no_kk", "kode_wilayah", "kab",
+]
+
+
+def list_model(link_model: dict) -> dict:
+    """The civil-registry link model without the comparisons a list cannot answer (it
+    has no address or KK): those would count as disagreement."""
+    ignored = set(eligibility_rules()["ineligible_link"].get("ignore_comparisons", ()))
+    model = copy.deepcopy(link_model)
+    model["comparisons"] = [c for c in model["comparisons"] if c["name"] not in ignored]
+    return model
+
+
+def standardise_list(entries: pl.DataFrame, as_of_year: int) -> pl.DataFrame:
+    """List rows as engine records: names standardised, NIK digits, no region and no KK.
+    Sex and, where the list gives none, the birth date are read from the NIK (DDMMYY, DD + 40
+    for women; a two-digit year is 20YY when that makes the person at least 15): evidence
+    for the engine only. `stated_lahir` keeps the list's own birth date, the one an exact
+    match must agree with; the NIK counts as its holder's own only against that date."""
+    nik = pl.col("nik")
+    day, month, year = (nik.str.slice(start, 2).cast(pl.Int32, strict=False) for start in (6, 8, 10))
+    century = pl.when(2000 + year <= as_of_year - 15).then(2000).otherwise(1900)
+    from_nik = pl.concat_str([
+        (century + year).cast(pl.String), month.cast(pl.String).str.zfill(2),
+        pl.when(day > 40).then(day - 40).otherwise(day).cast(pl.String).str.zfill(2),
+    ], separator="-").str.to_date("%Y-%m-%d", strict=False)
+    frame = entries.with_columns(
+        rid=pl.int_range(pl.len(), dtype=pl.Int64),
+        jenis_kelamin=pl.when(day > 40).then(pl.lit("P")).when(day.is_between(1, 31)).then(pl.lit("L")),
+        kode_wilayah=pl.lit(None, dtype=pl.String), no_kk=pl.lit(None, dtype=pl.String),
+        stated_lahir=pl.col("tanggal_lahir"),
+    )
+    frame = frame.with_columns(
+        tanggal_lahir=pl.coalesce("tanggal_lahir", pl.when(nik.str.contains(r"^[0-9]{16}$")).then(from_nik)),
+    )
+    records = standardise_records(frame)
+    return records.with_columns(
+        nik_format_ok=pl.col("nik").str.contains(r"^[0-9]{16}$").fill_null(False),
+        nik_consistent=nik_is_own_number(pl.col("nik_digits"), pl.col("stated_lahir"), pl.col("jenis_kelamin")),
+        dob_placeholder=placeholder_birth_date(pl.col("tanggal_lahir")),
+    )
+
+
+def _name_agrees(threshold: float) -> str:
+    return f"""(l.name_std = r.name_std OR l.name_sorted = r.name_sorted OR l.key_name = r.key_name
+               OR jaro_winkler_similarity(l.name_std, r.name_std) >= {threshold!r}
+               OR jaro_winkler_similarity(l.name_sorted, r.name_sorted) >= {threshold!r})"""
+
+
+def _similarity() -> str:
+    return "greatest(jaro_winkler_similarity(l.name_std, r.name_std), jaro_winkler_similarity(l.name_sorted, r.name_sorted))"
+
+
+def link_lists(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame, records_path: str, resolution: pl.DataFrame,
+               clusters: pl.DataFrame, link_model: dict, as_of_year: int) -> tuple[pl.DataFrame, dict]:
+    """One row per (DTKS row, list entry) linked (MATCH_SCHEMA, `action` per the rules), and
+    counts per way of linking."""
+    rules = eligibility_rules()
+    settings = rules["ineligible_link"]
+    actions = pl.DataFrame({"jenis": list(rules["ineligible"]),
+                            "exact_action": [spec["exact_action"] for spec in rules["ineligible"].values()]})
+    left = standardise_list(entries, as_of_year)
+    con.register("_elig_left", left)
+    con.execute("CREATE OR REPLACE TEMP TABLE elig_left AS SELECT * FROM _elig_left")
+    con.unregister("_elig_left")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE elig_right AS SELECT {', '.join(RIGHT_COLUMNS)} FROM read_parquet($path)",
+                {"path": records_path})
+    con.register("elig_resolution", resolution.select("id_dtks", "resolution", "dukcapil_nik"))
+    agrees = _name_agrees(settings["name_agrees"])
+    exact = con.sql(
+        f"""SELECT l.rid AS list_rid, r.id_dtks, 'exact' AS method, {_similarity()} AS name_similarity,
+                   (l.stated_lahir IS NULL OR l.stated_lahir = r.tanggal_lahir) AS dob_agrees,
+                   coalesce(s.resolution = 'exact_nik' AND s.dukcapil_nik = r.nik, FALSE) AS confirmed
+            FROM elig_left l JOIN elig_right r ON r.nik = l.nik AND l.nik_format_ok
+            LEFT JOIN elig_resolution s ON s.id_dtks = r.id_dtks
+            WHERE {agrees}"""
+    ).pl()
+    via_registry = con.sql(
+        f"""SELECT l.rid AS list_rid, r.id_dtks, 'dukcapil' AS method, {_similarity()} AS name_similarity
+            FROM elig_left l JOIN elig_resolution s ON s.dukcapil_nik = l.nik AND l.nik_format_ok
+            JOIN elig_right r ON r.id_dtks = s.id_dtks AND r.nik IS DISTINCT FROM l.nik
+            WHERE s.resolution IN ('exact_nik', 'fuzzy') AND {agrees}"""
+    ).pl()
+    con.unregister("elig_resolution")
+    found = pl.concat([exact["list_rid"], via_registry["list_rid"]]).unique()
+    fuzzy = _link_fuzzy(con, left.filter(~pl.col("rid").is_in(found.implode())), clusters, list_model(link_model), settings)
+    for table in ("elig_left", "elig_right"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+    direct = pl.concat([
+        exact.with_columns(strong=pl.col("dob_agrees") & pl.col("confirmed")).drop("dob_agrees", "confirmed"),
+        via_registry.with_columns(strong=pl.lit(False)),
+        fuzzy.with_columns(strong=pl.lit(False)),
+    ], how="diagonal_relaxed")
+    # Every other row of a reached duplicate cluster is the same person: for review.
+    cluster_of = clusters.select("id_dtks", "cluster_id")
+    members = (
+        direct.join(cluster_of, on="id_dtks").select("list_rid", "cluster_id").unique()
+        .join(cluster_of, on="cluster_id").drop("cluster_id")
+        .join(direct.select("list_rid", "id_dtks"), on=["list_rid", "id_dtks"], how="anti")
+        .with_columns(method=pl.lit("cluster"), strong=pl.lit(False))
+    )
+    linked = pl.concat([direct, members], how="diagonal_relaxed")
+    order = {m: i for i, m in enumerate(METHODS)}
+    matches = (
+        linked.join(left.select(list_rid="rid", list_file="file", list_line="source_line", list_nik="nik",
+                                list_nama="nama", list_lahir="stated_lahir", jenis="jenis", sumber="sumber", tanggal="tanggal"),
+                    on="list_rid")
+        .join(actions, on="jenis", how="left")
+        .with_columns(action=pl.when(pl.col("strong") & (pl.col("exact_action") == "exclude")).then(pl.lit("exclude"))
+                      .otherwise(pl.lit("review")),
+                      _order=pl.col("method").replace_strict(order, return_dtype=pl.Int8))
+        # One entry per (row, list type): the strongest link, then the first list line.
+        .sort("id_dtks", "jenis", "_order", "list_file", "list_line")
+        .unique(["id_dtks", "jenis"], keep="first", maintain_order=True)
+    )
+    for column, dtype in MATCH_SCHEMA.items():
+        if column not in matches.columns:
+            matches = matches.with_columns(pl.lit(None, dtype=dtype).alias(column))
+    counts = {method: int((matches["method"] == method).sum()) for method in METHODS}
+    return matches.select(list(MATCH_SCHEMA)).cast(MATCH_SCHEMA), counts
+
+
+def _link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, clusters: pl.DataFrame, model: dict,
+                settings: dict) -> pl.DataFrame:
+    """List rows the NIK did not reach, linked by the engine: the best DTKS duplicate
+    cluster when its probability reaches `fuzzy_probability` and no other cluster comes
+    within `min_margin` bits; its rows scored at that probability are linked."""
+    empty = pl.DataFrame(schema={"list_rid": pl.Int64, "id_dtks": pl.String, "method": pl.String,
+                                 "name_similarity": pl.Float64, "probability": pl.Float64, "evidence": pl.String})
+    if query.height == 0:
+        return empty
+    con.register("_elig_query", query)
+    con.execute("CREATE OR REPLACE TEMP TABLE elig_query AS SELECT * FROM _elig_query")
+    con.unregister("_elig_query")
+    con.register("elig_clusters", clusters.select("id_dtks", "cluster_id"))
+    candidate_pairs(con, model, "elig_query", "elig_right")
+    compare_pairs(con, model, "elig_query", "elig_right")
+    score_pairs(con, model, "elig_query", "elig_right")
+    linked = con.sql(
+        f"""WITH per_cluster AS (
+              SELECT s.rid_l, k.cluster_id, max(s.match_weight) AS weight
+              FROM scored_pairs s JOIN elig_right r ON r.rid = s.rid_r JOIN elig_clusters k ON k.id_dtks = r.id_dtks
+              GROUP BY s.rid_l, k.cluster_id
+            ), ranked AS (
+              SELECT *, row_number() OVER (PARTITION BY rid_l ORDER BY weight DESC, cluster_id) AS rank,
+                     lead(weight) OVER (PARTITION BY rid_l ORDER BY weight DESC, cluster_id) AS runner_up
+              FROM per_cluster
+            )
+            SELECT s.rid_l AS list_rid, r.id_dtks, 'fuzzy' AS method,
+                   greatest(jaro_winkler_similarity(l.name_std, r.name_std),
+                            jaro_winkler_similarity(l.name_sorted, r.name_sorted)) AS name_similarity,
+                   round(s.match_probability, 6) AS probability, s.evidence
+            FROM ranked k
+            JOIN scored_pairs s ON s.rid_l = k.rid_l
+            JOIN elig_right r ON r.rid = s.rid_r
+            JOIN elig_clusters c ON c.id_dtks = r.id_dtks AND c.cluster_id = k.cluster_id
+            JOIN elig_query l ON l.rid = s.rid_l
+            WHERE k.rank = 1 AND k.weight - coalesce(k.runner_up, -99) >= {settings['min_margin']!r}
+              AND s.match_probability >= {settings['fuzzy_probability']!r}
+            ORDER BY list_rid, r.id_dtks"""
+    ).pl()
+    con.unregister("elig_clusters")
+    for table in ("elig_query", "candidate_pairs", "comparison_vectors", "scored_pairs", "_tf"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return linked.cast({c: empty.schema[c] for c in linked.columns})
+
+
+def not_eligible_anomalies(matches: pl.DataFrame) -> pl.DataFrame:
+    """One NOT_ELIGIBLE per DTKS row: the list type with the strongest action (then the
+    order types are declared in) is its related_id and leads the detail; other types
+    the row is on follow in the detail."""
+    types = list(eligibility_rules()["ineligible"])
+    labels = {name: spec["label"] for name, spec in eligibility_rules()["ineligible"].items()}
+    ranked = matches.with_columns(
+        _strength=(pl.col("action") != "exclude").cast(pl.Int8),
+        _type=pl.col("jenis").replace_strict({t: i for i, t in enumerate(types)}, return_dtype=pl.Int16),
+    ).sort("id_dtks", "_strength", "_type")
+    per_row = ranked.group_by("id_dtks", maintain_order=True).agg(
+        pl.col("jenis").first(), pl.col("action").first(), pl.col("method").first(),
+        pl.col("probability").first(), pl.col("evidence").first(), pl.col("name_similarity").first(),
+        others=pl.col("jenis").slice(1).str.join(", "),
+    )
+    detail = pl.format(
+        "{} ({}): {}; kemiripan nama {}", pl.col("jenis"), pl.col("jenis").replace_strict(labels, default=None),
+        pl.col("method").replace_strict(METHOD_LABELS, default=None), pl.col("name_similarity").round(3).fill_null(-1),
+    )
+    detail = pl.when(pl.col("others") != "").then(pl.format("{}; juga di daftar {}", detail, pl.col("others"))).otherwise(detail)
+    return anomaly_frame(per_row, CODE.NOT_ELIGIBLE, detail=detail, related_id=pl.col("jenis"), action=pl.col("action"),
+                         score=pl.col("probability"), evidence=pl.col("evidence"))

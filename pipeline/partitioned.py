@@ -1,0 +1,428 @@
+"""The civil-registry link and the duplicate search as many partition tasks, for a round
+on a Dask cluster (`verval run --workers N`, `--cluster ADDRESS`) or in bounded memory on
+one machine (`--partitions P`).
+
+Each heavy step is split by hashing a key into P buckets. A bucket holds whole blocks
+(every record with a given key lands in the same bucket), so inside it the SAME code as
+the single-process round (blocking.rule_pairs, compare.compare_pairs, link.link_exact)
+finds exactly the pairs, block sizes and comparison levels the whole table would:
+
+  exact link      DTKS and Dukcapil rows hashed by NIK; each bucket identifies the
+                  civil-registry persons (records sharing a NIK) and links its DTKS rows;
+  fuzzy link      per blocking rule, the DTKS rows the NIK did not resolve and the
+                  Dukcapil rows of their blocks hashed by the rule's keys; each bucket
+                  computes the comparison vectors of its candidate pairs;
+  duplicates      per blocking rule, every record hashed by the rule's keys (a person
+                  listed in two provinces still meets himself: no rule is split by region
+                  alone); each bucket computes its comparison vectors.
+
+The comparison vectors (small integers per pair) are gathered; a pair found by several
+rules keeps its first rule, as in one process; then fitting, scoring, the best link and
+the global clustering run once, on all pairs (blocking.gather_vectors). Outputs are
+sorted, so they are identical for any P and any number of workers.
+
+Partition data moves as Parquet files under the round's work folder (staging/partitions),
+never through the scheduler: the workers must see that folder at the same path (a local
+folder for a LocalCluster; a shared mount on a real cluster). Tasks are plain functions
+of (context, partition); `fan_out(name, function, calls)` runs them: in order in this
+process, on a Dask client, or as Prefect tasks on the flow's task runner.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.matching import dedupe, link
+from pipeline.matching.blocking import new_pairs_table, rule_pairs
+from pipeline.matching.compare import compare_pairs
+from pipeline.matching.model import LINK_MODEL_PATH, load_model
+
+# Records per bucket when --partitions is not given: a duplicate-search bucket of 250k
+# records holds a few hundred MB in DuckDB, whatever the registry's size.
+ROWS_PER_PARTITION = 250_000
+NIK_SPEC = {"name": "nik", "keys": ["nik"], "all_rows": True}
+
+FanOut = Callable[[str, Callable, list[tuple]], list]
+Step = Callable[..., object]
+
+
+def measured(function: Callable) -> Callable:
+    """The task's result with the worker process (pid) and its peak resident memory so far,
+    for the round's per-worker memory figures."""
+
+    def task(*args):
+        import os
+        import resource
+
+        result = function(*args)
+        return {"result": result, "worker": os.getpid(), "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+
+    task.__name__ = function.__name__
+    return task
+
+
+def worker_peaks(runs: list[list[dict]]) -> dict[str, int]:
+    peaks: dict[str, int] = {}
+    for run in runs:
+        for task in run:
+            peaks[str(task["worker"])] = max(peaks.get(str(task["worker"]), 0), task["peak_mib"])
+    return dict(sorted(peaks.items()))
+
+
+def sequential(name: str, function: Callable, calls: list[tuple]) -> list:
+    return [function(*args) for args in calls]
+
+
+def dask_fan_out(client) -> FanOut:
+    """Each call a task on the Dask client's cluster; results in call order."""
+
+    def fan_out(name: str, function: Callable, calls: list[tuple]) -> list:
+        futures = [client.submit(function, *args, key=f"{name}-{i}", pure=False) for i, args in enumerate(calls)]
+        return client.gather(futures)
+
+    return fan_out
+
+
+def scheduler_address(cluster: str | None) -> str | None:
+    """--cluster ADDRESS, or --cluster alone: the DASK_SCHEDULER_ADDRESS environment variable."""
+    import os
+
+    from pipeline.errors import UsageError
+
+    if cluster != "env":
+        return cluster
+    address = os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if not address:
+        raise UsageError("--cluster without an address needs DASK_SCHEDULER_ADDRESS (e.g. tcp://host:8786); "
+                         "give the scheduler's address or set the variable.")
+    return address
+
+
+def require_dask() -> None:
+    from pipeline.errors import UsageError
+
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise UsageError("--workers and --cluster need Dask: install the cluster extra (pip install '.[cluster]'), "
+                         "or run without them.") from None
+
+
+def local_cluster_kwargs(workers: int) -> dict:
+    """One thread per worker process: DuckDB in each task uses one thread as well, so N
+    workers use N cores and each worker's memory is that of one partition task."""
+    return {"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0"}  # any free port
+
+
+class DaskCluster:
+    """A Dask client for a run without Prefect: a LocalCluster of `workers` processes, or
+    the scheduler at `address`."""
+
+    def __init__(self, workers: int, address: str | None):
+        require_dask()
+        self.workers, self.address = workers, address
+
+    def __enter__(self) -> FanOut:
+        from distributed import Client, LocalCluster
+
+        self.cluster = None if self.address else LocalCluster(**local_cluster_kwargs(self.workers))
+        self.client = Client(self.address or self.cluster)
+        return dask_fan_out(self.client)
+
+    def __exit__(self, *exc) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def partition_count(ctx, rows: int) -> int:
+    if ctx.partitions > 0:
+        return ctx.partitions
+    return max(2 * max(ctx.workers, 1), math.ceil(rows / ROWS_PER_PARTITION))
+
+
+def row_chunks(rows: int, count: int) -> list[tuple[int, int]]:
+    size = max(math.ceil(rows / max(count, 1)), 1)
+    return [(offset, size) for offset in range(0, max(rows, 1), size)]
+
+
+def _parts(ctx) -> Path:
+    return ctx.staging_dir / "partitions"
+
+
+def _bucket_sql(keys: list[str], partitions: int) -> str:
+    return f"hash({', '.join(f'({key})' for key in keys)}) % {partitions}"
+
+
+def _bucket_files(folder: Path, bucket: int) -> list[str]:
+    return sorted(str(p) for p in (folder / f"b{bucket:05d}").glob("*.parquet"))
+
+
+def _quoted(path: Path | str) -> str:
+    """A path as an SQL string literal (COPY and views take no parameters)."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _task_connection(ctx, name: str):
+    # On a cluster each task gets worker_threads (one core per worker); in one process
+    # the tasks run one after another and may use every thread.
+    threads = ctx.worker_threads if ctx.workers or ctx.cluster else ctx.threads
+    return ctx.connect(threads=threads, temp=name)
+
+
+def scatter(ctx, source: str, offset: int, length: int | None, specs: list[dict], folder: str, chunk: int,
+            prepare: str | None = None, only_in: str | None = None, columns: list[str] | None = None) -> int:
+    """Rows [offset, offset + length) of the Parquet file `source`, hashed into buckets
+    once per spec (a blocking rule: name, keys, where) and written as
+    folder/<spec>/b<bucket>/c<chunk>.parquet. `prepare="dukcapil"` standardises Dukcapil
+    staging rows first. `only_in`: a folder of <spec>.parquet files with the key tuples
+    (k0, k1 ...) a rule needs; rows whose keys are not among them are dropped (linking
+    needs only the Dukcapil blocks some DTKS row falls into). Chunk 0 also writes an
+    empty file into every bucket, so each bucket has a schema. Returns bytes written."""
+    frame = pl.scan_parquet(source)
+    frame = frame.select(columns) if columns else frame
+    frame = frame.slice(offset, length) if length is not None else frame
+    if prepare == "dukcapil":
+        frame = link.prepare_dukcapil(frame)
+    table = frame.collect()
+    written = 0
+    con = _task_connection(ctx, f"scatter-{Path(folder).name}-{chunk}")
+    try:
+        con.register("_chunk", table)
+        for spec in specs:
+            keys = spec["keys"]
+            filters = ["TRUE"] if spec.get("all_rows") else [f"({spec.get('where', 'TRUE')})"] + [f"({key}) IS NOT NULL" for key in keys]
+            if only_in:
+                aliases = ", ".join(f"k{i}" for i in range(len(keys)))
+                filters.append(
+                    f"({', '.join(f'({key})' for key in keys)}) IN (SELECT ({aliases}) FROM read_parquet({_quoted(Path(only_in) / (spec['name'] + '.parquet'))}))"
+                )
+            rows = con.sql(
+                f"SELECT *, ({_bucket_sql(keys, ctx.partitions)})::INTEGER AS _bucket FROM _chunk WHERE {' AND '.join(filters)}"
+            ).pl()
+            target = Path(folder) / spec["name"]
+            groups = {key[0]: group.drop("_bucket") for key, group in rows.partition_by("_bucket", as_dict=True).items()}
+            for bucket in range(ctx.partitions):
+                group = groups.get(bucket)
+                if group is None and chunk != 0:
+                    continue
+                path = target / f"b{bucket:05d}" / f"c{chunk:05d}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                (group if group is not None else rows.drop("_bucket").clear()).write_parquet(path)
+                written += path.stat().st_size
+    finally:
+        con.close()
+    return written
+
+
+def _spec_names(rules: list[dict]) -> list[dict]:
+    return [{**rule, "name": f"r{index:02d}"} for index, rule in enumerate(rules)]
+
+
+# --------------------------------------------------------------------------- link
+
+
+def link_split(ctx) -> dict:
+    """The standardised DTKS records (as in one process) and the partition count."""
+    from pipeline.round import link_records
+
+    records = link_records(ctx)
+    shutil.rmtree(_parts(ctx), ignore_errors=True)
+    _parts(ctx).mkdir(parents=True)
+    records.write_parquet(_parts(ctx) / "link_records.parquet")
+    dukcapil_rows = pl.scan_parquet(ctx.staging_dir / "dukcapil.parquet").select(pl.len()).collect().item()
+    return {"rows": records.height, "dukcapil_rows": dukcapil_rows, "partitions": partition_count(ctx, records.height)}
+
+
+def exact_bucket(ctx, bucket: int) -> dict:
+    """Civil-registry persons and exact-NIK links of one NIK bucket."""
+    parts = _parts(ctx)
+    con = _task_connection(ctx, f"exact-{bucket}")
+    try:
+        con.execute("CREATE TEMP TABLE dukcapil_records AS SELECT * FROM read_parquet($paths)",
+                    {"paths": _bucket_files(parts / "dukcapil_nik" / "nik", bucket)})
+        link.identify_persons(con, "dukcapil_records")
+        (parts / "dukcapil_records").mkdir(exist_ok=True)
+        con.execute(f"COPY dukcapil_records TO {_quoted(parts / 'dukcapil_records' / f'b{bucket:05d}.parquet')} (FORMAT parquet)")
+        exact = link.link_exact(con, pl.read_parquet(_bucket_files(parts / "dtks_nik" / "nik", bucket)))
+    finally:
+        con.close()
+    (parts / "exact").mkdir(exist_ok=True)
+    exact.write_parquet(parts / "exact" / f"b{bucket:05d}.parquet")
+    return {"links": exact.height}
+
+
+def link_query(ctx) -> dict:
+    """After the exact link: the rows it did not verify, and per fuzzy rule the key tuples
+    they need from Dukcapil."""
+    parts = _parts(ctx)
+    exact = pl.read_parquet(sorted((parts / "exact").glob("*.parquet"))).sort("id_dtks")
+    exact.write_parquet(parts / "exact.parquet")
+    records = dedupe.mark_verified(pl.read_parquet(parts / "link_records.parquet"), exact)
+    records.write_parquet(parts / "link_records.parquet")
+    query = records.filter(~pl.col("nik_verified")).select(link.LINK_RECORD_COLUMNS + ["id_dtks"])
+    query.write_parquet(parts / "query.parquet")
+    model = _link_model(ctx)
+    con = ctx.connect()
+    try:
+        con.register("_query", query)
+        (parts / "query_keys").mkdir(exist_ok=True)
+        for spec in _spec_names(model["blocking_rules"]):
+            keys = ", ".join(f"({key}) AS k{i}" for i, key in enumerate(spec["keys"]))
+            not_null = " AND ".join(f"({key}) IS NOT NULL" for key in spec["keys"])
+            con.execute(
+                f"""COPY (SELECT DISTINCT {keys} FROM _query WHERE ({spec.get('where', 'TRUE')}) AND {not_null})
+                    TO {_quoted(parts / 'query_keys' / (spec['name'] + '.parquet'))} (FORMAT parquet)"""
+            )
+    finally:
+        con.close()
+    return {"exact_links": exact.height, "fuzzy_queries": query.height}
+
+
+def _link_model(ctx) -> dict:
+    return load_model(Path(ctx.link_model_path) if ctx.link_model_path else LINK_MODEL_PATH)
+
+
+def fuzzy_bucket(ctx, bucket: int) -> list[dict]:
+    """Comparison vectors of every fuzzy-link rule inside bucket `bucket` (one rule's
+    bucket in memory at a time; one task per bucket keeps the scheduler's load at P tasks)."""
+    parts = _parts(ctx)
+    model = _link_model(ctx)
+    stats = []
+    for index in range(len(model["blocking_rules"])):
+        name = f"r{index:02d}"
+        con = _task_connection(ctx, f"fuzzy-{name}-{bucket}")
+        try:
+            con.execute("CREATE TEMP TABLE link_left AS SELECT * FROM read_parquet($paths)",
+                        {"paths": _bucket_files(parts / "fuzzy_dtks" / name, bucket)})
+            con.execute("CREATE TEMP TABLE link_right AS SELECT * FROM read_parquet($paths)",
+                        {"paths": _bucket_files(parts / "fuzzy_dukcapil" / name, bucket)})
+            stats.append(_bucket_vectors(con, model, index, "link_left", "link_right",
+                                         parts / "fuzzy_vectors" / f"{name}-b{bucket:05d}.parquet"))
+        finally:
+            con.close()
+    return stats
+
+
+def _bucket_vectors(con, model: dict, index: int, left: str, right: str | None, path: Path) -> dict:
+    new_pairs_table(con)
+    stats = rule_pairs(con, index, model["blocking_rules"][index], left, right)
+    compare_pairs(con, model, left, right, pairs="_pairs")
+    path.parent.mkdir(exist_ok=True)
+    con.execute(f"COPY comparison_vectors TO {_quoted(path)} (FORMAT parquet)")
+    return stats
+
+
+def link_finish(ctx, bucket_stats: list[dict]) -> dict:
+    """Gathered vectors -> the best fuzzy link per row; then the link stage's outputs,
+    exactly as in one process."""
+    from pipeline.round import write_links
+
+    parts = _parts(ctx)
+    model = _link_model(ctx)
+    records = pl.read_parquet(parts / "link_records.parquet")
+    exact = pl.read_parquet(parts / "exact.parquet")
+    con = ctx.connect()
+    try:
+        con.execute(f"CREATE TEMP VIEW dukcapil_records AS SELECT * FROM read_parquet({_quoted(parts / 'dukcapil_records' / '*.parquet')})")
+        vectors = sorted(str(p) for p in (parts / "fuzzy_vectors").glob("*.parquet"))
+        fuzzy, blocking = link.link_fuzzy(con, records.filter(~pl.col("nik_verified")), model, vectors=(vectors, bucket_stats))
+    finally:
+        con.close()
+    return write_links(ctx, records, exact, fuzzy, blocking, model)
+
+
+def link_civil_registry(ctx, step: Step, fan_out: FanOut) -> dict:
+    """The link stage as partition tasks (wiring only)."""
+    plan = step("link-split", link_split, ctx)
+    ctx.partitions = plan["partitions"]
+    parts = _parts(ctx)
+    runs = [fan_out("link-scatter-nik", measured(scatter), [
+        *[(ctx, str(parts / "link_records.parquet"), offset, size, [{**NIK_SPEC, "where": "nik_format_ok"}],
+           str(parts / "dtks_nik"), i) for i, (offset, size) in enumerate(row_chunks(plan["rows"], ctx.partitions))],
+        *[(ctx, str(ctx.staging_dir / "dukcapil.parquet"), offset, size, [NIK_SPEC], str(parts / "dukcapil_nik"), i, "dukcapil")
+          for i, (offset, size) in enumerate(row_chunks(plan["dukcapil_rows"], ctx.partitions))],
+    ])]
+    runs.append(fan_out("link-exact", measured(exact_bucket), [(ctx, b) for b in range(ctx.partitions)]))
+    queried = step("link-query", link_query, ctx)
+    specs = _spec_names(_link_model(ctx)["blocking_rules"])
+    runs.append(fan_out("link-scatter-fuzzy", measured(scatter), [
+        (ctx, str(parts / "query.parquet"), 0, None, specs, str(parts / "fuzzy_dtks"), 0),
+        *[(ctx, str(parts / "dukcapil_records" / f"b{b:05d}.parquet"), 0, None, specs, str(parts / "fuzzy_dukcapil"), b, None,
+           str(parts / "query_keys")) for b in range(ctx.partitions)],
+    ]))
+    runs.append(fan_out("link-fuzzy", measured(fuzzy_bucket), [(ctx, b) for b in range(ctx.partitions)]))
+    stats = [row for task in runs[-1] for row in task["result"]]
+    linked = step("link-gather", link_finish, ctx, stats)
+    linked["partitions"] = _partition_summary(ctx, runs, [runs[0], runs[2]], fuzzy_queries=queried["fuzzy_queries"])
+    return linked
+
+
+def _partition_summary(ctx, runs: list[list[dict]], scatters: list[list[dict]], **extra) -> dict:
+    return {"count": ctx.partitions, "tasks": sum(len(run) for run in runs),
+            "bytes_shuffled": sum(task["result"] for run in scatters for task in run),
+            "worker_peak_mib": worker_peaks(runs), **extra}
+
+
+# --------------------------------------------------------------------------- duplicates
+
+
+def dedupe_split(ctx) -> dict:
+    shutil.rmtree(_parts(ctx), ignore_errors=True)
+    _parts(ctx).mkdir(parents=True)
+    rows = pl.scan_parquet(ctx.staging_dir / "records.parquet").select(pl.len()).collect().item()
+    return {"rows": rows}
+
+
+def _dedupe_model(ctx) -> dict:
+    return load_model(Path(ctx.model_path) if ctx.model_path else None)
+
+
+def dedupe_bucket(ctx, bucket: int) -> list[dict]:
+    """Comparison vectors of every duplicate rule inside bucket `bucket`."""
+    parts = _parts(ctx)
+    model = _dedupe_model(ctx)
+    stats = []
+    for index in range(len(model["blocking_rules"])):
+        name = f"r{index:02d}"
+        con = _task_connection(ctx, f"dup-{name}-{bucket}")
+        try:
+            con.execute("CREATE TEMP TABLE records AS SELECT * FROM read_parquet($paths)",
+                        {"paths": _bucket_files(parts / "dup" / name, bucket)})
+            stats.append(_bucket_vectors(con, model, index, "records", None, parts / "dup_vectors" / f"{name}-b{bucket:05d}.parquet"))
+        finally:
+            con.close()
+    return stats
+
+
+def dedupe_finish(ctx, bucket_stats: list[dict]) -> dict:
+    from pipeline.round import find_duplicates
+
+    vectors = sorted(str(p) for p in (_parts(ctx) / "dup_vectors").glob("*.parquet"))
+    return find_duplicates(ctx, vectors=(vectors, bucket_stats))
+
+
+def find_duplicates(ctx, step: Step, fan_out: FanOut) -> dict:
+    """The duplicate search as partition tasks (wiring only)."""
+    plan = step("duplicates-split", dedupe_split, ctx)
+    if ctx.partitions <= 0:
+        ctx.partitions = partition_count(ctx, plan["rows"])
+    chunks = row_chunks(plan["rows"], ctx.partitions)
+    specs = _spec_names(_dedupe_model(ctx)["blocking_rules"])
+    runs = [fan_out("duplicates-scatter", measured(scatter), [
+        (ctx, str(ctx.staging_dir / "records.parquet"), offset, size, specs, str(_parts(ctx) / "dup"), i, None, None,
+         dedupe.RECORD_COLUMNS) for i, (offset, size) in enumerate(chunks)])]
+    runs.append(fan_out("duplicates-buckets", measured(dedupe_bucket), [(ctx, b) for b in range(ctx.partitions)]))
+    stats = [row for task in runs[-1] for row in task["result"]]
+    found = step("duplicates-gather", dedupe_finish, ctx, stats)
+    found["partitions"] = _partition_summary(ctx, runs, runs[:1])
+    return found
+
+
+def clean(ctx) -> None:
+    shutil.rmtree(_parts(ctx), ignore_errors=True)

@@ -1,0 +1,89 @@
+"""The partitioned round (pipeline/partitioned.py) gives the same answers as one process:
+on a Dask LocalCluster through the Prefect flow's DaskTaskRunner, and partitioned in one
+process with more buckets than rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.progress import StageClock
+from pipeline.round import RoundContext, run_round
+
+# The status index is keyed with a secret made fresh for every round (README, Cek status),
+# so two rounds never share its bytes, whatever the partitioning.
+FRESH_SECRET = ("lookup",)
+SUMMARY_COUNTS = ("reconciliation", "anomalies_by_code", "nik_checks")
+
+
+def parquet_outputs(out: Path) -> list[Path]:
+    return sorted(
+        p.relative_to(out) for p in out.rglob("*.parquet")
+        if p.relative_to(out).parts[0] not in ("staging", *FRESH_SECRET)
+    )
+
+
+def assert_same_round(single: Path, partitioned: Path) -> None:
+    files = parquet_outputs(single)
+    assert files == parquet_outputs(partitioned)
+    assert {"duplicate_clusters.parquet", "dukcapil_links.parquet", "resolution.parquet", "anomalies.parquet"} <= {f.name for f in files}
+    for name in files:
+        expected, got = pl.read_parquet(single / name), pl.read_parquet(partitioned / name)
+        assert got.schema == expected.schema, name
+        assert got.equals(expected), f"{name} differs"
+        assert (partitioned / name).read_bytes() == (single / name).read_bytes(), f"{name}: same rows, different bytes"
+    one, many = (json.loads((out / "summary.json").read_text()) for out in (single, partitioned))
+    for key in SUMMARY_COUNTS:
+        assert many[key] == one[key], key
+    link_counts = ("exact_links", "identity", "fuzzy_queries", "fuzzy_links", "resolution", "fuzzy_blocking", "anomalies")
+    assert {k: many["civil_registry_link"][k] for k in link_counts} == {k: one["civil_registry_link"][k] for k in link_counts}
+    duplicate_counts = ("clusters_gt1", "rows_in_clusters_gt1", "pairs_scored_reported", "blocking", "model_fit")
+    assert {k: many["duplicates"][k] for k in duplicate_counts} == {k: one["duplicates"][k] for k in duplicate_counts}
+
+
+def test_local_dask_cluster_gives_the_single_process_round(generated_round, prefect_harness, tmp_path):
+    from pipeline.flows.verval import run_flow
+
+    data, single = generated_round["data"], generated_round["out"]
+    summary = run_flow(dtks=str(data / "dtks.csv"), dukcapil=str(data / "dukcapil.csv"), out=str(tmp_path / "out"),
+                       as_of="2026-11-21", quiet=True, workers=2, partitions=3, ineligible=[str(data / "ineligible.csv")])
+    assert_same_round(single, tmp_path / "out")
+    for stage in ("civil_registry_link", "duplicates"):
+        partitions = summary[stage]["partitions"]
+        assert partitions["count"] == 3 and partitions["bytes_shuffled"] > 0
+        # The tasks ran in the cluster's worker processes (both of them; more pids if Dask
+        # restarted one), not in this one.
+        assert len(partitions["worker_peak_mib"]) >= 2 and str(os.getpid()) not in partitions["worker_peak_mib"]
+    duplicates = pl.read_parquet(tmp_path / "out" / "duplicate_clusters.parquet")
+    assert duplicates.filter(pl.col("cluster_size") > 1).height > 1000  # the registry has duplicates to find
+
+
+def test_more_buckets_than_rows_in_one_process(small_extracts, tmp_path):
+    """Seven buckets for nine rows: most buckets of most rules are empty."""
+    outs = {}
+    for partitions in (0, 7):
+        out = tmp_path / f"out{partitions}"
+        ctx = RoundContext(dtks=str(small_extracts["dtks"]), dukcapil=str(small_extracts["dukcapil"]), out=str(out),
+                           as_of="2026-11-21", partitions=partitions)
+        outs[partitions] = run_round(ctx, StageClock(quiet=True))
+    assert_same_round(tmp_path / "out0", tmp_path / "out7")
+    assert outs[7]["duplicates"]["partitions"]["count"] == 7
+    assert not (tmp_path / "out7" / "staging" / "partitions").exists()  # partition files are not published
+
+
+def test_cluster_options_are_checked_before_any_work(small_extracts, tmp_path):
+    base = [sys.executable, "-m", "pipeline.cli", "run", "--no-prefect", "--dtks", str(small_extracts["dtks"]),
+            "--dukcapil", str(small_extracts["dukcapil"]), "--out", str(tmp_path / "out")]
+    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    for extra, said in ((["--workers", "2", "--cluster", "tcp://127.0.0.1:8786"], "not both"),
+                        (["--cluster"], "DASK_SCHEDULER_ADDRESS"),
+                        (["--partitions", "-1"], "positive number")):
+        done = subprocess.run(base + extra, capture_output=True, text=True, env=env)
+        assert done.returncode == 2, extra
+        assert said in done.stdout + done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()

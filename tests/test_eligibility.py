@@ -1,0 +1,188 @@
+"""The eligibility findings (pipeline/findings/): a list match excludes only when exact and
+name-confirmed for a type declared to exclude; desil ranges per program at their
+boundaries; household codes on every row of the household."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from pipeline.contract import CODE, anomaly_rules
+from pipeline.findings.desil import desil_anomalies
+from pipeline.findings.household import household_findings, households
+from pipeline.findings.ineligible import link_lists, not_eligible_anomalies
+from pipeline.matching.model import LINK_MODEL_PATH, load_model
+from pipeline.matching.sql import register_macros
+
+
+def test_desil_boundaries_aliases_and_undeclared_programs():
+    rows = pl.DataFrame({
+        "id_dtks": ["a", "b", "c", "d", "e", "f", "g", "h"],
+        "program": ["PKH", "PKH", "PBI JKN", "KIS", "BLT-DD", "pkh; Kartu Sembako", "Program Keluarga Harapan", "BPNT"],
+        "desil": [4, 5, 5, 6, 9, 5, None, 1],
+    }, schema_overrides={"desil": pl.Int8})
+    found = desil_anomalies(rows)
+    assert found["id_dtks"].to_list() == ["b", "d", "f"]  # 4 and 5 are inside PKH 1-4 / PBI 1-5 only at the edge
+    assert set(found["anomaly_code"]) == {CODE.DESIL_NOT_ELIGIBLE}
+    assert set(found["action"]) == {anomaly_rules()[CODE.DESIL_NOT_ELIGIBLE].action}
+    # Only the program the desil is outside of is named: SEMBAKO allows 5.
+    assert found.filter(pl.col("id_dtks") == "f")["related_id"].item() == "PKH"
+
+
+def records(rows: list[tuple]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema={"id_dtks": pl.String, "no_kk": pl.String, "hubungan_keluarga": pl.String,
+                                      "tanggal_lahir": pl.Date}, orient="row")
+
+
+KK1, KK2, KK3, KK4 = (f"32010{i}0101200001" for i in range(1, 5))
+
+
+def test_head_by_relation_column_else_the_eldest():
+    frame = households(records([
+        ("a1", KK1, "ANAK", dt.date(1950, 1, 1)), ("a2", KK1, "Kepala Keluarga", dt.date(1980, 1, 1)),
+        ("b1", KK2, None, dt.date(1990, 1, 1)), ("b2", KK2, None, dt.date(1960, 1, 1)),
+        ("c1", "123", "1", dt.date(1960, 1, 1)),  # not a valid KK: no household
+    ]))
+    assert dict(frame.select("id_dtks", "representative").iter_rows()) == {"a1": "a2", "a2": "a2", "b1": "b2", "b2": "b2"}
+    assert frame.filter(pl.col("is_head"))["id_dtks"].sort().to_list() == ["a2", "b2"]
+
+
+def test_household_codes_stand_on_every_member():
+    recs = records([
+        ("h1", KK1, "1", dt.date(1950, 1, 1)), ("h2", KK1, "3", dt.date(1990, 1, 1)),   # head dead
+        ("s1", KK2, "1", dt.date(1960, 1, 1)), ("s2", KK2, "3", dt.date(1992, 1, 1)),   # split
+        ("g1", KK3, "1", dt.date(1940, 1, 1)), ("g2", KK3, "2", dt.date(1945, 1, 1)),   # dead + moved: all gone
+        ("n1", KK4, "1", dt.date(1970, 1, 1)),                                           # KK unknown to Dukcapil
+    ])
+    link = pl.DataFrame({"id_dtks": ["h1", "g1", "g2"], "anomaly_code": [CODE.DECEASED, CODE.DECEASED, CODE.RELOCATED]})
+    resolution = pl.DataFrame({"id_dtks": ["h1", "h2", "s1", "s2", "g1", "g2"], "dukcapil_person": [1, 2, 3, 4, 5, 6],
+                               "resolution": ["exact_nik"] * 6})
+    dukcapil = pl.LazyFrame({"source_line": [1, 2, 3, 4, 5, 6], "no_kk": [KK1, KK1, KK2, "3201999999990001", KK3, KK3]})
+    found, shown = household_findings(recs, link, resolution, dukcapil)
+    codes = {code: sorted(found.filter(pl.col("anomaly_code") == code)["id_dtks"]) for code in set(found["anomaly_code"])}
+    assert codes == {
+        CODE.HOUSEHOLD_HEAD_DECEASED: ["h1", "h2"],
+        CODE.HOUSEHOLD_SPLIT: ["s1", "s2"],
+        CODE.HOUSEHOLD_ALL_GONE: ["g1", "g2"],
+        CODE.KK_NOT_FOUND: ["n1"],
+    }
+    assert dict(found.select("id_dtks", "related_id").unique().iter_rows())["h2"] == "h1"  # the head represents them
+    assert set(found["action"]) <= {"review", "warn"}  # household facts never exclude by themselves
+    assert shown.filter(pl.col("id_dtks") == "s2")["members"].item() == "s1, s2"
+
+
+@pytest.fixture(scope="module")
+def linked_round(generated_round):
+    """Rows of the generated round to build list entries from: exact-NIK resolved, clean names."""
+    out = generated_round["out"]
+    resolution = pl.read_parquet(out / "resolution.parquet")
+    recs = pl.read_parquet(out / "staging" / "records.parquet")
+    clusters = pl.read_parquet(out / "duplicate_clusters.parquet")
+    chosen = (
+        recs.join(resolution.filter(pl.col("resolution") == "exact_nik"), on="id_dtks")
+        .join(clusters.filter(pl.col("cluster_size") == 1).select("id_dtks"), on="id_dtks", how="semi")
+        .filter(pl.col("nik") == pl.col("dukcapil_nik"))
+        .sort("id_dtks").head(5).select("id_dtks", "nik", "nama", "tanggal_lahir")
+    )
+    return {"out": out, "resolution": resolution, "clusters": clusters, "chosen": chosen}
+
+
+def run_lists(linked_round, entries: pl.DataFrame) -> pl.DataFrame:
+    import duckdb
+
+    con = register_macros(duckdb.connect())
+    try:
+        matches, _ = link_lists(con, entries.with_columns(file=pl.lit("daftar.csv"), source_line=pl.int_range(2, 2 + pl.len())),
+                                str(linked_round["out"] / "staging" / "records.parquet"), linked_round["resolution"],
+                                linked_round["clusters"], load_model(LINK_MODEL_PATH), as_of_year=2026)
+    finally:
+        con.close()
+    return matches
+
+
+def entry(row: dict, jenis: str, nik: str | None = None, nama: str | None = None, lahir=None) -> dict:
+    return {"nik": nik or row["nik"], "nama": nama or row["nama"], "tanggal_lahir": lahir, "jenis": jenis,
+            "sumber": "BKN", "tanggal": "2025-05-31"}
+
+
+def test_exact_match_excludes_only_as_declared_and_a_fuzzy_one_goes_to_review(linked_round):
+    a, b, c, d, e = linked_round["chosen"].to_dicts()
+    typo = d["nik"][:14] + str((int(d["nik"][14]) + 3) % 10) + d["nik"][15]
+    entries = pl.DataFrame([
+        entry(a, "ASN", lahir=a["tanggal_lahir"]),                                  # exact, confirmed: excludes
+        entry(b, "BPJSTK_DI_ATAS_UMP"),                                             # exact, a type for review
+        entry(c, "ASN", nama="BAMBANG SUPRIYADI WIJAYAKUSUMA"),                     # NIK right, another name: no match
+        entry(d, "TNI", nik=typo, lahir=d["tanggal_lahir"]),                        # damaged NIK: fuzzy, review
+        entry(e, "POLRI", lahir=e["tanggal_lahir"] + dt.timedelta(days=400)),       # birth date disagrees: review
+    ], schema_overrides={"tanggal_lahir": pl.Date})
+    matches = run_lists(linked_round, entries)
+    got = {row["id_dtks"]: (row["method"], row["action"]) for row in matches.iter_rows(named=True)}
+    assert got == {a["id_dtks"]: ("exact", "exclude"), b["id_dtks"]: ("exact", "review"),
+                   d["id_dtks"]: ("fuzzy", "review"), e["id_dtks"]: ("exact", "review")}
+    anomalies = not_eligible_anomalies(matches)
+    assert set(anomalies["anomaly_code"]) == {CODE.NOT_ELIGIBLE}
+    assert anomalies.filter(pl.col("id_dtks") == d["id_dtks"])["related_id"].item() == "TNI"
+    assert anomalies.filter(pl.col("id_dtks") == d["id_dtks"])["detail"].item().startswith("TNI")
+
+
+def test_a_row_on_two_lists_gets_one_case_with_the_stronger_action(linked_round):
+    a = linked_round["chosen"].row(0, named=True)
+    entries = pl.DataFrame([entry(a, "PENGURUS_BADAN_USAHA"), entry(a, "PENSIUNAN")], schema_overrides={"tanggal_lahir": pl.Date})
+    anomalies = not_eligible_anomalies(run_lists(linked_round, entries))
+    assert anomalies.height == 1
+    assert anomalies.row(0, named=True)["action"] == "exclude" and anomalies["related_id"].item() == "PENSIUNAN"
+    assert "PENGURUS_BADAN_USAHA" in anomalies["detail"].item()
+
+
+def test_round_reads_the_list_and_reports_each_type(generated_round):
+    summary = generated_round["summary"]
+    eligibility = summary["eligibility"]
+    assert eligibility["ineligible_lists"][0]["rows_quarantined"] == 0
+    assert set(eligibility["not_eligible_by_type"]) >= {"ASN", "BPJSTK_DI_ATAS_UMP"}
+    assert eligibility["not_eligible_links"]["exact"] > 0 and eligibility["not_eligible_links"]["fuzzy"] > 0
+    # Types declared for review never exclude, whatever the link.
+    assert "exclude" not in eligibility["not_eligible_by_type"]["BPJSTK_DI_ATAS_UMP"]
+
+
+def test_unknown_list_type_is_quarantined_with_its_line(tmp_path):
+    from pipeline.ingest import ingest_extract
+
+    path = tmp_path / "daftar.csv"
+    path.write_text("NIK;NAMA;JENIS;SUMBER\n'3201014501900012;SITI AMINAH;pns;BKN\n3201014501900013;ANI;ASTRONOT;BKN\n;BUDI;TNI;X\n")
+    result = ingest_extract(path, "ineligible", tmp_path / "staging", "2026-01-01")
+    staged = pl.read_parquet(result.staging_path)
+    assert staged.select("nik", "jenis").rows() == [("3201014501900012", "ASN")]
+    quarantine = pl.read_parquet(result.quarantine_path)
+    assert quarantine["line"].to_list() == [3, 4]
+    assert "jenis daftar tidak dikenal" in quarantine["reason"][0]
+
+
+def test_workbooks_give_each_list_type_a_sheet_and_each_household_one_case(generated_round):
+    """Across the per-kabupaten workbooks: one `Tidak layak <type>` sheet per list type
+    with cases, and a household code listed once per household (not once per member)."""
+    import openpyxl
+
+    from pipeline.contract import codes_where, sheets, workbook_settings
+
+    out = generated_round["out"]
+    anomalies = pl.read_parquet(out / "anomalies.parquet").filter(pl.col("action") != "warn")
+    per_type = next(name for name, sheet in sheets().items() if sheet.per_type)
+    household = list(codes_where(lambda rule: rule.scope == "household"))
+    listed, household_rows = {}, 0
+    for path in sorted((out / workbook_settings()["folder"]).glob("*.xlsx")):
+        if path.name == workbook_settings()["national_file"]:
+            continue
+        book = openpyxl.load_workbook(path, read_only=True)
+        for name in book.sheetnames:
+            rows = book[name].max_row - 1
+            if name.startswith(f"{per_type} "):
+                listed[name] = listed.get(name, 0) + rows
+            elif name == anomaly_rules()[household[0]].sheet:
+                household_rows += rows
+        book.close()
+    expected = anomalies.filter(pl.col("anomaly_code") == CODE.NOT_ELIGIBLE).group_by("related_id").len()
+    assert listed == {f"{per_type} {kind}"[:31]: n for kind, n in expected.iter_rows()}
+    shown = anomalies.filter(pl.col("anomaly_code").is_in(household) & (pl.col("id_dtks") == pl.col("related_id")))
+    assert 0 < household_rows == shown.height < anomalies.filter(pl.col("anomaly_code").is_in(household)).height
