@@ -1,7 +1,11 @@
 """Cost grows linearly: every blocking rule of the duplicate search and of the fuzzy
 civil-registry link yields about the same candidate pairs per DTKS row on a registry
-three times larger. A rule whose blocks grow with the registry (a birth date alone, a
-name alone, a region alone) yields three times as many pairs per row and fails here."""
+three times larger. A rule keyed on one coarse field (a birth date alone, a name alone, a
+region alone) yields about three times as many pairs per row and fails here.
+
+What this cannot see: keys that are fine at 60,000 rows but whose blocks fill up as the
+registry gets denser (strangers sharing a common name and a birth date). Those show at
+1M against 10M rows in `verval bench --sizes` (README, benchmarks)."""
 
 import duckdb
 import polars as pl
