@@ -146,6 +146,26 @@ def test_region_query_is_capped(tmp_path, rows, generated_round):
     assert len(answers) == 5 and more and len({a.handle for a in answers}) == 5
 
 
+def test_index_built_a_slice_of_clusters_at_a_time_holds_the_same_entries(tmp_path, generated_round, monkeypatch):
+    """Large rounds build the key texts in slices of whole clusters (memory); the index
+    must hold exactly what one pass gives (same secret; handles mapped back to rows)."""
+    import pipeline.lookup.index as lookup_index
+
+    monkeypatch.setattr(lookup_index.secrets, "token_bytes", lambda n: b"k" * n)
+    entries = {}
+    for slice_rows in (10**9, 3_000):
+        out = tmp_path / f"round-{slice_rows}"
+        shutil.copytree(generated_round["out"], out, ignore=shutil.ignore_patterns("*.xlsx", "*.html", "lookup"))
+        monkeypatch.setattr(lookup_index, "SLICE_ROWS", slice_rows)
+        build_index(out)
+        folder = index_dir(out)
+        handles = pl.read_parquet(folder / "handles.parquet").select("handle", "id_dtks")
+        entries[slice_rows] = (pl.read_parquet(folder / "index.parquet").join(handles, on="handle").drop("handle")
+                               .sort(pl.all()))
+    assert entries[3_000].height > 20_000
+    assert entries[3_000].equals(entries[10**9])
+
+
 # --------------------------------------------------------------------------- CLI
 
 
