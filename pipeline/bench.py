@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -67,7 +68,7 @@ def run_size(base: Path, n: int, seed: int, mix: str, fmt: str, through_prefect:
     suffix = ".parquet" if fmt == "parquet" else ".csv"
     out = base / f"out-{n}"
     command = [sys.executable, "-m", "pipeline.cli", "run", "--dtks", str(data / f"dtks{suffix}"),
-               "--dukcapil", str(data / f"dukcapil{suffix}"), "--out", str(out), "--as-of", "2026-11-21", "--quiet",
+               "--dukcapil", str(data / f"dukcapil{suffix}"), "--out", str(out), "--as-of", "2026-11-21",
                "--decision-log", str(base / "decisions.jsonl"), "--objections", str(base / "objections.jsonl")]
     lists = data / f"ineligible{suffix}"
     if lists.exists():  # the generator's ineligibility list, so NOT_ELIGIBLE is measured too
@@ -76,13 +77,24 @@ def run_size(base: Path, n: int, seed: int, mix: str, fmt: str, through_prefect:
         command.append("--no-prefect")
     logs = base / "logs"
     logs.mkdir(exist_ok=True)
-    measured = measure(command, logs / f"round-{n}.log")
+    log = logs / f"round-{n}.log"
+    measured = measure(command, log)
     summary = json.loads((out / "summary.json").read_text())
     return {
-        "rows": n, "round": measured, "stages": summary["stage_timings"], "data": str(data), "out": str(out),
+        "rows": n, "round": measured, "stages": logged_stages(log) or summary["stage_timings"], "data": str(data), "out": str(out),
         "duplicate_pairs_per_rule": {b["rule"]: b["pairs"] for b in summary["duplicates"]["blocking"]},
         "link_pairs_per_rule": {b["rule"]: b["pairs"] for b in summary["civil_registry_link"]["fuzzy_blocking"]},
     }
+
+
+STAGE_LINE = re.compile(r"✓ (\S+)\s+([\d.]+) s\s+peak\s+([\d,]+) MiB")
+
+
+def logged_stages(log: Path) -> list[dict]:
+    """Every stage's time and peak from the round's progress lines: summary.json is
+    written by the report stage, before the workbooks and the status index run."""
+    return [{"stage": m[1], "seconds": float(m[2]), "peak_rss_mib": float(m[3].replace(",", ""))}
+            for m in STAGE_LINE.finditer(log.read_text(errors="replace"))]
 
 
 def run_splink(base: Path, result: dict, python: str) -> dict:
