@@ -226,7 +226,12 @@ def nik_checks(ctx: RoundContext) -> dict:
 def link_records(ctx: RoundContext) -> pl.DataFrame:
     """Standardised DTKS records with their NIK facts, the input of both matching stages."""
     dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet")
-    return dedupe.prepare_records(dtks, pl.read_parquet(ctx.staging_dir / "nik_checks.parquet"))
+    records = dedupe.prepare_records(dtks, pl.read_parquet(ctx.staging_dir / "nik_checks.parquet"))
+    model = load_model(Path(ctx.link_model_path) if ctx.link_model_path else LINK_MODEL_PATH)
+    slack = model["thresholds"].get("unissued_serial_slack")  # a model without it trusts every well-formed number
+    if slack is None:
+        return records
+    return link.mark_unissued_numbers(records, str(ctx.staging_dir / "dukcapil.parquet"), slack)
 
 
 def link_civil_registry(ctx: RoundContext) -> dict:
@@ -328,7 +333,8 @@ def find_eligibility(ctx: RoundContext) -> dict:
             model = load_model(Path(ctx.link_model_path) if ctx.link_model_path else LINK_MODEL_PATH)
             matches, linked_by = ineligible.link_lists(con, entries, str(records_path), resolution,
                                                        pl.read_parquet(ctx.path("duplicate_clusters.parquet")), model,
-                                                       as_of_year=int(ctx.as_of[:4]))
+                                                       as_of_year=int(ctx.as_of[:4]),
+                                                       dukcapil_staging=str(ctx.staging_dir / "dukcapil.parquet"))
         finally:
             con.close()
         parts.append(ineligible.not_eligible_anomalies(matches))

@@ -50,6 +50,10 @@ ROWS = [
     # ... and once more with a damaged NIK and a typo: found, but only for review.
     ("D2A", make_nik(KEC, "1980-11-20", True, 1), _kk(8), "SITI AMINAH", "P", "1980-11-20", "own"),
     ("D2B", make_nik(KEC, "1980-11-20", True, 1).replace("0", "O", 1), _kk(8), "SITI AMINA", "P", "1980-11-20", "dup"),
+    # ... and once in her KK with a typo in the name and the serial mistyped to a number the
+    # civil registry never issued for that kecamatan and birth date: no twin's number.
+    ("D3A", make_nik(KEC, "1975-04-09", False, 1), _kk(9), "SLAMET RIYADI", "L", "1975-04-09", "own"),
+    ("D3B", make_nik(KEC, "1975-04-09", False, 7), _kk(9), "SIAMET RIYADI", "L", "1975-04-09", "dup"),
 ]
 
 
@@ -92,6 +96,7 @@ def test_the_same_person_twice_is_still_found(look_alike_round):
     cluster = _cluster_of(look_alike_round)
     assert cluster["D1A"] == cluster["D1B"]
     assert cluster["D2A"] == cluster["D2B"]
+    assert cluster["D3A"] == cluster["D3B"]
 
 
 def test_resolution_is_a_visible_output(look_alike_round):
@@ -110,8 +115,8 @@ def test_exclusion_needs_declared_strong_evidence_never_a_fuzzy_resolution(look_
     action = dict(zip(duplicates["id_dtks"], duplicates["action"]))
     non_canonical = {"D1A", "D1B"} - {i for i, a in action.items() if a == "warn"}
     assert [action[i] for i in non_canonical] == ["exclude"]
-    damaged = "D2B"  # resolved to the person only through the fuzzy link
-    assert action[damaged] == "review"
+    for damaged in ("D2B", "D3B"):  # resolved to the person only through the fuzzy link, or not at all
+        assert action[damaged] == "review"
     excluded = pl.read_parquet(look_alike_round / "excluded.parquet")["id_dtks"].to_list()
     assert excluded == sorted(non_canonical)
     clusters = pl.read_parquet(look_alike_round / "duplicate_clusters.parquet")
@@ -213,3 +218,21 @@ def test_harm_on_a_registry_the_model_was_not_calibrated_on(hard_round):
     for relation in ("twin", "sibling_close", "father_son", "shared_nik"):
         assert result["hard_negatives"][relation]["pairs"] > 0
         assert result["hard_negatives"][relation]["merged"] <= 0.01 * result["hard_negatives"][relation]["pairs"], relation
+
+
+def test_a_serial_beyond_every_issued_one_is_nobody_s_own_number(tmp_path):
+    from pipeline.matching.link import mark_unissued_numbers
+
+    issued = [make_nik(KEC, "1975-04-09", False, serial) for serial in (1, 2)]
+    pl.DataFrame({"nik": issued + ["3201010904750001X"]}).write_parquet(tmp_path / "dukcapil.parquet")
+    records = pl.DataFrame({
+        "rid": [0, 1, 2, 3, 4],
+        "nik_digits": [make_nik(KEC, "1975-04-09", False, s) for s in (2, 4, 5)]
+        + [make_nik(KEC, "1975-04-10", False, 9), "32010109047500"],
+        "nik_consistent": [True, True, True, True, False],
+    })
+    marked = mark_unissued_numbers(records, str(tmp_path / "dukcapil.parquet"), slack=2)
+    # Serial 2 is issued, 4 is within the slack for people Dukcapil lacks, 5 is beyond it;
+    # a prefix the registry never issued tells nothing; a short number is no serial.
+    assert marked["nik_unissued"].to_list() == [False, False, True, False, False]
+    assert marked["nik_consistent"].to_list() == [True, True, False, True, False]

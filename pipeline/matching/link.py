@@ -62,6 +62,33 @@ def load_dukcapil(con: duckdb.DuckDBPyConnection, staging_path: str, table: str 
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
+def mark_unissued_numbers(records: pl.DataFrame, dukcapil_staging: str, slack: int) -> pl.DataFrame:
+    """nik_unissued: the NIK's serial lies beyond every serial the civil registry issued for
+    its kecamatan and birth date (by more than `slack`, room for people Dukcapil lacks).
+    Serials are issued in order, so such a number is nobody's: a mistyped one. It is then
+    not its holder's own number (nik_consistent false), and the twin veto, which trusts two
+    own numbers one serial apart, does not hold it against a duplicate. Estimated from each
+    round's Dukcapil extract, not from a constant."""
+    digits = pl.col("nik")
+    issued = (
+        pl.scan_parquet(dukcapil_staging).select("nik")
+        .filter(digits.str.contains(r"^[0-9]{16}$").fill_null(False))
+        .group_by(prefix=digits.str.slice(0, 12)).agg(top_serial=digits.str.slice(12, 4).cast(pl.Int32).max())
+        .collect()
+    )
+    serial = pl.col("nik_digits").str.slice(12, 4).cast(pl.Int32, strict=False)
+    flagged = (
+        records.select("rid", "nik_digits")
+        .join(issued, left_on=pl.col("nik_digits").str.slice(0, 12), right_on="prefix", how="left")
+        .select("rid", nik_unissued=(pl.col("nik_digits").str.len_chars() == 16) & (serial > pl.col("top_serial") + slack))
+    )
+    return (
+        records.join(flagged, on="rid", how="left", maintain_order="left")
+        .with_columns(nik_unissued=pl.col("nik_unissued").fill_null(False))
+        .with_columns(nik_consistent=pl.col("nik_consistent") & ~pl.col("nik_unissued"))
+    )
+
+
 def identify_persons(con: duckdb.DuckDBPyConnection, table: str) -> None:
     """Column `person`: one id per civil-registry person. Dukcapil sometimes holds a person
     twice under one NIK (an older record); records sharing a NIK, a birth date and a name
