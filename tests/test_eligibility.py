@@ -89,14 +89,15 @@ def linked_round(generated_round):
     return {"out": out, "resolution": resolution, "clusters": clusters, "chosen": chosen}
 
 
-def run_lists(linked_round, entries: pl.DataFrame) -> pl.DataFrame:
+def run_lists(linked_round, entries: pl.DataFrame, dukcapil_staging: str | None = None) -> pl.DataFrame:
     import duckdb
 
     con = register_macros(duckdb.connect())
     try:
         matches, _ = link_lists(con, entries.with_columns(file=pl.lit("daftar.csv"), source_line=pl.int_range(2, 2 + pl.len())),
                                 str(linked_round["out"] / "staging" / "records.parquet"), linked_round["resolution"],
-                                linked_round["clusters"], load_model(LINK_MODEL_PATH), as_of_year=2026)
+                                linked_round["clusters"], load_model(LINK_MODEL_PATH), as_of_year=2026,
+                                dukcapil_staging=dukcapil_staging)
     finally:
         con.close()
     return matches
@@ -125,6 +126,21 @@ def test_exact_match_excludes_only_as_declared_and_a_fuzzy_one_goes_to_review(li
     assert set(anomalies["anomaly_code"]) == {CODE.NOT_ELIGIBLE}
     assert anomalies.filter(pl.col("id_dtks") == d["id_dtks"])["related_id"].item() == "TNI"
     assert anomalies.filter(pl.col("id_dtks") == d["id_dtks"])["detail"].item().startswith("TNI")
+
+
+def test_a_list_nik_the_registry_knows_is_never_scored_against_dtks_namesakes(linked_round, tmp_path):
+    # A civil servant who is not in DTKS, with the name and birth date of a recipient; the
+    # list gives no birth date, so it is read from the NIK.
+    a = linked_round["chosen"].row(0, named=True)
+    servant_nik = "510101" + a["nik"][6:12] + "0987"
+    entries = pl.DataFrame([entry(a, "ASN", nik=servant_nik)], schema_overrides={"tanggal_lahir": pl.Date})
+    assert run_lists(linked_round, entries)["id_dtks"].to_list() == [a["id_dtks"]]  # the namesake, by name and date alone
+    pl.DataFrame({
+        "source_line": [2], "nik": [servant_nik], "no_kk": [None], "nama": [a["nama"]], "jenis_kelamin": [None],
+        "tanggal_lahir": [a["tanggal_lahir"]], "kode_wilayah": ["5101011001"], "deceased": [False], "tanggal_meninggal": [None],
+    }, schema_overrides={"no_kk": pl.String, "jenis_kelamin": pl.String, "tanggal_meninggal": pl.Date}).write_parquet(
+        tmp_path / "dukcapil.parquet")
+    assert run_lists(linked_round, entries, str(tmp_path / "dukcapil.parquet")).height == 0
 
 
 def test_a_row_on_two_lists_gets_one_case_with_the_stronger_action(linked_round):

@@ -4,9 +4,10 @@ A list row is linked to DTKS four ways, strongest first:
   exact     the same 16-digit NIK on a DTKS row and the names agree;
   dukcapil  the list's NIK is the civil-registry NIK a DTKS row with a damaged NIK was
             resolved to, and the names agree;
-  fuzzy     the matching engine's civil-registry link model (pipeline/rules/link_model.json,
-            without the comparisons the list cannot answer) finds one DTKS person clearly
-            ahead of every other;
+  fuzzy     for a list NIK the civil registry does not hold under an agreeing name (a
+            damaged number): the matching engine's civil-registry link model
+            (pipeline/rules/link_model.json, without the comparisons the list cannot
+            answer) finds one DTKS person clearly ahead of every other;
   cluster   another row of a duplicate cluster one of the above reached.
 Only `exact` can exclude, and only when the list type's exact_action says so, the birth
 dates agree when the list has one, and the civil registry confirms the DTKS row holds that
@@ -94,9 +95,11 @@ def _similarity() -> str:
 
 
 def link_lists(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame, records_path: str, resolution: pl.DataFrame,
-               clusters: pl.DataFrame, link_model: dict, as_of_year: int) -> tuple[pl.DataFrame, dict]:
+               clusters: pl.DataFrame, link_model: dict, as_of_year: int,
+               dukcapil_staging: str | None = None) -> tuple[pl.DataFrame, dict]:
     """One row per (DTKS row, list entry) linked (MATCH_SCHEMA, `action` per the rules), and
-    counts per way of linking."""
+    counts per way of linking. `dukcapil_staging`: the civil registry, which tells the list
+    rows whose NIK names a known person apart from those the fuzzy path is for."""
     rules = eligibility_rules()
     settings = rules["ineligible_link"]
     actions = pl.DataFrame({"jenis": list(rules["ineligible"]),
@@ -125,6 +128,11 @@ def link_lists(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame, records_pa
     ).pl()
     con.unregister("elig_resolution")
     found = pl.concat([exact["list_rid"], via_registry["list_rid"]]).unique()
+    # A list NIK the civil registry holds under an agreeing name is that person's: the
+    # exact and dukcapil ways above reach them if DTKS has them at all. Scoring such a row
+    # against DTKS by name and birth date finds only namesakes born the same day.
+    identified = _identified_in_registry(con, left, dukcapil_staging, agrees) if dukcapil_staging else pl.Series(dtype=pl.Int64)
+    found = pl.concat([found, identified]).unique()
     fuzzy = _link_fuzzy(con, left.filter(~pl.col("rid").is_in(found.implode())), clusters, list_model(link_model), settings)
     for table in ("elig_left", "elig_right"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -161,6 +169,19 @@ def link_lists(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame, records_pa
             matches = matches.with_columns(pl.lit(None, dtype=dtype).alias(column))
     counts = {method: int((matches["method"] == method).sum()) for method in METHODS}
     return matches.select(list(MATCH_SCHEMA)).cast(MATCH_SCHEMA), counts
+
+
+def _identified_in_registry(con: duckdb.DuckDBPyConnection, left: pl.DataFrame, dukcapil_staging: str, agrees: str) -> pl.Series:
+    """List rows whose NIK the civil registry holds for a person whose name agrees."""
+    from pipeline.matching.link import prepare_dukcapil
+
+    niks = left.filter(pl.col("nik_format_ok"))["nik"].unique()
+    registry = prepare_dukcapil(pl.scan_parquet(dukcapil_staging).filter(pl.col("nik").is_in(niks.implode()))).collect()
+    con.register("_elig_registry", registry)
+    try:
+        return con.sql(f"""SELECT DISTINCT l.rid FROM elig_left l JOIN _elig_registry r ON r.nik = l.nik WHERE {agrees}""").pl()["rid"]
+    finally:
+        con.unregister("_elig_registry")
 
 
 def _link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, clusters: pl.DataFrame, model: dict,
