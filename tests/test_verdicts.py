@@ -57,11 +57,18 @@ ROWS = [
 ]
 
 
+# Someone missing from Dukcapil who carries his own number, and a namesake born the same
+# day in his kecamatan whose number is two edits from his (and who has died).
+MISSING_OWN_NUMBER = ("M1A", make_nik(KEC, "1988-08-08", False, 1), _kk(10), "HENDRA GUNAWAN", "L", "1988-08-08", None)
+NAMESAKE_DUKCAPIL = f"{make_nik(KEC, '1988-08-08', False, 12)},{_kk(11)},HENDRA GUNAWAN,L,BOGOR,1988-08-08,JL MELATI,{KEC}1002,2024-02-02"
+
+
 @pytest.fixture(scope="module")
 def look_alike_round(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("lookalike")
     dtks, dukcapil = [], []
-    for id_dtks, nik, kk, name, sex, born, in_dukcapil in ROWS:
+    dukcapil.append(NAMESAKE_DUKCAPIL)
+    for id_dtks, nik, kk, name, sex, born, in_dukcapil in ROWS + [MISSING_OWN_NUMBER]:
         dtks.append(f"{id_dtks},{nik},{kk},{name},{sex},BOGOR,{born},JL MAWAR,{DESA},PKH")
         if in_dukcapil == "own":
             dukcapil.append(f"{nik},{kk},{name},{sex},BOGOR,{born},JL MAWAR,{DESA},")
@@ -107,7 +114,14 @@ def test_resolution_is_a_visible_output(look_alike_round):
     assert by_id["N1A"]["dukcapil_person"] != by_id["N1B"]["dukcapil_person"]
     assert by_id["T1B"]["resolution"] == "unresolved"  # missing from Dukcapil: not pinned on her twin
     assert by_id["D2B"]["resolution"] == "fuzzy" and by_id["D2B"]["dukcapil_person"] == by_id["D2A"]["dukcapil_person"]
-    assert resolution.height == len(ROWS)
+    assert resolution.height == len(ROWS) + 1
+    assert by_id["M1A"]["resolution"] == "unresolved"  # a namesake's number two edits from his own is not his
+
+
+def test_someone_missing_from_dukcapil_is_not_declared_dead_through_a_namesake(look_alike_round):
+    anomalies = pl.read_parquet(look_alike_round / "anomalies.parquet").filter(pl.col("id_dtks") == "M1A")
+    assert "DECEASED" not in anomalies["anomaly_code"].to_list()
+    assert "NIK_NOT_FOUND" in anomalies["anomaly_code"].to_list()
 
 
 def test_exclusion_needs_declared_strong_evidence_never_a_fuzzy_resolution(look_alike_round):
