@@ -73,6 +73,21 @@ def test_household_codes_stand_on_every_member():
     assert shown.filter(pl.col("id_dtks") == "s2")["members"].item() == "s1, s2"
 
 
+def test_a_relative_s_card_under_a_close_name_does_not_split_the_household():
+    recs = records([("s1", KK2, "1", dt.date(1960, 1, 1)), ("s2", KK2, "3", dt.date(1992, 1, 1))])
+    dukcapil = pl.LazyFrame({"source_line": [3, 4], "no_kk": [KK2, "3201999999990001"]})
+    no_findings = pl.DataFrame(schema={"id_dtks": pl.String, "anomaly_code": pl.String})
+
+    def split(identity_of_s2: str) -> list[str]:
+        resolution = pl.DataFrame({"id_dtks": ["s1", "s2"], "dukcapil_person": [3, 4], "resolution": ["exact_nik"] * 2,
+                                   "identity": ["strong", identity_of_s2]})
+        found, _ = household_findings(recs, no_findings, resolution, dukcapil)
+        return sorted(found.filter(pl.col("anomaly_code") == CODE.HOUSEHOLD_SPLIT)["id_dtks"])
+
+    assert split("strong") == ["s1", "s2"]  # the person is sure: the family lives on two cards
+    assert split("consistent") == []        # a close name on that NIK: perhaps a relative's card
+
+
 @pytest.fixture(scope="module")
 def linked_round(generated_round):
     """Rows of the generated round to build list entries from: exact-NIK resolved, clean names."""
@@ -128,12 +143,17 @@ def test_exact_match_excludes_only_as_declared_and_a_fuzzy_one_goes_to_review(li
     assert anomalies.filter(pl.col("id_dtks") == d["id_dtks"])["detail"].item().startswith("TNI")
 
 
-def test_a_list_nik_the_registry_knows_is_never_scored_against_dtks_namesakes(linked_round, tmp_path):
+def _servant_entry(a: dict, nik: str) -> pl.DataFrame:
     # A civil servant who is not in DTKS, with the name and birth date of a recipient; the
     # list gives no birth date, so it is read from the NIK.
+    return pl.DataFrame([entry(a, "ASN", nik=nik)], schema_overrides={"tanggal_lahir": pl.Date})
+
+
+def test_a_list_nik_the_registry_knows_is_never_scored_against_dtks_namesakes(linked_round, tmp_path):
     a = linked_round["chosen"].row(0, named=True)
-    servant_nik = "510101" + a["nik"][6:12] + "0987"
-    entries = pl.DataFrame([entry(a, "ASN", nik=servant_nik)], schema_overrides={"tanggal_lahir": pl.Date})
+    serial = a["nik"][12:]
+    servant_nik = a["nik"][:12] + serial[:2] + ("98" if serial[2:] != "98" else "97")  # two serial digits apart
+    entries = _servant_entry(a, servant_nik)
     assert run_lists(linked_round, entries)["id_dtks"].to_list() == [a["id_dtks"]]  # the namesake, by name and date alone
     pl.DataFrame({
         "source_line": [2], "nik": [servant_nik], "no_kk": [None], "nama": [a["nama"]], "jenis_kelamin": [None],
@@ -141,6 +161,15 @@ def test_a_list_nik_the_registry_knows_is_never_scored_against_dtks_namesakes(li
     }, schema_overrides={"no_kk": pl.String, "jenis_kelamin": pl.String, "tanggal_meninggal": pl.Date}).write_parquet(
         tmp_path / "dukcapil.parquet")
     assert run_lists(linked_round, entries, str(tmp_path / "dukcapil.parquet")).height == 0
+
+
+def test_two_readable_niks_far_apart_are_two_people_whatever_the_names_say(linked_round):
+    a = linked_round["chosen"].row(0, named=True)
+    far = "510101" + a["nik"][6:12] + "0987"
+    assert run_lists(linked_round, _servant_entry(a, far)).height == 0
+    damaged = pl.DataFrame([entry(a, "ASN", nik=a["nik"][:6] + "O" + a["nik"][7:], lahir=a["tanggal_lahir"])],
+                           schema_overrides={"tanggal_lahir": pl.Date})  # unreadable: the fuzzy way is for this
+    assert run_lists(linked_round, damaged)["id_dtks"].to_list() == [a["id_dtks"]]
 
 
 def test_a_row_on_two_lists_gets_one_case_with_the_stronger_action(linked_round):

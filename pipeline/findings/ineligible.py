@@ -7,7 +7,8 @@ A list row is linked to DTKS four ways, strongest first:
   fuzzy     for a list NIK the civil registry does not hold under an agreeing name (a
             damaged number): the matching engine's civil-registry link model
             (pipeline/rules/link_model.json, without the comparisons the list cannot
-            answer) finds one DTKS person clearly ahead of every other;
+            answer) finds one DTKS person clearly ahead of every other, whose NIK is
+            unreadable or within `fuzzy_max_nik_edits` of the list's;
   cluster   another row of a duplicate cluster one of the above reached.
 Only `exact` can exclude, and only when the list type's exact_action says so, the birth
 dates agree when the list has one, and the civil registry confirms the DTKS row holds that
@@ -221,6 +222,8 @@ def _link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, clusters: p
             JOIN elig_query l ON l.rid = s.rid_l
             WHERE k.rank = 1 AND k.weight - coalesce(k.runner_up, -99) >= {settings['min_margin']!r}
               AND s.match_probability >= {settings['fuzzy_probability']!r}
+              AND NOT (l.nik_format_ok AND r.nik_format_ok
+                       AND levenshtein(l.nik_digits, r.nik_digits) > {int(settings['fuzzy_max_nik_edits'])})
             ORDER BY list_rid, r.id_dtks"""
     ).pl()
     con.unregister("elig_clusters")
