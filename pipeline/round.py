@@ -309,12 +309,14 @@ def find_eligibility(ctx: RoundContext) -> dict:
     records_path = ctx.staging_dir / "records.parquet"
     records = pl.read_parquet(records_path, columns=["id_dtks", "no_kk", "hubungan_keluarga", "tanggal_lahir", "program", "desil"])
     resolution = pl.read_parquet(ctx.path("resolution.parquet"))
+    exact_identity = pl.read_parquet(ctx.path("dukcapil_links.parquet"), columns=["id_dtks", "link_method", "identity"]).filter(
+        pl.col("link_method") == "exact_nik").select("id_dtks", "identity").unique("id_dtks", keep="first")
     parts = [desil.desil_anomalies(records)]
     # A death or move a reviewer dismissed (TOLAK) no longer counts for the household.
     link_findings, _ = decisions.apply_decisions(pl.read_parquet(ctx.staging_dir / "anomalies_link.parquet"),
                                                  pl.read_parquet(ctx.staging_dir / "decisions.parquet"), records["id_dtks"])
     found_households, shown = household.household_findings(
-        records, link_findings.filter(pl.col("action") != "warn"), resolution,
+        records, link_findings.filter(pl.col("action") != "warn"), resolution.join(exact_identity, on="id_dtks", how="left"),
         pl.scan_parquet(ctx.staging_dir / "dukcapil.parquet").select("source_line", "no_kk"),
     )
     parts.append(found_households)

@@ -44,13 +44,20 @@ def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, reso
                        dukcapil: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Household anomalies, and per row of a flagged household its members and Dukcapil KKs
     (HOUSEHOLD_SCHEMA, for the workbook). `link_anomalies` holds the DECEASED and RELOCATED
-    findings of the civil-registry link; `dukcapil` the staged extract (source_line, no_kk)."""
+    findings of the civil-registry link; `resolution` the row's civil-registry person, with the
+    exact link's `identity` when known; `dukcapil` the staged extract (source_line, no_kk)."""
     rows = households(records)
     dead = link_anomalies.filter(pl.col("anomaly_code") == CODE.DECEASED).select("id_dtks").unique()
     moved = link_anomalies.filter(pl.col("anomaly_code") == CODE.RELOCATED).select("id_dtks").unique()
     known_kk = dukcapil.select(kk=pl.col("no_kk")).filter(pl.col("kk").is_in(rows["kk"].unique().implode())).unique().collect()
+    # A member's Dukcapil KK counts when the link is sure of the person: an exact NIK whose
+    # name, birth date and sex agree (`identity` strong), or a fuzzy resolution. An exact NIK
+    # under a merely close name may be a relative's card: its KK is someone else's.
+    sure = pl.col("dukcapil_person").is_not_null()
+    if "identity" in resolution.columns:
+        sure = sure & ((pl.col("resolution") != "exact_nik") | (pl.col("identity") == "strong"))
     person_kk = (
-        resolution.filter(pl.col("dukcapil_person").is_not_null()).select("id_dtks", "dukcapil_person")
+        resolution.filter(sure).select("id_dtks", "dukcapil_person")
         .join(dukcapil.select(dukcapil_person=pl.col("source_line").cast(pl.Int64), kk_dukcapil=pl.col("no_kk")).collect(),
               on="dukcapil_person", how="left")
         .select("id_dtks", "kk_dukcapil")
