@@ -172,6 +172,13 @@ def test_two_readable_niks_far_apart_are_two_people_whatever_the_names_say(linke
     assert run_lists(linked_round, damaged)["id_dtks"].to_list() == [a["id_dtks"]]
 
 
+def test_a_list_without_birth_dates_finds_a_nik_mistyped_in_its_year(linked_round):
+    c = linked_round["chosen"].row(2, named=True)
+    year_typo = c["nik"][:11] + str((int(c["nik"][11]) + 1) % 10) + c["nik"][12:]  # the date it encodes is a year off
+    matches = run_lists(linked_round, pl.DataFrame([entry(c, "TNI", nik=year_typo)], schema_overrides={"tanggal_lahir": pl.Date}))
+    assert matches.select("id_dtks", "method", "action").rows() == [(c["id_dtks"], "fuzzy", "review")]
+
+
 def test_a_row_on_two_lists_gets_one_case_with_the_stronger_action(linked_round):
     a = linked_round["chosen"].row(0, named=True)
     entries = pl.DataFrame([entry(a, "PENGURUS_BADAN_USAHA"), entry(a, "PENSIUNAN")], schema_overrides={"tanggal_lahir": pl.Date})

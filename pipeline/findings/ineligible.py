@@ -48,10 +48,13 @@ RIGHT_COLUMNS = [
 
 def list_model(link_model: dict) -> dict:
     """The civil-registry link model without the comparisons a list cannot answer (it
-    has no address or KK): those would count as disagreement."""
-    ignored = set(eligibility_rules()["ineligible_link"].get("ignore_comparisons", ()))
+    has no address or KK): those would count as disagreement; and with the blocking rules
+    a list needs besides (eligibility.toml)."""
+    settings = eligibility_rules()["ineligible_link"]
+    ignored = set(settings.get("ignore_comparisons", ()))
     model = copy.deepcopy(link_model)
     model["comparisons"] = [c for c in model["comparisons"] if c["name"] not in ignored]
+    model["blocking_rules"] = model["blocking_rules"] + list(settings.get("blocking_rules", ()))
     return model
 
 
