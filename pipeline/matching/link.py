@@ -224,26 +224,30 @@ def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, model: dict,
     score_pairs(con, model, "link_left", dukcapil)
     best = con.sql(
         f"""
+        -- Ranked on the narrow columns only; the evidence of the winners is joined back
+        -- (windows carrying every pair's evidence text ran out of memory at 10M rows).
         WITH per_person AS (
           -- The runner-up is the best other person: two records of one person are no doubt.
-          SELECT s.*, row_number() OVER (PARTITION BY s.rid_l, c.person ORDER BY s.match_weight DESC, s.rid_r) AS person_rank
+          SELECT s.rid_l, s.rid_r, s.match_weight,
+                 row_number() OVER (PARTITION BY s.rid_l, c.person ORDER BY s.match_weight DESC, s.rid_r) AS person_rank
           FROM scored_pairs s JOIN {dukcapil} c ON c.rid = s.rid_r
         ), ranked AS (
-          SELECT *, row_number() OVER (PARTITION BY rid_l ORDER BY match_weight DESC, rid_r) AS rank,
+          SELECT rid_l, rid_r, match_weight, row_number() OVER (PARTITION BY rid_l ORDER BY match_weight DESC, rid_r) AS rank,
                  count(*) OVER (PARTITION BY rid_l) AS dukcapil_candidates,
                  lead(match_weight) OVER (PARTITION BY rid_l ORDER BY match_weight DESC, rid_r) AS runner_up
           FROM per_person WHERE person_rank = 1
         )
         SELECT l.id_dtks, 'fuzzy' AS link_method, k.dukcapil_candidates, r.source_line AS dukcapil_source_line,
                r.person AS dukcapil_person,
-               r.nik AS dukcapil_nik, round(k.match_probability, 6) AS match_probability,
+               r.nik AS dukcapil_nik, round(s.match_probability, 6) AS match_probability,
                round(k.match_weight, 3) AS match_weight,
                round(k.match_weight - coalesce(k.runner_up, -99), 3) AS margin,
                coalesce(k.match_weight - k.runner_up < {thresholds['min_margin']!r}, FALSE) AS ambiguous,
-               k.evidence, r.deceased, r.tanggal_meninggal, l.kab AS kab_dtks, r.kab AS kab_dukcapil,
+               s.evidence, r.deceased, r.tanggal_meninggal, l.kab AS kab_dtks, r.kab AS kab_dukcapil,
                r.kode_wilayah AS dukcapil_kode_wilayah
-        FROM ranked k JOIN link_left l ON l.rid = k.rid_l JOIN {dukcapil} r ON r.rid = k.rid_r
-        WHERE k.rank = 1 AND k.match_probability >= {thresholds['link_probability']!r}
+        FROM ranked k JOIN scored_pairs s ON s.rid_l = k.rid_l AND s.rid_r = k.rid_r
+        JOIN link_left l ON l.rid = k.rid_l JOIN {dukcapil} r ON r.rid = k.rid_r
+        WHERE k.rank = 1 AND s.match_probability >= {thresholds['link_probability']!r}
         ORDER BY l.id_dtks
         """
     ).pl()
