@@ -179,6 +179,17 @@ def test_a_list_without_birth_dates_finds_a_nik_mistyped_in_its_year(linked_roun
     assert matches.select("id_dtks", "method", "action").rows() == [(c["id_dtks"], "fuzzy", "review")]
 
 
+def test_without_a_birth_date_only_the_whole_name_lets_an_exact_match_exclude(linked_round):
+    plain = [row for row in linked_round["chosen"].to_dicts() if " BIN" not in row["nama"]][:2]
+    same, other_father = plain
+    entries = pl.DataFrame([
+        entry(same, "ASN"),                                                   # NIK and whole name: excludes
+        entry(other_father, "ASN", nama=other_father["nama"] + " BIN YUSUF ISMAIL"),  # a patronym DTKS lacks: review
+    ], schema_overrides={"tanggal_lahir": pl.Date})
+    got = {row["id_dtks"]: row["action"] for row in run_lists(linked_round, entries).iter_rows(named=True)}
+    assert got == {same["id_dtks"]: "exclude", other_father["id_dtks"]: "review"}
+
+
 def test_a_row_on_two_lists_gets_one_case_with_the_stronger_action(linked_round):
     a = linked_round["chosen"].row(0, named=True)
     entries = pl.DataFrame([entry(a, "PENGURUS_BADAN_USAHA"), entry(a, "PENSIUNAN")], schema_overrides={"tanggal_lahir": pl.Date})

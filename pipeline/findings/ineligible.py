@@ -11,8 +11,8 @@ A list row is linked to DTKS four ways, strongest first:
             unreadable or within `fuzzy_max_nik_edits` of the list's;
   cluster   another row of a duplicate cluster one of the above reached.
 Only `exact` can exclude, and only when the list type's exact_action says so, the birth
-dates agree when the list has one, and the civil registry confirms the DTKS row holds that
-NIK (pipeline/rules/eligibility.toml). Everything else goes to review. A NIK shared with a
+dates agree (or, when the list has none, the whole name agrees, patronym included), and the
+civil registry confirms the DTKS row holds that NIK (pipeline/rules/eligibility.toml). Everything else goes to review. A NIK shared with a
 list row whose name disagrees is no match: another person's number is no evidence.
 
 The engine knows nothing of codes: this module turns its scored pairs into findings.
@@ -54,6 +54,11 @@ def list_model(link_model: dict) -> dict:
     ignored = set(settings.get("ignore_comparisons", ()))
     model = copy.deepcopy(link_model)
     model["comparisons"] = [c for c in model["comparisons"] if c["name"] not in ignored]
+    for comparison in model["comparisons"]:
+        if comparison["name"] == "dob":
+            # A birth date read from the list's own NIK repeats the NIK's date digits: the
+            # NIK comparison already weighs them, so it may find candidates but not count twice.
+            comparison["levels"].insert(0, {"label": "read_from_nik", "when": "l.dob_from_nik", "m": 1.0, "u": 1.0})
     model["blocking_rules"] = model["blocking_rules"] + list(settings.get("blocking_rules", ()))
     return model
 
@@ -61,9 +66,10 @@ def list_model(link_model: dict) -> dict:
 def standardise_list(entries: pl.DataFrame, as_of_year: int) -> pl.DataFrame:
     """List rows as engine records: names standardised, NIK digits, no region and no KK.
     Sex and, where the list gives none, the birth date are read from the NIK (DDMMYY, DD + 40
-    for women; a two-digit year is 20YY when that makes the person at least 15): evidence
-    for the engine only. `stated_lahir` keeps the list's own birth date, the one an exact
-    match must agree with; the NIK counts as its holder's own only against that date."""
+    for women; a two-digit year is 20YY when that makes the person at least 15): a read
+    date (`dob_from_nik`) lets blocking find candidates but is not weighed on top of the
+    NIK's digits (list_model). `stated_lahir` keeps the list's own birth date, the one an
+    exact match must agree with; the NIK counts as its holder's own only against that date."""
     nik = pl.col("nik")
     day, month, year = (nik.str.slice(start, 2).cast(pl.Int32, strict=False) for start in (6, 8, 10))
     century = pl.when(2000 + year <= as_of_year - 15).then(2000).otherwise(1900)
@@ -79,7 +85,7 @@ def standardise_list(entries: pl.DataFrame, as_of_year: int) -> pl.DataFrame:
     )
     frame = frame.with_columns(
         tanggal_lahir=pl.coalesce("tanggal_lahir", pl.when(nik.str.contains(r"^[0-9]{16}$")).then(from_nik)),
-    )
+    ).with_columns(dob_from_nik=pl.col("stated_lahir").is_null() & pl.col("tanggal_lahir").is_not_null())
     records = standardise_records(frame)
     return records.with_columns(
         nik_format_ok=pl.col("nik").str.contains(r"^[0-9]{16}$").fill_null(False),
@@ -118,7 +124,10 @@ def link_lists(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame, records_pa
     agrees = _name_agrees(settings["name_agrees"])
     exact = con.sql(
         f"""SELECT l.rid AS list_rid, r.id_dtks, 'exact' AS method, {_similarity()} AS name_similarity,
-                   (l.stated_lahir IS NULL OR l.stated_lahir = r.tanggal_lahir) AS dob_agrees,
+                   -- Without a birth date on the list, only the whole name (patronym too)
+                   -- stands in for it: the NIK alone encodes the date it would be checked by.
+                   (l.stated_lahir = r.tanggal_lahir OR (l.stated_lahir IS NULL AND l.name_std = r.name_std
+                    AND l.name_patronym IS NOT DISTINCT FROM r.name_patronym)) AS dob_agrees,
                    coalesce(s.resolution = 'exact_nik' AND s.dukcapil_nik = r.nik, FALSE) AS confirmed
             FROM elig_left l JOIN elig_right r ON r.nik = l.nik AND l.nik_format_ok
             LEFT JOIN elig_resolution s ON s.id_dtks = r.id_dtks
