@@ -307,7 +307,8 @@ def find_eligibility(ctx: RoundContext) -> dict:
     from pipeline.findings import desil, household, ineligible
 
     records_path = ctx.staging_dir / "records.parquet"
-    records = pl.read_parquet(records_path, columns=["id_dtks", "no_kk", "hubungan_keluarga", "tanggal_lahir", "program", "desil"])
+    records = pl.read_parquet(records_path, columns=["id_dtks", "no_kk", "hubungan_keluarga", "tanggal_lahir", "program", "desil",
+                                                    "nik_consistent"])
     resolution = pl.read_parquet(ctx.path("resolution.parquet"))
     exact_identity = pl.read_parquet(ctx.path("dukcapil_links.parquet"), columns=["id_dtks", "link_method", "identity"]).filter(
         pl.col("link_method") == "exact_nik").select("id_dtks", "identity").unique("id_dtks", keep="first")

@@ -88,6 +88,22 @@ def test_a_relative_s_card_under_a_close_name_does_not_split_the_household():
     assert split("consistent") == []        # a close name on that NIK: perhaps a relative's card
 
 
+def test_a_fuzzy_resolution_splits_a_household_only_for_a_damaged_nik():
+    dukcapil = pl.LazyFrame({"source_line": [3, 4], "no_kk": [KK2, "3201999999990001"]})
+    no_findings = pl.DataFrame(schema={"id_dtks": pl.String, "anomaly_code": pl.String})
+    resolution = pl.DataFrame({"id_dtks": ["s1", "s2"], "dukcapil_person": [3, 4], "resolution": ["exact_nik", "fuzzy"],
+                               "identity": ["strong", None]})
+
+    def split(s2_carries_own_number: bool) -> list[str]:
+        recs = records([("s1", KK2, "1", dt.date(1960, 1, 1)), ("s2", KK2, "3", dt.date(1992, 1, 1))]).with_columns(
+            nik_consistent=pl.Series([True, s2_carries_own_number]))
+        found, _ = household_findings(recs, no_findings, resolution, dukcapil)
+        return sorted(found.filter(pl.col("anomaly_code") == CODE.HOUSEHOLD_SPLIT)["id_dtks"])
+
+    assert split(False) == ["s1", "s2"]  # a damaged NIK resolved by name, birth date and region
+    assert split(True) == []             # her own number, which Dukcapil lacks: the link found a namesake
+
+
 @pytest.fixture(scope="module")
 def linked_round(generated_round):
     """Rows of the generated round to build list entries from: exact-NIK resolved, clean names."""

@@ -51,11 +51,15 @@ def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, reso
     moved = link_anomalies.filter(pl.col("anomaly_code") == CODE.RELOCATED).select("id_dtks").unique()
     known_kk = dukcapil.select(kk=pl.col("no_kk")).filter(pl.col("kk").is_in(rows["kk"].unique().implode())).unique().collect()
     # A member's Dukcapil KK counts when the link is sure of the person: an exact NIK whose
-    # name, birth date and sex agree (`identity` strong), or a fuzzy resolution. An exact NIK
-    # under a merely close name may be a relative's card: its KK is someone else's.
-    sure = pl.col("dukcapil_person").is_not_null()
-    if "identity" in resolution.columns:
-        sure = sure & ((pl.col("resolution") != "exact_nik") | (pl.col("identity") == "strong"))
+    # name, birth date and sex agree (`identity` strong), or a fuzzy resolution of a damaged
+    # NIK. An exact NIK under a merely close name may be a relative's card; a row carrying
+    # its own valid number that Dukcapil lacks is someone Dukcapil lacks, and a fuzzy
+    # resolution of it rests on name and birth date alone (a namesake's KK).
+    if "identity" not in resolution.columns:
+        resolution = resolution.with_columns(identity=pl.lit("strong"))
+    own_number = records.filter(pl.col("nik_consistent"))["id_dtks"] if "nik_consistent" in records.columns else []
+    sure = pl.col("dukcapil_person").is_not_null() & pl.when(pl.col("resolution") == "exact_nik").then(
+        pl.col("identity") == "strong").otherwise(~pl.col("id_dtks").is_in(pl.Series(own_number, dtype=pl.String).implode()))
     person_kk = (
         resolution.filter(sure).select("id_dtks", "dukcapil_person")
         .join(dukcapil.select(dukcapil_person=pl.col("source_line").cast(pl.Int64), kk_dukcapil=pl.col("no_kk")).collect(),
