@@ -319,6 +319,7 @@ def find_eligibility(ctx: RoundContext) -> dict:
     found_households, shown = household.household_findings(
         records, link_findings.filter(pl.col("action") != "warn"), resolution.join(exact_identity, on="id_dtks", how="left"),
         pl.scan_parquet(ctx.staging_dir / "dukcapil.parquet").select("source_line", "no_kk"),
+        pl.read_parquet(ctx.path("duplicate_clusters.parquet"), columns=["id_dtks", "cluster_id"]),
     )
     parts.append(found_households)
     shown.write_parquet(ctx.staging_dir / "households.parquet")

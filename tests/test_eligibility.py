@@ -88,6 +88,21 @@ def test_a_relative_s_card_under_a_close_name_does_not_split_the_household():
     assert split("consistent") == []        # a close name on that NIK: perhaps a relative's card
 
 
+def test_a_death_found_through_one_row_holds_for_the_person_s_duplicate_row():
+    recs = records([("g1", KK3, "1", dt.date(1940, 1, 1)), ("g2", KK3, "1", dt.date(1940, 1, 1))])  # g2: g1 again, NIK damaged
+    link = pl.DataFrame({"id_dtks": ["g1"], "anomaly_code": [CODE.DECEASED]})
+    resolution = pl.DataFrame({"id_dtks": ["g1", "g2"], "dukcapil_person": [5, None], "resolution": ["exact_nik", "unresolved"]},
+                              schema_overrides={"dukcapil_person": pl.Int64})
+    dukcapil = pl.LazyFrame({"source_line": [5], "no_kk": [KK3]})
+
+    def all_gone(clusters) -> list[str]:
+        found, _ = household_findings(recs, link, resolution, dukcapil, clusters)
+        return sorted(found.filter(pl.col("anomaly_code") == CODE.HOUSEHOLD_ALL_GONE)["id_dtks"])
+
+    assert all_gone(None) == []  # the damaged row alone looks like a living member
+    assert all_gone(pl.DataFrame({"id_dtks": ["g1", "g2"], "cluster_id": ["K-g1", "K-g1"]})) == ["g1", "g2"]
+
+
 def test_a_fuzzy_resolution_splits_a_household_only_for_a_damaged_nik():
     dukcapil = pl.LazyFrame({"source_line": [3, 4], "no_kk": [KK2, "3201999999990001"]})
     no_findings = pl.DataFrame(schema={"id_dtks": pl.String, "anomaly_code": pl.String})

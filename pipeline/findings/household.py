@@ -40,15 +40,25 @@ def households(records: pl.DataFrame) -> pl.DataFrame:
     ).select("id_dtks", "kk", "is_head", "representative")
 
 
+def _whole_clusters(rows: pl.DataFrame, clusters: pl.DataFrame) -> pl.DataFrame:
+    reached = clusters.join(rows, on="id_dtks", how="semi").select("cluster_id").unique()
+    return pl.concat([rows, clusters.join(reached, on="cluster_id", how="semi").select("id_dtks")]).unique()
+
+
 def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, resolution: pl.DataFrame,
-                       dukcapil: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+                       dukcapil: pl.LazyFrame, clusters: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Household anomalies, and per row of a flagged household its members and Dukcapil KKs
     (HOUSEHOLD_SCHEMA, for the workbook). `link_anomalies` holds the DECEASED and RELOCATED
     findings of the civil-registry link; `resolution` the row's civil-registry person, with the
-    exact link's `identity` when known; `dukcapil` the staged extract (source_line, no_kk)."""
+    exact link's `identity` when known; `dukcapil` the staged extract (source_line, no_kk);
+    `clusters` the duplicate clusters (id_dtks, cluster_id), when known."""
     rows = households(records)
     dead = link_anomalies.filter(pl.col("anomaly_code") == CODE.DECEASED).select("id_dtks").unique()
     moved = link_anomalies.filter(pl.col("anomaly_code") == CODE.RELOCATED).select("id_dtks").unique()
+    if clusters is not None:
+        # Rows of one duplicate cluster are one person: a death or move found through one of
+        # them (the other's NIK damaged, say) holds for all.
+        dead, moved = (_whole_clusters(found, clusters) for found in (dead, moved))
     known_kk = dukcapil.select(kk=pl.col("no_kk")).filter(pl.col("kk").is_in(rows["kk"].unique().implode())).unique().collect()
     # A member's Dukcapil KK counts when the link is sure of the person: an exact NIK whose
     # name, birth date and sex agree (`identity` strong), or a fuzzy resolution of a damaged
