@@ -40,7 +40,6 @@ import polars as pl
 from pipeline.matching import dedupe, link
 from pipeline.matching.blocking import new_pairs_table, rule_pairs
 from pipeline.matching.compare import compare_pairs
-from pipeline.matching.model import LINK_MODEL_PATH, load_model
 
 # Records per bucket when --partitions is not given: a duplicate-search bucket of 250k
 # records holds a few hundred MB in DuckDB, whatever the registry's size.
@@ -231,7 +230,7 @@ def link_split(ctx) -> dict:
     """The standardised DTKS records (as in one process) and the partition count."""
     from pipeline.round import link_records
 
-    records = link_records(ctx)
+    records = link_records(ctx, ctx.link_model())
     shutil.rmtree(_parts(ctx), ignore_errors=True)
     _parts(ctx).mkdir(parents=True)
     records.write_parquet(_parts(ctx) / "link_records.parquet")
@@ -267,7 +266,7 @@ def link_query(ctx) -> dict:
     records.write_parquet(parts / "link_records.parquet")
     query = records.filter(~pl.col("nik_verified")).select(link.LINK_RECORD_COLUMNS + ["id_dtks"])
     query.write_parquet(parts / "query.parquet")
-    model = _link_model(ctx)
+    model = ctx.link_model()
     con = ctx.connect()
     try:
         con.register("_query", query)
@@ -284,15 +283,11 @@ def link_query(ctx) -> dict:
     return {"exact_links": exact.height, "fuzzy_queries": query.height}
 
 
-def _link_model(ctx) -> dict:
-    return load_model(Path(ctx.link_model_path) if ctx.link_model_path else LINK_MODEL_PATH)
-
-
 def fuzzy_bucket(ctx, bucket: int) -> list[dict]:
     """Comparison vectors of every fuzzy-link rule inside bucket `bucket` (one rule's
     bucket in memory at a time; one task per bucket keeps the scheduler's load at P tasks)."""
     parts = _parts(ctx)
-    model = _link_model(ctx)
+    model = ctx.link_model()
     stats = []
     for index in range(len(model["blocking_rules"])):
         name = f"r{index:02d}"
@@ -324,7 +319,7 @@ def link_finish(ctx, bucket_stats: list[dict]) -> dict:
     from pipeline.round import write_links
 
     parts = _parts(ctx)
-    model = _link_model(ctx)
+    model = ctx.link_model()
     records = pl.read_parquet(parts / "link_records.parquet")
     exact = pl.read_parquet(parts / "exact.parquet")
     con = ctx.connect()
@@ -350,7 +345,7 @@ def link_civil_registry(ctx, step: Step, fan_out: FanOut) -> dict:
     ])]
     runs.append(fan_out("link-exact", measured(exact_bucket), [(ctx, b) for b in range(ctx.partitions)]))
     queried = step("link-query", link_query, ctx)
-    specs = _spec_names(_link_model(ctx)["blocking_rules"])
+    specs = _spec_names(ctx.link_model()["blocking_rules"])
     runs.append(fan_out("link-scatter-fuzzy", measured(scatter), [
         (ctx, str(parts / "query.parquet"), 0, None, specs, str(parts / "fuzzy_dtks"), 0),
         *[(ctx, str(parts / "dukcapil_records" / f"b{b:05d}.parquet"), 0, None, specs, str(parts / "fuzzy_dukcapil"), b, None,
@@ -379,14 +374,10 @@ def dedupe_split(ctx) -> dict:
     return {"rows": rows}
 
 
-def _dedupe_model(ctx) -> dict:
-    return load_model(Path(ctx.model_path) if ctx.model_path else None)
-
-
 def dedupe_bucket(ctx, bucket: int) -> list[dict]:
     """Comparison vectors of every duplicate rule inside bucket `bucket`."""
     parts = _parts(ctx)
-    model = _dedupe_model(ctx)
+    model = ctx.duplicate_model()
     stats = []
     for index in range(len(model["blocking_rules"])):
         name = f"r{index:02d}"
@@ -413,7 +404,7 @@ def find_duplicates(ctx, step: Step, fan_out: FanOut) -> dict:
     if ctx.partitions <= 0:
         ctx.partitions = partition_count(ctx, plan["rows"])
     chunks = row_chunks(plan["rows"], ctx.partitions)
-    specs = _spec_names(_dedupe_model(ctx)["blocking_rules"])
+    specs = _spec_names(ctx.duplicate_model()["blocking_rules"])
     runs = [fan_out("duplicates-scatter", measured(scatter), [
         (ctx, str(ctx.staging_dir / "records.parquet"), offset, size, specs, str(_parts(ctx) / "dup"), i, None, None,
          dedupe.RECORD_COLUMNS) for i, (offset, size) in enumerate(chunks)])]

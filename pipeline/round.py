@@ -82,6 +82,14 @@ class RoundContext:
     def path(self, name: str) -> Path:
         return self.work_dir / name
 
+    def link_model(self) -> dict:
+        """The civil-registry link model: --link-model, else the declared one."""
+        return load_model(Path(self.link_model_path) if self.link_model_path else LINK_MODEL_PATH)
+
+    def duplicate_model(self) -> dict:
+        """The duplicate model: --model, else the declared one."""
+        return load_model(Path(self.model_path) if self.model_path else None)
+
     @property
     def partitioned(self) -> bool:
         return self.partitions != 0 or self.workers > 0 or bool(self.cluster)
@@ -223,11 +231,11 @@ def nik_checks(ctx: RoundContext) -> dict:
     return {"rows": facts.height, "valid": int(facts["nik_valid"].sum()), "anomalies": anomalies.height}
 
 
-def link_records(ctx: RoundContext) -> pl.DataFrame:
-    """Standardised DTKS records with their NIK facts, the input of both matching stages."""
+def link_records(ctx: RoundContext, model: dict) -> pl.DataFrame:
+    """Standardised DTKS records with their NIK facts, the input of both matching stages;
+    `model` the link model (its threshold for serials the civil registry never issued)."""
     dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet")
     records = dedupe.prepare_records(dtks, pl.read_parquet(ctx.staging_dir / "nik_checks.parquet"))
-    model = load_model(Path(ctx.link_model_path) if ctx.link_model_path else LINK_MODEL_PATH)
     slack = model["thresholds"].get("unissued_serial_slack")  # a model without it trusts every well-formed number
     if slack is None:
         return records
@@ -235,8 +243,8 @@ def link_records(ctx: RoundContext) -> pl.DataFrame:
 
 
 def link_civil_registry(ctx: RoundContext) -> dict:
-    records = link_records(ctx)
-    model = load_model(Path(ctx.link_model_path) if ctx.link_model_path else LINK_MODEL_PATH)
+    model = ctx.link_model()
+    records = link_records(ctx, model)
     con = ctx.connect()
     try:
         link.load_dukcapil(con, str(ctx.staging_dir / "dukcapil.parquet"))
@@ -273,7 +281,7 @@ def write_links(ctx: RoundContext, records: pl.DataFrame, exact: pl.DataFrame, f
 
 def find_duplicates(ctx: RoundContext, vectors: tuple[list[str], list[dict]] | None = None) -> dict:
     """`vectors`: comparison vectors computed bucket by bucket (pipeline/partitioned.py)."""
-    model = load_model(Path(ctx.model_path) if ctx.model_path else None)
+    model = ctx.duplicate_model()
     records_path = ctx.staging_dir / "records.parquet"
     cannot_link = decisions.cannot_link_pairs(pl.read_parquet(ctx.staging_dir / "decisions.parquet"))
     con = ctx.connect()
@@ -334,9 +342,8 @@ def find_eligibility(ctx: RoundContext) -> dict:
         ])
         con = ctx.connect()
         try:
-            model = load_model(Path(ctx.link_model_path) if ctx.link_model_path else LINK_MODEL_PATH)
             matches, linked_by = ineligible.link_lists(con, entries, str(records_path), resolution,
-                                                       pl.read_parquet(ctx.path("duplicate_clusters.parquet")), model,
+                                                       pl.read_parquet(ctx.path("duplicate_clusters.parquet")), ctx.link_model(),
                                                        as_of_year=int(ctx.as_of[:4]),
                                                        dukcapil_staging=str(ctx.staging_dir / "dukcapil.parquet"))
         finally:
