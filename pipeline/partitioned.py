@@ -286,19 +286,26 @@ def link_query(ctx) -> dict:
 def fuzzy_bucket(ctx, bucket: int) -> list[dict]:
     """Comparison vectors of every fuzzy-link rule inside bucket `bucket` (one rule's
     bucket in memory at a time; one task per bucket keeps the scheduler's load at P tasks)."""
+    return _rule_vectors(ctx, ctx.link_model(), bucket, "fuzzy", {"link_left": "fuzzy_dtks", "link_right": "fuzzy_dukcapil"},
+                         "fuzzy_vectors")
+
+
+def _rule_vectors(ctx, model: dict, bucket: int, task: str, tables: dict[str, str], out: str) -> list[dict]:
+    """For each blocking rule of `model`: load its bucket `bucket` of each table (name ->
+    partition folder; two tables link left to right, one is deduplicated), write the
+    comparison vectors to <out>/<rule>-b<bucket>.parquet and return the rule's statistics."""
     parts = _parts(ctx)
-    model = ctx.link_model()
+    names = list(tables)
     stats = []
     for index in range(len(model["blocking_rules"])):
         name = f"r{index:02d}"
-        con = _task_connection(ctx, f"fuzzy-{name}-{bucket}")
+        con = _task_connection(ctx, f"{task}-{name}-{bucket}")
         try:
-            con.execute("CREATE TEMP TABLE link_left AS SELECT * FROM read_parquet($paths)",
-                        {"paths": _bucket_files(parts / "fuzzy_dtks" / name, bucket)})
-            con.execute("CREATE TEMP TABLE link_right AS SELECT * FROM read_parquet($paths)",
-                        {"paths": _bucket_files(parts / "fuzzy_dukcapil" / name, bucket)})
-            stats.append(_bucket_vectors(con, model, index, "link_left", "link_right",
-                                         parts / "fuzzy_vectors" / f"{name}-b{bucket:05d}.parquet"))
+            for table, folder in tables.items():
+                con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM read_parquet($paths)",
+                            {"paths": _bucket_files(parts / folder / name, bucket)})
+            stats.append(_bucket_vectors(con, model, index, names[0], names[1] if len(names) > 1 else None,
+                                         parts / out / f"{name}-b{bucket:05d}.parquet"))
         finally:
             con.close()
     return stats
@@ -376,19 +383,7 @@ def dedupe_split(ctx) -> dict:
 
 def dedupe_bucket(ctx, bucket: int) -> list[dict]:
     """Comparison vectors of every duplicate rule inside bucket `bucket`."""
-    parts = _parts(ctx)
-    model = ctx.duplicate_model()
-    stats = []
-    for index in range(len(model["blocking_rules"])):
-        name = f"r{index:02d}"
-        con = _task_connection(ctx, f"dup-{name}-{bucket}")
-        try:
-            con.execute("CREATE TEMP TABLE records AS SELECT * FROM read_parquet($paths)",
-                        {"paths": _bucket_files(parts / "dup" / name, bucket)})
-            stats.append(_bucket_vectors(con, model, index, "records", None, parts / "dup_vectors" / f"{name}-b{bucket:05d}.parquet"))
-        finally:
-            con.close()
-    return stats
+    return _rule_vectors(ctx, ctx.duplicate_model(), bucket, "dup", {"records": "dup"}, "dup_vectors")
 
 
 def dedupe_finish(ctx, bucket_stats: list[dict]) -> dict:
