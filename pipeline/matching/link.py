@@ -77,15 +77,12 @@ def mark_unissued_numbers(records: pl.DataFrame, dukcapil_staging: str, slack: i
         .collect()
     )
     serial = pl.col("nik_digits").str.slice(12, 4).cast(pl.Int32, strict=False)
-    flagged = (
-        records.select("rid", "nik_digits")
-        .join(issued, left_on=pl.col("nik_digits").str.slice(0, 12), right_on="prefix", how="left")
-        .select("rid", nik_unissued=(pl.col("nik_digits").str.len_chars() == 16) & (serial > pl.col("top_serial") + slack))
-    )
+    unissued = ((pl.col("nik_digits").str.len_chars() == 16) & (serial > pl.col("top_serial") + slack)).fill_null(False)
     return (
-        records.join(flagged, on="rid", how="left", maintain_order="left")
-        .with_columns(nik_unissued=pl.col("nik_unissued").fill_null(False))
+        records.join(issued, left_on=pl.col("nik_digits").str.slice(0, 12), right_on="prefix", how="left", maintain_order="left")
+        .with_columns(nik_unissued=unissued)
         .with_columns(nik_consistent=pl.col("nik_consistent") & ~pl.col("nik_unissued"))
+        .drop("prefix", "top_serial")
     )
 
 
