@@ -320,6 +320,7 @@ def find_eligibility(ctx: RoundContext) -> dict:
     resolution = pl.read_parquet(ctx.path("resolution.parquet"))
     exact_identity = pl.read_parquet(ctx.path("dukcapil_links.parquet"), columns=["id_dtks", "link_method", "identity"]).filter(
         pl.col("link_method") == "exact_nik").select("id_dtks", "identity").unique("id_dtks", keep="first")
+    clusters = pl.read_parquet(ctx.path("duplicate_clusters.parquet"), columns=["id_dtks", "cluster_id"])
     parts = [desil.desil_anomalies(records)]
     # A death or move a reviewer dismissed (TOLAK) no longer counts for the household.
     link_findings, _ = decisions.apply_decisions(pl.read_parquet(ctx.staging_dir / "anomalies_link.parquet"),
@@ -327,7 +328,7 @@ def find_eligibility(ctx: RoundContext) -> dict:
     found_households, shown = household.household_findings(
         records, link_findings.filter(pl.col("action") != "warn"), resolution.join(exact_identity, on="id_dtks", how="left"),
         pl.scan_parquet(ctx.staging_dir / "dukcapil.parquet").select("source_line", "no_kk"),
-        pl.read_parquet(ctx.path("duplicate_clusters.parquet"), columns=["id_dtks", "cluster_id"]),
+        clusters,
     )
     parts.append(found_households)
     shown.write_parquet(ctx.staging_dir / "households.parquet")
@@ -343,7 +344,7 @@ def find_eligibility(ctx: RoundContext) -> dict:
         con = ctx.connect()
         try:
             matches, linked_by = ineligible.link_lists(con, entries, str(records_path), resolution,
-                                                       pl.read_parquet(ctx.path("duplicate_clusters.parquet")), ctx.link_model(),
+                                                       clusters, ctx.link_model(),
                                                        as_of_year=int(ctx.as_of[:4]),
                                                        dukcapil_staging=str(ctx.staging_dir / "dukcapil.parquet"))
         finally:

@@ -29,6 +29,7 @@ from pipeline.checks.nik import placeholder_birth_date
 from pipeline.contract import CODE, anomaly_frame, eligibility_rules
 from pipeline.matching.blocking import candidate_pairs
 from pipeline.matching.compare import compare_pairs, score_pairs
+from pipeline.matching.link import prepare_dukcapil
 from pipeline.matching.standardise import nik_is_own_number, standardise_records
 
 METHODS = ("exact", "dukcapil", "fuzzy", "cluster")  # strongest first
@@ -186,8 +187,6 @@ def link_lists(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame, records_pa
 
 def _identified_in_registry(con: duckdb.DuckDBPyConnection, left: pl.DataFrame, dukcapil_staging: str, agrees: str) -> pl.Series:
     """List rows whose NIK the civil registry holds for a person whose name agrees."""
-    from pipeline.matching.link import prepare_dukcapil
-
     niks = left.filter(pl.col("nik_format_ok"))["nik"].unique()
     registry = prepare_dukcapil(pl.scan_parquet(dukcapil_staging).filter(pl.col("nik").is_in(niks.implode()))).collect()
     con.register("_elig_registry", registry)
