@@ -27,8 +27,7 @@ import polars as pl
 
 from pipeline.checks.nik import placeholder_birth_date
 from pipeline.contract import CODE, anomaly_frame, eligibility_rules
-from pipeline.matching.blocking import candidate_pairs
-from pipeline.matching.compare import compare_pairs, score_pairs
+from pipeline.matching.compare import block_and_compare, score_pairs
 from pipeline.matching.link import prepare_dukcapil
 from pipeline.matching.standardise import nik_is_own_number, standardise_records
 
@@ -209,8 +208,7 @@ def _link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, clusters: p
     con.execute("CREATE OR REPLACE TEMP TABLE elig_query AS SELECT * FROM _elig_query")
     con.unregister("_elig_query")
     con.register("elig_clusters", clusters.select("id_dtks", "cluster_id"))
-    candidate_pairs(con, model, "elig_query", "elig_right")
-    compare_pairs(con, model, "elig_query", "elig_right")
+    block_and_compare(con, model, "elig_query", "elig_right")
     score_pairs(con, model, "elig_query", "elig_right")
     linked = con.sql(
         f"""WITH per_cluster AS (

@@ -7,7 +7,9 @@ from __future__ import annotations
 import math
 
 import duckdb
+import polars as pl
 
+from pipeline.matching.blocking import candidate_pairs, gather_vectors
 from pipeline.matching.model import level_weight, probability_sql
 
 
@@ -35,6 +37,19 @@ def strong_evidence_sql(model: dict) -> str:
     if not rules:
         return "NULL::VARCHAR"
     return "CASE " + " ".join(f"WHEN {rule['when']} THEN '{rule['name']}'" for rule in rules) + " END"
+
+
+def block_and_compare(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None,
+                      vectors: tuple[list[str], list[dict]] | None = None) -> pl.DataFrame:
+    """Table comparison_vectors of `left` against `right` (itself when None): blocked and
+    compared here, or gathered from `vectors`, the Parquet files of vectors computed bucket
+    by bucket with their per-bucket statistics (pipeline/partitioned.py). Returns the
+    blocking statistics."""
+    if vectors is not None:
+        return gather_vectors(con, model, *vectors)
+    stats = candidate_pairs(con, model, left, right)
+    compare_pairs(con, model, left, right)
+    return stats
 
 
 def compare_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None, pairs: str = "candidate_pairs") -> None:

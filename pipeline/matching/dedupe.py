@@ -8,9 +8,8 @@ import duckdb
 import polars as pl
 
 from pipeline.contract import CODE, anomaly_frame
-from pipeline.matching.blocking import candidate_pairs, gather_vectors
 from pipeline.matching.cluster import cluster_records
-from pipeline.matching.compare import compare_pairs, score_pairs
+from pipeline.matching.compare import block_and_compare, score_pairs
 from pipeline.matching.estimate import fit_from_labels
 from pipeline.matching.standardise import standardise_records
 
@@ -64,11 +63,7 @@ def find_duplicates(
         con.register("_records_frame", records.select(columns) if columns else records)
         con.execute("CREATE OR REPLACE TEMP TABLE records AS SELECT * FROM _records_frame")
         con.unregister("_records_frame")
-    if vectors is None:
-        blocking_stats = candidate_pairs(con, model, "records")
-        compare_pairs(con, model, "records")
-    else:
-        blocking_stats = gather_vectors(con, model, *vectors)
+    blocking_stats = block_and_compare(con, model, "records", vectors=vectors)
     model = fit_from_labels(con, model, "records")
     score_pairs(con, model, "records")
     thresholds = model["thresholds"]

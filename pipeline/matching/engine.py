@@ -11,8 +11,7 @@ from collections.abc import Callable
 import duckdb
 import polars as pl
 
-from pipeline.matching.blocking import candidate_pairs
-from pipeline.matching.compare import compare_pairs, score_pairs
+from pipeline.matching.compare import block_and_compare, score_pairs
 from pipeline.matching.dedupe import find_duplicates
 from pipeline.matching.sql import register_macros
 
@@ -46,8 +45,7 @@ def link(left: pl.DataFrame, right: pl.DataFrame, model: dict, left_id: str, rig
     con.register("_right", _records(right, right_id, mapping, standardise))
     con.execute("CREATE OR REPLACE TEMP TABLE engine_left AS SELECT * FROM _left")
     con.execute("CREATE OR REPLACE TEMP TABLE engine_right AS SELECT * FROM _right")
-    stats = candidate_pairs(con, model, "engine_left", "engine_right")
-    compare_pairs(con, model, "engine_left", "engine_right")
+    stats = block_and_compare(con, model, "engine_left", "engine_right")
     score_pairs(con, model, "engine_left", "engine_right")
     pairs = con.sql(
         f"""SELECT l.{left_id} AS id_l, r.{right_id} AS id_r, s.match_weight, s.match_probability, s.evidence

@@ -19,8 +19,7 @@ import polars as pl
 
 from pipeline.checks import wilayah
 from pipeline.contract import CODE, anomaly_frame, anomaly_rules
-from pipeline.matching.blocking import candidate_pairs, gather_vectors
-from pipeline.matching.compare import compare_pairs, score_pairs
+from pipeline.matching.compare import block_and_compare, score_pairs
 from pipeline.matching.standardise import standardise_records
 
 LINK_COLUMNS = [
@@ -213,11 +212,7 @@ def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, model: dict,
     con.register("_query", query.select(LINK_RECORD_COLUMNS + ["id_dtks"]))
     con.execute("CREATE OR REPLACE TEMP TABLE link_left AS SELECT * FROM _query")
     con.unregister("_query")
-    if vectors is None:
-        stats = candidate_pairs(con, model, "link_left", dukcapil)
-        compare_pairs(con, model, "link_left", dukcapil)
-    else:
-        stats = gather_vectors(con, model, *vectors)
+    stats = block_and_compare(con, model, "link_left", dukcapil, vectors)
     score_pairs(con, model, "link_left", dukcapil)
     best = con.sql(
         f"""
