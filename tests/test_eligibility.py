@@ -174,17 +174,21 @@ def test_exact_match_excludes_only_as_declared_and_a_fuzzy_one_goes_to_review(li
     assert anomalies.filter(pl.col("id_dtks") == d["id_dtks"])["detail"].item().startswith("TNI")
 
 
-def _servant_entry(a: dict, nik: str) -> pl.DataFrame:
-    # A civil servant who is not in DTKS, with the name and birth date of a recipient; the
-    # list gives no birth date, so it is read from the NIK.
-    return pl.DataFrame([entry(a, "ASN", nik=nik)], schema_overrides={"tanggal_lahir": pl.Date})
+def _servant_entry(a: dict, nik: str, with_birth_date: bool = False) -> pl.DataFrame:
+    # A civil servant who is not in DTKS, with the name and birth date of a recipient; a
+    # list without birth dates has only the date its NIK encodes.
+    return pl.DataFrame([entry(a, "ASN", nik=nik, lahir=a["tanggal_lahir"] if with_birth_date else None)],
+                        schema_overrides={"tanggal_lahir": pl.Date})
+
+
+def _two_serial_digits_apart(nik: str) -> str:
+    return nik[:14] + ("98" if nik[14:] != "98" else "97")
 
 
 def test_a_list_nik_the_registry_knows_is_never_scored_against_dtks_namesakes(linked_round, tmp_path):
     a = linked_round["chosen"].row(0, named=True)
-    serial = a["nik"][12:]
-    servant_nik = a["nik"][:12] + serial[:2] + ("98" if serial[2:] != "98" else "97")  # two serial digits apart
-    entries = _servant_entry(a, servant_nik)
+    servant_nik = a["nik"][:15] + str((int(a["nik"][15]) + 1) % 10)  # one serial digit apart
+    entries = _servant_entry(a, servant_nik, with_birth_date=True)
     assert run_lists(linked_round, entries)["id_dtks"].to_list() == [a["id_dtks"]]  # the namesake, by name and date alone
     pl.DataFrame({
         "source_line": [2], "nik": [servant_nik], "no_kk": [None], "nama": [a["nama"]], "jenis_kelamin": [None],
@@ -201,6 +205,20 @@ def test_two_readable_niks_far_apart_are_two_people_whatever_the_names_say(linke
     damaged = pl.DataFrame([entry(a, "ASN", nik=a["nik"][:6] + "O" + a["nik"][7:], lahir=a["tanggal_lahir"])],
                            schema_overrides={"tanggal_lahir": pl.Date})  # unreadable: the fuzzy way is for this
     assert run_lists(linked_round, damaged)["id_dtks"].to_list() == [a["id_dtks"]]
+
+
+def test_without_a_birth_date_a_nik_two_edits_away_or_another_name_is_someone_else(linked_round):
+    a, b = linked_round["chosen"].row(0, named=True), linked_round["chosen"].row(1, named=True)
+    # Name and sex alone back a link when the list has no birth date: a namesake has them too.
+    assert run_lists(linked_round, _servant_entry(a, _two_serial_digits_apart(a["nik"]))).height == 0
+    # One typo in the date part, the birth date on the list, but another name: a neighbour
+    # born that day, however strongly number and date agree.
+    typo = b["nik"][:11] + str((int(b["nik"][11]) + 1) % 10) + b["nik"][12:]
+    other = pl.DataFrame([entry(b, "ASN", nik=typo, nama="BAMBANG SUPRIYADI WIJAYAKUSUMA", lahir=b["tanggal_lahir"])],
+                         schema_overrides={"tanggal_lahir": pl.Date})
+    assert run_lists(linked_round, other).height == 0
+    same = other.with_columns(nama=pl.lit(b["nama"]))
+    assert run_lists(linked_round, same)["id_dtks"].to_list() == [b["id_dtks"]]
 
 
 def test_a_list_without_birth_dates_finds_a_nik_mistyped_in_its_year(linked_round):

@@ -7,8 +7,9 @@ A list row is linked to DTKS four ways, strongest first:
   fuzzy     for a list NIK the civil registry does not hold under an agreeing name (a
             damaged number): the matching engine's civil-registry link model
             (pipeline/rules/link_model.json, without the comparisons the list cannot
-            answer) finds one DTKS person clearly ahead of every other, whose NIK is
-            unreadable or within `fuzzy_max_nik_edits` of the list's;
+            answer) finds one DTKS person clearly ahead of every other, whose name
+            agrees and whose NIK is unreadable or within `fuzzy_max_nik_edits` of the list's
+            (`fuzzy_max_nik_edits_without_birth_date` when the list has no birth date);
   cluster   another row of a duplicate cluster one of the above reached.
 Only `exact` can exclude, and only when the list type's exact_action says so, the birth
 dates agree (or, when the list has none, the whole name agrees, patronym included), and the
@@ -231,8 +232,13 @@ def _link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, clusters: p
             JOIN elig_query l ON l.rid = s.rid_l
             WHERE k.rank = 1 AND k.weight - coalesce(k.runner_up, -99) >= {settings['min_margin']!r}
               AND s.match_probability >= {settings['fuzzy_probability']!r}
+              -- As on the other ways: a list row names its person, and a row whose name
+              -- disagrees is someone else, however close number and birth date come.
+              AND {_name_agrees(settings['name_agrees'])}
               AND NOT (l.nik_format_ok AND r.nik_format_ok
-                       AND levenshtein(l.nik_digits, r.nik_digits) > {int(settings['fuzzy_max_nik_edits'])})
+                       AND damerau_levenshtein(l.nik_digits, r.nik_digits) > CASE WHEN l.dob_from_nik
+                           THEN {int(settings['fuzzy_max_nik_edits_without_birth_date'])}
+                           ELSE {int(settings['fuzzy_max_nik_edits'])} END)
             ORDER BY list_rid, r.id_dtks"""
     ).pl()
     con.unregister("elig_clusters")
