@@ -316,7 +316,7 @@ def find_eligibility(ctx: RoundContext) -> dict:
 
     records_path = ctx.staging_dir / "records.parquet"
     records = pl.read_parquet(records_path, columns=["id_dtks", "no_kk", "hubungan_keluarga", "tanggal_lahir", "program", "desil",
-                                                    "nik_consistent"])
+                                                    "nik_consistent", "kab"])
     resolution = pl.read_parquet(ctx.path("resolution.parquet"))
     exact_identity = pl.read_parquet(ctx.path("dukcapil_links.parquet"), columns=["id_dtks", "link_method", "identity"]).filter(
         pl.col("link_method") == "exact_nik").select("id_dtks", "identity").unique("id_dtks", keep="first")

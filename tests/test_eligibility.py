@@ -89,7 +89,8 @@ def test_a_relative_s_card_under_a_close_name_does_not_split_the_household():
 
 
 def test_a_death_found_through_one_row_holds_for_the_person_s_duplicate_row():
-    recs = records([("g1", KK3, "1", dt.date(1940, 1, 1)), ("g2", KK3, "1", dt.date(1940, 1, 1))])  # g2: g1 again, NIK damaged
+    recs = records([("g1", KK3, "1", dt.date(1940, 1, 1)), ("g2", KK3, "1", dt.date(1940, 1, 1))]).with_columns(
+        kab=pl.lit("3201"))  # g2: g1 again, NIK damaged
     link = pl.DataFrame({"id_dtks": ["g1"], "anomaly_code": [CODE.DECEASED]})
     resolution = pl.DataFrame({"id_dtks": ["g1", "g2"], "dukcapil_person": [5, None], "resolution": ["exact_nik", "unresolved"]},
                               schema_overrides={"dukcapil_person": pl.Int64})
@@ -101,6 +102,20 @@ def test_a_death_found_through_one_row_holds_for_the_person_s_duplicate_row():
 
     assert all_gone(None) == []  # the damaged row alone looks like a living member
     assert all_gone(pl.DataFrame({"id_dtks": ["g1", "g2"], "cluster_id": ["K-g1", "K-g1"]})) == ["g1", "g2"]
+
+
+def test_a_move_holds_for_the_person_s_rows_at_the_old_address_not_for_a_re_registration():
+    # h1, h2: one person written twice in kabupaten 3201 (h2's NIK damaged); Dukcapil has her
+    # in 3273 (h1's link says RELOCATED). h3: the same person re-registered in 3273, alone
+    # on a new KK: she lives there.
+    recs = records([("h1", KK4, "1", dt.date(1950, 1, 1)), ("h2", KK4, "1", dt.date(1950, 1, 1)),
+                    ("h3", KK1, "1", dt.date(1950, 1, 1))]).with_columns(kab=pl.Series(["3201", "3201", "3273"]))
+    link = pl.DataFrame({"id_dtks": ["h1"], "anomaly_code": [CODE.RELOCATED]})
+    resolution = pl.DataFrame({"id_dtks": ["h1", "h2", "h3"], "dukcapil_person": [7, None, 7],
+                               "resolution": ["exact_nik", "unresolved", "exact_nik"]}, schema_overrides={"dukcapil_person": pl.Int64})
+    clusters = pl.DataFrame({"id_dtks": ["h1", "h2", "h3"], "cluster_id": ["K-h1"] * 3})
+    found, _ = household_findings(recs, link, resolution, pl.LazyFrame({"source_line": [7], "no_kk": [KK1]}), clusters)
+    assert sorted(found.filter(pl.col("anomaly_code") == CODE.HOUSEHOLD_ALL_GONE)["id_dtks"]) == ["h1", "h2"]
 
 
 def test_a_fuzzy_resolution_splits_a_household_only_for_a_damaged_nik():

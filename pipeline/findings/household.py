@@ -45,20 +45,31 @@ def _whole_clusters(rows: pl.DataFrame, clusters: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([rows, clusters.join(reached, on="cluster_id", how="semi").select("id_dtks")]).unique()
 
 
+def _same_kabupaten_in_clusters(moved: pl.DataFrame, clusters: pl.DataFrame, kabs: pl.DataFrame) -> pl.DataFrame:
+    """A move is a row's address against the civil registry's: the person left kabupaten K
+    for every row of theirs written in K, and for no other row (a re-registration at the new
+    address is where they live). `kabs`: id_dtks, kab."""
+    left = moved.join(clusters, on="id_dtks").join(kabs, on="id_dtks").select("cluster_id", "kab").unique()
+    same = clusters.join(kabs, on="id_dtks").join(left, on=["cluster_id", "kab"], how="semi")
+    return pl.concat([moved, same.select("id_dtks")]).unique()
+
+
 def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, resolution: pl.DataFrame,
                        dukcapil: pl.LazyFrame, clusters: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Household anomalies, and per row of a flagged household its members and Dukcapil KKs
     (HOUSEHOLD_SCHEMA, for the workbook). `link_anomalies` holds the DECEASED and RELOCATED
     findings of the civil-registry link; `resolution` the row's civil-registry person, with the
     exact link's `identity` when known; `dukcapil` the staged extract (source_line, no_kk);
-    `clusters` the duplicate clusters (id_dtks, cluster_id), when known."""
+    `clusters` the duplicate clusters (id_dtks, cluster_id), when known (then `records` needs
+    each row's current kabupaten, `kab`)."""
     rows = households(records)
     dead = link_anomalies.filter(pl.col("anomaly_code") == CODE.DECEASED).select("id_dtks").unique()
     moved = link_anomalies.filter(pl.col("anomaly_code") == CODE.RELOCATED).select("id_dtks").unique()
     if clusters is not None:
-        # Rows of one duplicate cluster are one person: a death or move found through one of
-        # them (the other's NIK damaged, say) holds for all.
-        dead, moved = (_whole_clusters(found, clusters) for found in (dead, moved))
+        # Rows of one duplicate cluster are one person: a death found through one of them (the
+        # other's NIK damaged, say) holds for all, a move for those written at the same address.
+        dead = _whole_clusters(dead, clusters)
+        moved = _same_kabupaten_in_clusters(moved, clusters, records.select("id_dtks", "kab"))
     known_kk = dukcapil.select(kk=pl.col("no_kk")).filter(pl.col("kk").is_in(rows["kk"].unique().implode())).unique().collect()
     # A member's Dukcapil KK counts when the link is sure of the person: an exact NIK whose
     # name, birth date and sex agree (`identity` strong), or a fuzzy resolution of a damaged
