@@ -318,8 +318,10 @@ def find_eligibility(ctx: RoundContext) -> dict:
     records = pl.read_parquet(records_path, columns=["id_dtks", "no_kk", "hubungan_keluarga", "tanggal_lahir", "program", "desil",
                                                     "nik_consistent", "kab"])
     resolution = pl.read_parquet(ctx.path("resolution.parquet"))
-    exact_identity = pl.read_parquet(ctx.path("dukcapil_links.parquet"), columns=["id_dtks", "link_method", "identity"]).filter(
-        pl.col("link_method") == "exact_nik").select("id_dtks", "identity").unique("id_dtks", keep="first")
+    links = pl.read_parquet(ctx.path("dukcapil_links.parquet"),
+                            columns=["id_dtks", "link_method", "identity", "ambiguous", "contenders_away"])
+    exact_identity = links.filter(pl.col("link_method") == "exact_nik").select("id_dtks", "identity").unique("id_dtks", keep="first")
+    away_whoever = links.filter((pl.col("link_method") == "fuzzy") & pl.col("ambiguous") & pl.col("contenders_away")).select("id_dtks")
     clusters = pl.read_parquet(ctx.path("duplicate_clusters.parquet"), columns=["id_dtks", "cluster_id"])
     parts = [desil.desil_anomalies(records)]
     # A death or move a reviewer dismissed (TOLAK) no longer counts for the household.
@@ -328,7 +330,7 @@ def find_eligibility(ctx: RoundContext) -> dict:
     found_households, shown = household.household_findings(
         records, link_findings.filter(pl.col("action") != "warn"), resolution.join(exact_identity, on="id_dtks", how="left"),
         pl.scan_parquet(ctx.staging_dir / "dukcapil.parquet").select("source_line", "no_kk"),
-        clusters,
+        clusters, away_whoever,
     )
     parts.append(found_households)
     shown.write_parquet(ctx.staging_dir / "households.parquet")

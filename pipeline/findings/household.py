@@ -55,13 +55,16 @@ def _same_kabupaten_in_clusters(moved: pl.DataFrame, clusters: pl.DataFrame, kab
 
 
 def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, resolution: pl.DataFrame,
-                       dukcapil: pl.LazyFrame, clusters: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+                       dukcapil: pl.LazyFrame, clusters: pl.DataFrame | None = None,
+                       away_whoever: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Household anomalies, and per row of a flagged household its members and Dukcapil KKs
     (HOUSEHOLD_SCHEMA, for the workbook). `link_anomalies` holds the DECEASED and RELOCATED
     findings of the civil-registry link; `resolution` the row's civil-registry person, with the
     exact link's `identity` when known; `dukcapil` the staged extract (source_line, no_kk);
     `clusters` the duplicate clusters (id_dtks, cluster_id), when known (then `records` needs
-    each row's current kabupaten, `kab`)."""
+    each row's current kabupaten, `kab`); `away_whoever` the rows (id_dtks) whose fuzzy link
+    could not tell two Dukcapil persons apart but found every contender dead or living in
+    another kabupaten: gone whichever they are, for HOUSEHOLD_ALL_GONE only."""
     rows = households(records)
     dead = link_anomalies.filter(pl.col("anomaly_code") == CODE.DECEASED).select("id_dtks").unique()
     moved = link_anomalies.filter(pl.col("anomaly_code") == CODE.RELOCATED).select("id_dtks").unique()
@@ -87,21 +90,23 @@ def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, reso
               on="dukcapil_person", how="left")
         .select("id_dtks", "kk_dukcapil")
     )
+    unsure = away_whoever["id_dtks"] if away_whoever is not None else pl.Series([], dtype=pl.String)
     rows = rows.join(person_kk, on="id_dtks", how="left").with_columns(
         dead=pl.col("id_dtks").is_in(dead["id_dtks"].implode()),
         gone=pl.col("id_dtks").is_in(dead["id_dtks"].implode()) | pl.col("id_dtks").is_in(moved["id_dtks"].implode()),
-    )
+    ).with_columns(unsure=~pl.col("gone") & pl.col("id_dtks").is_in(unsure.implode()))
     per_household = rows.group_by("kk").agg(
         members=pl.len(),
         dead_members=pl.col("dead").sum(),
         gone_members=pl.col("gone").sum(),
+        unsure_members=pl.col("unsure").sum(),
         head_dead=(pl.col("is_head") & pl.col("dead")).any(),
         kk_count=pl.col("kk_dukcapil").drop_nulls().n_unique(),
         kk_list=pl.col("kk_dukcapil").drop_nulls().unique().sort().str.join(", "),
         member_ids=pl.col("id_dtks").sort().str.join(", "),
     ).with_columns(
         kk_found=pl.col("kk").is_in(known_kk["kk"].implode()),
-        all_gone=pl.col("gone_members") == pl.col("members"),
+        all_gone=pl.col("gone_members") + pl.col("unsure_members") == pl.col("members"),
     )
     flagged = rows.select("id_dtks", "kk", "representative").join(per_household, on="kk")
     members = pl.format("{} anggota", pl.col("members"))
@@ -116,7 +121,9 @@ def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, reso
                       related_id=pl.col("representative")),
         anomaly_frame(flagged.filter(pl.col("all_gone")), CODE.HOUSEHOLD_ALL_GONE,
                       detail=pl.format("seluruh {}: {} meninggal, {} pindah kabupaten/kota", members, pl.col("dead_members"),
-                                       pl.col("gone_members") - pl.col("dead_members")),
+                                       pl.col("gone_members") - pl.col("dead_members"))
+                      + pl.when(pl.col("unsure_members") > 0).then(pl.format(
+                          ", {} meninggal atau pindah (tautan ke Dukcapil tidak pasti)", pl.col("unsure_members"))).otherwise(pl.lit("")),
                       related_id=pl.col("representative")),
     ])
     shown = flagged.join(anomalies.select("id_dtks").unique(), on="id_dtks", how="semi").select(

@@ -197,7 +197,7 @@ def link_anomalies(dtks: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
 FUZZY_COLUMNS = [
     "id_dtks", "link_method", "dukcapil_candidates", "dukcapil_source_line", "dukcapil_person", "dukcapil_nik", "match_probability",
     "match_weight", "margin", "ambiguous", "evidence", "deceased", "tanggal_meninggal", "kab_dtks", "kab_dukcapil",
-    "dukcapil_kode_wilayah",
+    "dukcapil_kode_wilayah", "contenders_away",
 ]
 
 
@@ -205,7 +205,9 @@ def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, model: dict,
                vectors: tuple[list[str], list[dict]] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Most likely Dukcapil person for each DTKS record in `query` (rows whose NIK did not
     lead to them). Returns the best candidate per row when its probability reaches the
-    model's threshold (`ambiguous` marks a runner-up within `min_margin` bits), and the
+    model's threshold (`ambiguous` marks a runner-up within `min_margin` bits;
+    `contenders_away`: every person within `min_margin` bits of the best is dead or lives in
+    another kabupaten than the row, so that much holds whichever of them the row is), and the
     blocking statistics. `vectors`: comparison vectors computed bucket by bucket
     (pipeline/partitioned.py) instead of blocking and comparing here."""
     thresholds = model["thresholds"]
@@ -221,12 +223,15 @@ def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, model: dict,
         WITH per_person AS (
           -- The runner-up is the best other person: two records of one person are no doubt.
           SELECT s.rid_l, s.rid_r, s.match_weight,
+                 coalesce(c.deceased, FALSE) OR coalesce(c.kab <> l.kab, FALSE) AS away,
                  row_number() OVER (PARTITION BY s.rid_l, c.person ORDER BY s.match_weight DESC, s.rid_r) AS person_rank
-          FROM scored_pairs s JOIN {dukcapil} c ON c.rid = s.rid_r
+          FROM scored_pairs s JOIN {dukcapil} c ON c.rid = s.rid_r JOIN link_left l ON l.rid = s.rid_l
         ), ranked AS (
           SELECT rid_l, rid_r, match_weight, row_number() OVER (PARTITION BY rid_l ORDER BY match_weight DESC, rid_r) AS rank,
                  count(*) OVER (PARTITION BY rid_l) AS dukcapil_candidates,
-                 lead(match_weight) OVER (PARTITION BY rid_l ORDER BY match_weight DESC, rid_r) AS runner_up
+                 lead(match_weight) OVER (PARTITION BY rid_l ORDER BY match_weight DESC, rid_r) AS runner_up,
+                 bool_and(away) OVER (PARTITION BY rid_l ORDER BY match_weight DESC
+                                      RANGE BETWEEN UNBOUNDED PRECEDING AND {thresholds['min_margin']!r} FOLLOWING) AS contenders_away
           FROM per_person WHERE person_rank = 1
         )
         SELECT l.id_dtks, 'fuzzy' AS link_method, k.dukcapil_candidates, r.source_line AS dukcapil_source_line,
@@ -236,7 +241,7 @@ def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, model: dict,
                round(k.match_weight - coalesce(k.runner_up, -99), 3) AS margin,
                coalesce(k.match_weight - k.runner_up < {thresholds['min_margin']!r}, FALSE) AS ambiguous,
                s.evidence, r.deceased, r.tanggal_meninggal, l.kab AS kab_dtks, r.kab AS kab_dukcapil,
-               r.kode_wilayah AS dukcapil_kode_wilayah
+               r.kode_wilayah AS dukcapil_kode_wilayah, k.contenders_away
         FROM ranked k JOIN scored_pairs s ON s.rid_l = k.rid_l AND s.rid_r = k.rid_r
         JOIN link_left l ON l.rid = k.rid_l JOIN {dukcapil} r ON r.rid = k.rid_r
         WHERE k.rank = 1 AND s.match_probability >= {thresholds['link_probability']!r}
