@@ -316,9 +316,7 @@ def test_workbooks_give_each_list_type_a_sheet_and_each_household_one_case(gener
 
 
 def test_a_member_two_dead_namesakes_could_be_counts_as_gone_one_who_may_live_does_not(tmp_path):
-    from conftest import DTKS_HEADER, DUKCAPIL_HEADER, make_nik
-    from pipeline.progress import StageClock
-    from pipeline.round import RoundContext, run_round
+    from conftest import make_nik, run_csv_round
 
     kec, desa, born = "320101", "3201011001", "1950-03-03"
     # Each household: one member whose NIK is missing, and two namesakes born the same
@@ -330,15 +328,11 @@ def test_a_member_two_dead_namesakes_could_be_counts_as_gone_one_who_may_live_do
         dtks.append(f"{household}1,,{kk},{name},P,BOGOR,{born},JL MAWAR,{desa},PKH")
         for serial, died in ((10 + 2 * n, "2024-01-01"), (11 + 2 * n, "2024-02-02" if second_dies else "")):
             dukcapil.append(f"{make_nik(kec, born, True, serial)},{kec}0101159{serial:03d},{name},P,BOGOR,{born},JL X,{desa},{died}")
-    (tmp_path / "dtks.csv").write_text(DTKS_HEADER + "\n" + "\n".join(dtks) + "\n", encoding="utf-8")
-    (tmp_path / "dukcapil.csv").write_text(DUKCAPIL_HEADER + "\n" + "\n".join(dukcapil) + "\n", encoding="utf-8")
-    ctx = RoundContext(dtks=str(tmp_path / "dtks.csv"), dukcapil=str(tmp_path / "dukcapil.csv"), out=str(tmp_path / "out"),
-                       as_of="2026-11-21", decision_log=str(tmp_path / "decisions.jsonl"))
-    run_round(ctx, StageClock(quiet=True))
-    links = pl.read_parquet(tmp_path / "out" / "dukcapil_links.parquet").filter(pl.col("link_method") == "fuzzy")
+    out = run_csv_round(tmp_path, dtks, dukcapil)
+    links = pl.read_parquet(out / "dukcapil_links.parquet").filter(pl.col("link_method") == "fuzzy")
     assert dict(links.select("id_dtks", "ambiguous").iter_rows()) == {"A1": True, "B1": True}
     assert dict(links.select("id_dtks", "contenders_away").iter_rows()) == {"A1": True, "B1": False}
-    anomalies = pl.read_parquet(tmp_path / "out" / "anomalies.parquet")
+    anomalies = pl.read_parquet(out / "anomalies.parquet")
     gone = anomalies.filter(pl.col("anomaly_code") == CODE.HOUSEHOLD_ALL_GONE)
     assert gone["id_dtks"].to_list() == ["A1"] and "tidak pasti" in gone["detail"].item()
     assert anomalies.filter(pl.col("anomaly_code") == CODE.DECEASED).height == 0  # nobody is declared dead on it

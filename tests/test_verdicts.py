@@ -12,7 +12,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from conftest import DTKS_HEADER, DUKCAPIL_HEADER, make_nik
+from conftest import make_nik, run_csv_round
 from pipeline.matching.blocking import candidate_pairs
 from pipeline.matching.compare import compare_pairs
 from pipeline.matching.model import load_model
@@ -80,12 +80,7 @@ def look_alike_round(tmp_path_factory) -> Path:
         born = f"19{50 + serial}-0{1 + serial % 9}-1{serial % 9}"
         nik = make_nik("320102", born, serial % 2 == 0, serial)
         dukcapil.append(f"{nik},{_kk(100 + serial)},WARGA NOMOR {serial},{'P' if serial % 2 == 0 else 'L'},BOGOR,{born},JL X,3201021001,")
-    (base / "dtks.csv").write_text(DTKS_HEADER + "\n" + "\n".join(dtks) + "\n", encoding="utf-8")
-    (base / "dukcapil.csv").write_text(DUKCAPIL_HEADER + "\n" + "\n".join(dukcapil) + "\n", encoding="utf-8")
-    ctx = RoundContext(dtks=str(base / "dtks.csv"), dukcapil=str(base / "dukcapil.csv"), out=str(base / "out"),
-                       as_of="2026-11-21", decision_log=str(base / "decisions.jsonl"))
-    run_round(ctx, StageClock(quiet=True))
-    return base / "out"
+    return run_csv_round(base, dtks, dukcapil)
 
 
 def _cluster_of(out: Path) -> dict[str, str]:
