@@ -319,8 +319,10 @@ def find_eligibility(ctx: RoundContext) -> dict:
                                                     "nik_consistent", "kab"])
     resolution = pl.read_parquet(ctx.path("resolution.parquet"))
     links = pl.read_parquet(ctx.path("dukcapil_links.parquet"),
-                            columns=["id_dtks", "link_method", "identity", "ambiguous", "contenders_away"])
-    exact_identity = links.filter(pl.col("link_method") == "exact_nik").select("id_dtks", "identity").unique("id_dtks", keep="first")
+                            columns=["id_dtks", "link_method", "identity", "name_similarity", "dob_agreement", "ambiguous",
+                                     "contenders_away"])
+    exact_identity = links.filter(pl.col("link_method") == "exact_nik").select(
+        "id_dtks", "identity", "name_similarity", "dob_agreement").unique("id_dtks", keep="first")
     away_whoever = links.filter((pl.col("link_method") == "fuzzy") & pl.col("ambiguous") & pl.col("contenders_away")).select("id_dtks")
     clusters = pl.read_parquet(ctx.path("duplicate_clusters.parquet"), columns=["id_dtks", "cluster_id"])
     parts = [desil.desil_anomalies(records)]

@@ -78,14 +78,16 @@ def test_a_relative_s_card_under_a_close_name_does_not_split_the_household():
     dukcapil = pl.LazyFrame({"source_line": [3, 4], "no_kk": [KK2, "3201999999990001"]})
     no_findings = pl.DataFrame(schema={"id_dtks": pl.String, "anomaly_code": pl.String})
 
-    def split(identity_of_s2: str) -> list[str]:
+    def split(identity_of_s2: str, name_similarity: float) -> list[str]:
         resolution = pl.DataFrame({"id_dtks": ["s1", "s2"], "dukcapil_person": [3, 4], "resolution": ["exact_nik"] * 2,
-                                   "identity": ["strong", identity_of_s2]})
+                                   "identity": ["strong", identity_of_s2], "name_similarity": [1.0, name_similarity],
+                                   "dob_agreement": ["exact", "exact"]})
         found, _ = household_findings(recs, no_findings, resolution, dukcapil)
         return sorted(found.filter(pl.col("anomaly_code") == CODE.HOUSEHOLD_SPLIT)["id_dtks"])
 
-    assert split("strong") == ["s1", "s2"]  # the person is sure: the family lives on two cards
-    assert split("consistent") == []        # a close name on that NIK: perhaps a relative's card
+    assert split("strong", 1.0) == ["s1", "s2"]      # the person is sure: the family lives on two cards
+    assert split("consistent", 1.0) == ["s1", "s2"]  # name and birth date agree, the sex was mistyped
+    assert split("consistent", 0.9) == []            # a close name on that NIK: perhaps a relative's card
 
 
 def test_a_death_found_through_one_row_holds_for_the_person_s_duplicate_row():
@@ -122,7 +124,7 @@ def test_a_fuzzy_resolution_splits_a_household_only_for_a_damaged_nik():
     dukcapil = pl.LazyFrame({"source_line": [3, 4], "no_kk": [KK2, "3201999999990001"]})
     no_findings = pl.DataFrame(schema={"id_dtks": pl.String, "anomaly_code": pl.String})
     resolution = pl.DataFrame({"id_dtks": ["s1", "s2"], "dukcapil_person": [3, 4], "resolution": ["exact_nik", "fuzzy"],
-                               "identity": ["strong", None]})
+                               "identity": ["strong", None], "name_similarity": [1.0, None], "dob_agreement": ["exact", None]})
 
     def split(s2_carries_own_number: bool) -> list[str]:
         recs = records([("s1", KK2, "1", dt.date(1960, 1, 1)), ("s2", KK2, "3", dt.date(1992, 1, 1))]).with_columns(

@@ -245,3 +245,21 @@ def test_a_serial_beyond_every_issued_one_is_nobody_s_own_number(tmp_path):
     # a prefix the registry never issued tells nothing; a short number is no serial.
     assert marked["nik_unissued"].to_list() == [False, False, True, False, False]
     assert marked["nik_consistent"].to_list() == [True, True, False, True, False]
+
+
+def test_a_mistyped_sex_does_not_unmake_a_person_whose_nik_name_and_birth_date_agree():
+    from pipeline.matching.link import FUZZY_COLUMNS, resolve
+
+    # (id, name similarity, birth date agreement, sex agrees) on the record under the row's NIK
+    cases = [("typo", 1.0, "exact", False), ("covered", 0.9, "exact", False), ("close_date", 1.0, "close", False)]
+    exact = pl.DataFrame({
+        "id_dtks": [c[0] for c in cases], "dukcapil_person": [1, 2, 3], "dukcapil_nik": ["a", "b", "c"],
+        "identity": ["consistent"] * 3, "name_similarity": [c[1] for c in cases], "dob_agreement": [c[2] for c in cases],
+        "sex_agreement": [c[3] for c in cases],
+    })
+    fuzzy = pl.DataFrame(schema={name: pl.String for name in FUZZY_COLUMNS}).with_columns(
+        pl.col("dukcapil_person").cast(pl.Int64), pl.col("match_probability", "margin").cast(pl.Float64),
+        pl.col("ambiguous").cast(pl.Boolean))
+    resolution = resolve(exact.select("id_dtks"), exact, fuzzy, 0.99)
+    assert dict(resolution.select("id_dtks", "resolution").iter_rows()) == {
+        "typo": "exact_nik", "covered": "unresolved", "close_date": "unresolved"}

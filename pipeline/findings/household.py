@@ -16,6 +16,7 @@ from __future__ import annotations
 import polars as pl
 
 from pipeline.contract import CODE, alias_key, alias_key_expr, anomaly_frame, eligibility_rules
+from pipeline.matching.link import name_and_birth_agree
 
 VALID_KK = r"^[0-9]{16}$"
 HOUSEHOLD_SCHEMA = {"id_dtks": pl.String, "representative": pl.String, "members": pl.String, "kk_dukcapil": pl.String}
@@ -60,8 +61,8 @@ def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, reso
     """Household anomalies, and per row of a flagged household its members and Dukcapil KKs
     (HOUSEHOLD_SCHEMA, for the workbook). `link_anomalies` holds the DECEASED and RELOCATED
     findings of the civil-registry link; `resolution` the row's civil-registry person, with the
-    exact link's `identity` when known; `dukcapil` the staged extract (source_line, no_kk);
-    `clusters` the duplicate clusters (id_dtks, cluster_id), when known (then `records` needs
+    exact link's `identity`, `name_similarity` and `dob_agreement` when known; `dukcapil` the
+    staged extract (source_line, no_kk); `clusters` the duplicate clusters (id_dtks, cluster_id), when known (then `records` needs
     each row's current kabupaten, `kab`); `away_whoever` the rows (id_dtks) whose fuzzy link
     could not tell two Dukcapil persons apart but found every contender dead or living in
     another kabupaten: gone whichever they are, for HOUSEHOLD_ALL_GONE only."""
@@ -75,15 +76,17 @@ def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, reso
         moved = _same_kabupaten_in_clusters(moved, clusters, records.select("id_dtks", "kab"))
     known_kk = dukcapil.select(kk=pl.col("no_kk")).filter(pl.col("kk").is_in(rows["kk"].unique().implode())).unique().collect()
     # A member's Dukcapil KK counts when the link is sure of the person: an exact NIK whose
-    # name, birth date and sex agree (`identity` strong), or a fuzzy resolution of a damaged
-    # NIK. An exact NIK under a merely close name may be a relative's card; a row carrying
-    # its own valid number that Dukcapil lacks is someone Dukcapil lacks, and a fuzzy
-    # resolution of it rests on name and birth date alone (a namesake's KK).
+    # name and birth date agree (link.name_and_birth_agree), or a fuzzy resolution of a
+    # damaged NIK. An exact NIK under a merely close name may be a relative's card; a row
+    # carrying its own valid number that Dukcapil lacks is someone Dukcapil lacks, and a
+    # fuzzy resolution of it rests on name and birth date alone (a namesake's KK).
     if "identity" not in resolution.columns:
-        resolution = resolution.with_columns(identity=pl.lit("strong"))
+        resolution = resolution.with_columns(identity=pl.lit("strong"), name_similarity=pl.lit(None, dtype=pl.Float64),
+                                             dob_agreement=pl.lit(None, dtype=pl.String))
     own_number = records.filter(pl.col("nik_consistent"))["id_dtks"] if "nik_consistent" in records.columns else []
     sure = pl.col("dukcapil_person").is_not_null() & pl.when(pl.col("resolution") == "exact_nik").then(
-        pl.col("identity") == "strong").otherwise(~pl.col("id_dtks").is_in(pl.Series(own_number, dtype=pl.String).implode()))
+        name_and_birth_agree().fill_null(False)).otherwise(
+        ~pl.col("id_dtks").is_in(pl.Series(own_number, dtype=pl.String).implode()))
     person_kk = (
         resolution.filter(sure).select("id_dtks", "dukcapil_person")
         .join(dukcapil.select(dukcapil_person=pl.col("source_line").cast(pl.Int64), kk_dukcapil=pl.col("no_kk")).collect(),

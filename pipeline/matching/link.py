@@ -253,6 +253,14 @@ def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, model: dict,
     return best.select(FUZZY_COLUMNS), stats
 
 
+def name_and_birth_agree() -> pl.Expr:
+    """On an exact-NIK link (LINK_COLUMNS): the record under the row's NIK has its name and
+    birth date, so it is the row's person, whatever the sex columns say (identity strong,
+    or the sex mistyped on the form: another person with that number, name and birthday
+    is not to be had)."""
+    return (pl.col("identity") == "strong") | ((pl.col("name_similarity") >= 0.95) & (pl.col("dob_agreement") == "exact"))
+
+
 RESOLUTION_COLUMNS = ["id_dtks", "resolution", "dukcapil_person", "dukcapil_nik", "probability", "margin", "not_dukcapil_person"]
 
 
@@ -267,7 +275,7 @@ def resolve(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, min
     never enough on its own to remove anyone."""
     # A name merely covered by the other (a son with his father's NIK shares the family
     # name) resolves only when birth date and sex agree as well.
-    same_person = (pl.col("identity") == "strong") | (
+    same_person = name_and_birth_agree() | (
         (pl.col("identity") == "consistent") & (pl.col("dob_agreement") != "different") & pl.col("sex_agreement")
     )
     by_nik = exact.filter(same_person).select(
