@@ -62,8 +62,9 @@ def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, reso
     (HOUSEHOLD_SCHEMA, for the workbook). `link_anomalies` holds the DECEASED and RELOCATED
     findings of the civil-registry link; `resolution` the row's civil-registry person, with the
     exact link's `identity`, `name_similarity` and `dob_agreement` when known; `dukcapil` the
-    staged extract (source_line, no_kk); `clusters` the duplicate clusters (id_dtks, cluster_id), when known (then `records` needs
-    each row's current kabupaten, `kab`); `away_whoever` the rows (id_dtks) whose fuzzy link
+    staged extract (source_line, no_kk); `clusters` the duplicate clusters (id_dtks,
+    cluster_id), when known (then `records` needs each row's current kabupaten, `kab`);
+    `away_whoever` the rows (id_dtks) whose fuzzy link
     could not tell two Dukcapil persons apart but found every contender dead or living in
     another kabupaten: gone whichever they are, for HOUSEHOLD_ALL_GONE only."""
     rows = households(records)

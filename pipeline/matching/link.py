@@ -33,6 +33,9 @@ def _register_reference(con: duckdb.DuckDBPyConnection) -> None:
     con.register("kabupaten_successors", wilayah.kabupaten_successors())
 
 
+# Jaro-Winkler on standardised names from which two spellings are one name.
+SAME_NAME = 0.95
+
 LINK_RECORD_COLUMNS = [
     "rid", "nik", "nik_digits", "nik_format_ok", "nik_valid", "nik_consistent", "name_std", "name_sorted", "name_patronym",
     "key_first", "key_last", "key_name", "tanggal_lahir", "dob_placeholder", "birth_year", "jenis_kelamin", "no_kk",
@@ -97,7 +100,7 @@ def identify_persons(con: duckdb.DuckDBPyConnection, table: str) -> None:
             SELECT a.rid, min(b.rid) AS person
             FROM repeated a JOIN repeated b ON a.nik = b.nik AND a.tanggal_lahir = b.tanggal_lahir
              AND (a.name_std = b.name_std OR tokens_covered(a.name_std, b.name_std)
-                  OR jaro_winkler_similarity(a.name_std, b.name_std) >= 0.95)
+                  OR jaro_winkler_similarity(a.name_std, b.name_std) >= {SAME_NAME})
             GROUP BY a.rid"""
     )
     con.execute(
@@ -116,7 +119,7 @@ def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str
     con.register("link_dtks", dtks.filter(pl.col("nik_format_ok")))
     con.execute(f"CREATE OR REPLACE TEMP VIEW link_cap AS SELECT * FROM {dukcapil} WHERE nik IN (SELECT nik FROM link_dtks)")
     scored = con.sql(
-        """
+        f"""
         WITH pairs AS (
           SELECT d.id_dtks, c.source_line AS dukcapil_source_line, c.person AS dukcapil_person, c.nik AS dukcapil_nik,
                  CASE WHEN d.name_std = c.name_std OR d.name_sorted = c.name_sorted OR d.key_name = c.key_name THEN 1.0
@@ -137,8 +140,8 @@ def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str
           LEFT JOIN kabupaten_successors kc ON kc.kode = substr(c.kode_wilayah, 1, 4)
         ), judged AS (
           SELECT *,
-                 CASE WHEN name_similarity >= 0.95 AND dob_agreement = 'exact' AND sex_agreement THEN 'strong'
-                      WHEN name_similarity >= 0.95 OR name_covered THEN 'consistent'
+                 CASE WHEN name_similarity >= {SAME_NAME} AND dob_agreement = 'exact' AND sex_agreement THEN 'strong'
+                      WHEN name_similarity >= {SAME_NAME} OR name_covered THEN 'consistent'
                       ELSE 'mismatch' END AS identity,
                  count(*) OVER (PARTITION BY id_dtks) AS dukcapil_candidates
           FROM pairs
@@ -258,7 +261,7 @@ def name_and_birth_agree() -> pl.Expr:
     birth date, so it is the row's person, whatever the sex columns say (identity strong,
     or the sex mistyped on the form: another person with that number, name and birthday
     is not to be had)."""
-    return (pl.col("identity") == "strong") | ((pl.col("name_similarity") >= 0.95) & (pl.col("dob_agreement") == "exact"))
+    return (pl.col("identity") == "strong") | ((pl.col("name_similarity") >= SAME_NAME) & (pl.col("dob_agreement") == "exact"))
 
 
 RESOLUTION_COLUMNS = ["id_dtks", "resolution", "dukcapil_person", "dukcapil_nik", "probability", "margin", "not_dukcapil_person"]
