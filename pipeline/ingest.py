@@ -117,17 +117,10 @@ def _read_csv(path: Path, kind: str, label: str, work_dir: Path) -> tuple[pl.Dat
     return rows, rejects, info
 
 
-def _read_parquet(path: Path, label: str) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    import pyarrow.parquet as pq
-
-    try:
-        row_count = pq.ParquetFile(path).metadata.num_rows  # the independent count: the file's own footer
-        frame = pl.read_parquet(path)
-    except Exception:  # pyarrow / polars raise their own types; their text is not passed on
-        raise InputError(
-            f"{label} {path}: is not a complete Parquet file (cut short or damaged); copy or export it again."
-        ) from None
-    warnings: list[str] = []
+def _parquet_as_text(frame: pl.DataFrame, path: Path, label: str) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Every column of a Parquet extract (or a chunk of one) as text, and per column of KK
+    numbers stored as floats the values dropped (they may have lost digits)."""
+    dropped: dict[str, int] = {}
     columns = []
     for name, dtype in frame.schema.items():
         column = pl.col(name)
@@ -139,11 +132,7 @@ def _read_parquet(path: Path, label: str) -> tuple[pl.DataFrame, pl.DataFrame, d
                 )
             if alias_of(name, "no_kk"):
                 # 16 digits do not survive float64 above 2^53: a KK number read from a float cannot be trusted.
-                present = int(frame[name].is_not_null().sum())
-                warnings.append(
-                    f"{label} {path.name}: column {name!r} stores KK numbers as floating-point numbers; its {present:,} "
-                    "values were ignored (they may have lost digits). Export no_kk as text to use them."
-                )
+                dropped[name] = int(frame[name].is_not_null().sum())
                 column = pl.lit(None, dtype=pl.String)
             else:
                 # Whole numbers (a 10-digit desa code is exact in float64) lose the ".0" a cast would add.
@@ -152,8 +141,39 @@ def _read_parquet(path: Path, label: str) -> tuple[pl.DataFrame, pl.DataFrame, d
         elif dtype != pl.String:
             column = column.cast(pl.String)
         columns.append(column.alias(name))
-    frame = _numbered(frame.select(columns), first_line=1)
-    info = {"file_format": "parquet", "encoding": None, "delimiter": None, "warnings": warnings,
+    return frame.select(columns), dropped
+
+
+def _float_kk_warnings(dropped: dict[str, int], path: Path, label: str) -> list[str]:
+    return [
+        f"{label} {path.name}: column {name!r} stores KK numbers as floating-point numbers; its {present:,} "
+        "values were ignored (they may have lost digits). Export no_kk as text to use them."
+        for name, present in dropped.items()
+    ]
+
+
+def _open_parquet(path: Path, label: str):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except Exception:  # pyarrow raises its own types; their text is not passed on
+        raise InputError(
+            f"{label} {path}: is not a complete Parquet file (cut short or damaged); copy or export it again."
+        ) from None
+
+
+def _read_parquet(path: Path, label: str) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    row_count = _open_parquet(path, label).metadata.num_rows  # the independent count: the file's own footer
+    try:
+        frame = pl.read_parquet(path)
+    except Exception:  # polars raises its own types; their text is not passed on
+        raise InputError(
+            f"{label} {path}: is not a complete Parquet file (cut short or damaged); copy or export it again."
+        ) from None
+    frame, dropped = _parquet_as_text(frame, path, label)
+    frame = _numbered(frame, first_line=1)
+    info = {"file_format": "parquet", "encoding": None, "delimiter": None, "warnings": _float_kk_warnings(dropped, path, label),
             "counts": {"rows_in_footer": row_count, "records": row_count}}
     if frame.height != row_count:
         raise ReconciliationError(f"{label} {path}: {frame.height} rows read but the file's footer says {row_count}; copy it again.")
@@ -510,6 +530,11 @@ def normalise(raw: pl.DataFrame, kind: str, mapping: dict[str, str], today: str)
 # --------------------------------------------------------------------------- stage
 
 
+# Rows per chunk when a Parquet extract is staged chunk by chunk: memory is then set by the
+# chunk, not by the extract (25 million Dukcapil rows read whole held 16 GB).
+PARQUET_CHUNK_ROWS = 1_000_000
+
+
 def ingest_extract(path: Path, kind: str, staging_dir: Path, today: str, name: str | None = None) -> IngestResult:
     """Read, map, normalise and write one extract (to staging `name`.parquet, default the
     kind). Returns counts and file paths, and fails loudly if the rows staged and
@@ -518,20 +543,26 @@ def ingest_extract(path: Path, kind: str, staging_dir: Path, today: str, name: s
     name = name or kind
     label = f"--{kind}"
     staging_dir.mkdir(parents=True, exist_ok=True)
-    raw, rejects, info = read_extract(path, kind, label, staging_dir)
-    mapping = map_columns([c for c in raw.columns if not c.startswith("_")], kind, path, label)
-    staged, quarantined = normalise(raw, kind, mapping, today)
-    rejected = rejects.select(
-        "line", "lines", id_dtks=pl.lit(None, dtype=pl.String), reason=pl.col("reason"), raw=pl.col("raw")
-    )
-    quarantine = pl.concat([quarantined, rejected]).sort("line").with_columns(
-        source=pl.lit(kind), file=pl.lit(path.name)
-    ).select("source", "file", "line", "lines", "id_dtks", "reason", "raw")
-    counts = reconcile_extract(info["counts"], staged, quarantine, f"{label} {path}")
-
     staging_path = staging_dir / f"{name}.parquet"
     quarantine_path = staging_dir / f"{name}_quarantine.parquet"
-    staged.drop("_lines").sort("source_line").write_parquet(staging_path)
+    # DTKS's rule for a repeated id_dtks looks at the whole file; the other kinds' rules look
+    # at one row at a time, so a Parquet extract of theirs is staged chunk by chunk.
+    if path.suffix.lower() in PARQUET_SUFFIXES and kind != "dtks":
+        check_input_file(path, label)
+        staged_rows, quarantined, info, mapping = _stage_parquet_in_chunks(path, kind, label, staging_path, today)
+        staged_lines = None
+    else:
+        raw, rejects, info = read_extract(path, kind, label, staging_dir)
+        mapping = map_columns([c for c in raw.columns if not c.startswith("_")], kind, path, label)
+        staged, quarantined = normalise(raw, kind, mapping, today)
+        quarantined = pl.concat([quarantined, rejects.select(
+            "line", "lines", id_dtks=pl.lit(None, dtype=pl.String), reason=pl.col("reason"), raw=pl.col("raw"))])
+        staged_rows, staged_lines = staged.height, int(staged["_lines"].sum() or 0)
+        staged.drop("_lines").sort("source_line").write_parquet(staging_path)
+    quarantine = quarantined.sort("line").with_columns(
+        source=pl.lit(kind), file=pl.lit(path.name)
+    ).select("source", "file", "line", "lines", "id_dtks", "reason", "raw")
+    counts = reconcile_extract(info["counts"], staged_rows, staged_lines, quarantine, f"{label} {path}")
     quarantine.write_parquet(quarantine_path)
     return IngestResult(
         kind=kind,
@@ -541,7 +572,7 @@ def ingest_extract(path: Path, kind: str, staging_dir: Path, today: str, name: s
         delimiter=info.get("delimiter"),
         column_mapping=mapping,
         rows_in=counts["records"],
-        rows_staged=staged.height,
+        rows_staged=staged_rows,
         rows_quarantined=quarantine.height,
         counts=counts,
         warnings=info["warnings"],
@@ -550,17 +581,63 @@ def ingest_extract(path: Path, kind: str, staging_dir: Path, today: str, name: s
     )
 
 
-def reconcile_extract(counts: dict, staged: pl.DataFrame, quarantine: pl.DataFrame, where: str) -> dict:
+def _stage_parquet_in_chunks(path: Path, kind: str, label: str, staging_path: Path,
+                             today: str) -> tuple[int, pl.DataFrame, dict, dict[str, str]]:
+    """Stage a Parquet extract PARQUET_CHUNK_ROWS rows at a time (same rows, values and order
+    as reading it whole). Returns the rows staged, the rows quarantined, the file's facts
+    and the column mapping."""
+    import pyarrow.parquet as pq
+
+    source = _open_parquet(path, label)
+    row_count = source.metadata.num_rows  # the independent count: the file's own footer
+    mapping = map_columns([c for c in source.schema_arrow.names if not c.startswith("_")], kind, path, label)
+    empty = pl.from_arrow(source.schema_arrow.empty_table())
+    chunks = source.iter_batches(batch_size=PARQUET_CHUNK_ROWS) if row_count else iter([empty])
+    writer, staged_rows, first_line, quarantined, dropped = None, 0, 1, [], {}
+    try:
+        while True:
+            try:
+                batch = next(chunks, None)
+            except Exception:  # pyarrow raises its own types; their text is not passed on
+                raise InputError(
+                    f"{label} {path}: is not a complete Parquet file (cut short or damaged); copy or export it again."
+                ) from None
+            if batch is None:
+                break
+            frame, chunk_dropped = _parquet_as_text(batch if isinstance(batch, pl.DataFrame) else pl.from_arrow(batch),
+                                                    path, label)
+            for column, n in chunk_dropped.items():
+                dropped[column] = dropped.get(column, 0) + n
+            staged, bad = normalise(_numbered(frame, first_line), kind, mapping, today)
+            first_line += frame.height
+            table = staged.drop("_lines").to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(staging_path, table.schema, compression="zstd")
+            writer.write_table(table.cast(writer.schema))
+            staged_rows += staged.height
+            quarantined.append(bad)
+    finally:
+        if writer is not None:
+            writer.close()
+    if first_line - 1 != row_count:
+        raise ReconciliationError(f"{label} {path}: {first_line - 1} rows read but the file's footer says {row_count}; copy it again.")
+    info = {"file_format": "parquet", "encoding": None, "delimiter": None, "warnings": _float_kk_warnings(dropped, path, label),
+            "counts": {"rows_in_footer": row_count, "records": row_count}}
+    return staged_rows, pl.concat(quarantined), info, mapping
+
+
+def reconcile_extract(counts: dict, staged_rows: int, staged_lines: int | None, quarantine: pl.DataFrame, where: str) -> dict:
     """Staged + quarantined records = the records counted independently of the parser, and
-    for CSV: header + blank lines + the lines of those records = the file's physical lines."""
-    counts = dict(counts, staged=staged.height, quarantined=quarantine.height)
+    for CSV: header + blank lines + the lines of those records (`staged_lines` for the staged
+    ones) = the file's physical lines."""
+    counts = dict(counts, staged=staged_rows, quarantined=quarantine.height)
     problems = []
-    if staged.height + quarantine.height != counts["records"]:
-        problems.append(f"{counts['records']} records counted but {staged.height} staged + {quarantine.height} quarantined")
+    if staged_rows + quarantine.height != counts["records"]:
+        problems.append(f"{counts['records']} records counted but {staged_rows} staged + {quarantine.height} quarantined")
     if quarantine["line"].n_unique() != quarantine.height:
         problems.append("a record is quarantined twice")
     if "physical_lines" in counts:
-        spanned = int(staged["_lines"].sum() or 0) + int(quarantine["lines"].sum() or 0)
+        spanned = (staged_lines or 0) + int(quarantine["lines"].sum() or 0)
         if counts["header_lines"] + counts["blank_lines"] + spanned != counts["physical_lines"]:
             problems.append(
                 f"{counts['physical_lines']} physical lines but header {counts['header_lines']} + blank "

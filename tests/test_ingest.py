@@ -186,3 +186,40 @@ def test_xlsx_cells_without_references_still_catch_numeric_niks(tmp_path):
             target.writestr(name, re.sub(rb'(<c) r="[A-Z]+\d+"', rb"\1", data) if name.endswith("sheet1.xml") else data)
     with pytest.raises(InputError, match="holds NIKs as numbers"):
         ingest(tmp_path, stripped)
+
+
+def test_a_parquet_extract_staged_in_chunks_is_the_one_read_whole(tmp_path, monkeypatch):
+    import datetime as dt
+
+    import pipeline.ingest as ingest_module
+
+    n = 23
+    path = tmp_path / "dukcapil.parquet"
+    pl.DataFrame({
+        "nik": [NIK_A[:-2] + f"{i:02d}" for i in range(n)],
+        "no_kk": [float(3201010101900000 + i) for i in range(n)],  # floats: dropped, with one warning for the file
+        "nama": ["" if i % 7 == 3 else f"WARGA {i}" for i in range(n)],  # every 7th from 3 has no name
+        "jenis_kelamin": ["P" if i % 2 else "L" for i in range(n)],
+        "tanggal_lahir": [dt.date(1990, 1, 1 + i % 28) for i in range(n)],
+        "kode_wilayah": [3201011001] * n,  # integers: staged as text
+        "tanggal_meninggal": ["2024-01-02" if i == 20 else "" for i in range(n)],
+    }).write_parquet(path, row_group_size=5)
+
+    def stage(chunk_rows: int, where: str):
+        monkeypatch.setattr(ingest_module, "PARQUET_CHUNK_ROWS", chunk_rows)
+        result = ingest_extract(path, "dukcapil", tmp_path / where, "2026-11-21")
+        return (result, pl.read_parquet(tmp_path / where / "dukcapil.parquet"),
+                pl.read_parquet(tmp_path / where / "dukcapil_quarantine.parquet"))
+
+    whole, staged, quarantine = stage(10**6, "whole")
+    chunked, staged_c, quarantine_c = stage(4, "chunks")
+    assert staged_c.equals(staged) and quarantine_c.equals(quarantine)
+    # ... and what the whole-file reader (DTKS's way) makes of it
+    raw, _, _ = ingest_module.read_extract(path, "dukcapil", "--dukcapil", tmp_path)
+    rows, _ = ingest_module.normalise(raw, "dukcapil", map_columns(raw.columns[:-2], "dukcapil", path), "2026-11-21")
+    assert rows.drop("_lines").equals(staged)
+    assert quarantine["line"].to_list() == [4, 11, 18] and staged["source_line"].to_list()[:3] == [1, 2, 3]
+    assert (chunked.rows_in, chunked.rows_staged, chunked.rows_quarantined) == (n, n - 3, 3)
+    assert chunked.warnings == whole.warnings and len(whole.warnings) == 1 and "23 values" in whole.warnings[0]
+    assert staged.filter(pl.col("deceased"))["source_line"].to_list() == [21]
+    assert staged["kode_wilayah"].unique().to_list() == ["3201011001"]
