@@ -152,32 +152,38 @@ def _float_kk_warnings(dropped: dict[str, int], path: Path, label: str) -> list[
     ]
 
 
+def _damaged_parquet(path: Path, label: str) -> InputError:
+    # pyarrow and polars raise their own types; their text is not passed on
+    return InputError(f"{label} {path}: is not a complete Parquet file (cut short or damaged); copy or export it again.")
+
+
 def _open_parquet(path: Path, label: str):
     import pyarrow.parquet as pq
 
     try:
         return pq.ParquetFile(path)
-    except Exception:  # pyarrow raises its own types; their text is not passed on
-        raise InputError(
-            f"{label} {path}: is not a complete Parquet file (cut short or damaged); copy or export it again."
-        ) from None
+    except Exception:
+        raise _damaged_parquet(path, label) from None
+
+
+def _parquet_info(path: Path, label: str, rows_read: int, row_count: int, dropped: dict[str, int]) -> dict:
+    """The file's facts once every row is read; refuses a file whose rows do not add up to
+    its footer's count (the independent count)."""
+    if rows_read != row_count:
+        raise ReconciliationError(f"{label} {path}: {rows_read} rows read but the file's footer says {row_count}; copy it again.")
+    return {"file_format": "parquet", "encoding": None, "delimiter": None, "warnings": _float_kk_warnings(dropped, path, label),
+            "counts": {"rows_in_footer": row_count, "records": row_count}}
 
 
 def _read_parquet(path: Path, label: str) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    row_count = _open_parquet(path, label).metadata.num_rows  # the independent count: the file's own footer
+    row_count = _open_parquet(path, label).metadata.num_rows
     try:
         frame = pl.read_parquet(path)
-    except Exception:  # polars raises its own types; their text is not passed on
-        raise InputError(
-            f"{label} {path}: is not a complete Parquet file (cut short or damaged); copy or export it again."
-        ) from None
+    except Exception:
+        raise _damaged_parquet(path, label) from None
     frame, dropped = _parquet_as_text(frame, path, label)
-    frame = _numbered(frame, first_line=1)
-    info = {"file_format": "parquet", "encoding": None, "delimiter": None, "warnings": _float_kk_warnings(dropped, path, label),
-            "counts": {"rows_in_footer": row_count, "records": row_count}}
-    if frame.height != row_count:
-        raise ReconciliationError(f"{label} {path}: {frame.height} rows read but the file's footer says {row_count}; copy it again.")
-    return frame, pl.DataFrame(schema=REJECT_SCHEMA), info
+    info = _parquet_info(path, label, frame.height, row_count, dropped)
+    return _numbered(frame, first_line=1), pl.DataFrame(schema=REJECT_SCHEMA), info
 
 
 def _first_sheet_xml(path: Path) -> bytes:
@@ -591,21 +597,18 @@ def _stage_parquet_in_chunks(path: Path, kind: str, label: str, staging_path: Pa
     source = _open_parquet(path, label)
     row_count = source.metadata.num_rows  # the independent count: the file's own footer
     mapping = map_columns([c for c in source.schema_arrow.names if not c.startswith("_")], kind, path, label)
-    empty = pl.from_arrow(source.schema_arrow.empty_table())
-    chunks = source.iter_batches(batch_size=PARQUET_CHUNK_ROWS) if row_count else iter([empty])
+    # An empty file still stages its (empty) columns.
+    batches = source.iter_batches(batch_size=PARQUET_CHUNK_ROWS) if row_count else iter([source.schema_arrow.empty_table()])
     writer, staged_rows, first_line, quarantined, dropped = None, 0, 1, [], {}
     try:
         while True:
             try:
-                batch = next(chunks, None)
-            except Exception:  # pyarrow raises its own types; their text is not passed on
-                raise InputError(
-                    f"{label} {path}: is not a complete Parquet file (cut short or damaged); copy or export it again."
-                ) from None
+                batch = next(batches, None)
+            except Exception:
+                raise _damaged_parquet(path, label) from None
             if batch is None:
                 break
-            frame, chunk_dropped = _parquet_as_text(batch if isinstance(batch, pl.DataFrame) else pl.from_arrow(batch),
-                                                    path, label)
+            frame, chunk_dropped = _parquet_as_text(pl.from_arrow(batch), path, label)
             for column, n in chunk_dropped.items():
                 dropped[column] = dropped.get(column, 0) + n
             staged, bad = normalise(_numbered(frame, first_line), kind, mapping, today)
@@ -619,10 +622,7 @@ def _stage_parquet_in_chunks(path: Path, kind: str, label: str, staging_path: Pa
     finally:
         if writer is not None:
             writer.close()
-    if first_line - 1 != row_count:
-        raise ReconciliationError(f"{label} {path}: {first_line - 1} rows read but the file's footer says {row_count}; copy it again.")
-    info = {"file_format": "parquet", "encoding": None, "delimiter": None, "warnings": _float_kk_warnings(dropped, path, label),
-            "counts": {"rows_in_footer": row_count, "records": row_count}}
+    info = _parquet_info(path, label, first_line - 1, row_count, dropped)
     return staged_rows, pl.concat(quarantined), info, mapping
 
 
