@@ -96,9 +96,9 @@ def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, reso
     )
     unsure = away_whoever["id_dtks"] if away_whoever is not None else pl.Series([], dtype=pl.String)
     rows = rows.join(person_kk, on="id_dtks", how="left").with_columns(
-        dead=pl.col("id_dtks").is_in(dead["id_dtks"].implode()),
-        gone=pl.col("id_dtks").is_in(dead["id_dtks"].implode()) | pl.col("id_dtks").is_in(moved["id_dtks"].implode()),
-    ).with_columns(unsure=~pl.col("gone") & pl.col("id_dtks").is_in(unsure.implode()))
+        dead=pl.col("id_dtks").is_in(dead["id_dtks"].implode())
+    ).with_columns(gone=pl.col("dead") | pl.col("id_dtks").is_in(moved["id_dtks"].implode())).with_columns(
+        unsure=~pl.col("gone") & pl.col("id_dtks").is_in(unsure.implode()))
     per_household = rows.group_by("kk").agg(
         members=pl.len(),
         dead_members=pl.col("dead").sum(),

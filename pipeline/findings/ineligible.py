@@ -13,8 +13,9 @@ A list row is linked to DTKS four ways, strongest first:
   cluster   another row of a duplicate cluster one of the above reached.
 Only `exact` can exclude, and only when the list type's exact_action says so, the birth
 dates agree (or, when the list has none, the whole name agrees, patronym included), and the
-civil registry confirms the DTKS row holds that NIK (pipeline/rules/eligibility.toml). Everything else goes to review. A NIK shared with a
-list row whose name disagrees is no match: another person's number is no evidence.
+civil registry confirms the DTKS row holds that NIK (pipeline/rules/eligibility.toml).
+Everything else goes to review. A NIK shared with a list row whose name disagrees is no
+match: another person's number is no evidence.
 
 The engine knows nothing of codes: this module turns its scored pairs into findings.
 """
@@ -147,7 +148,7 @@ def link_lists(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame, records_pa
     # against DTKS by name and birth date finds only namesakes born the same day.
     identified = _identified_in_registry(con, left, dukcapil_staging, agrees) if dukcapil_staging else pl.Series(dtype=pl.Int64)
     found = pl.concat([found, identified]).unique()
-    fuzzy = _link_fuzzy(con, left.filter(~pl.col("rid").is_in(found.implode())), clusters, list_model(link_model), settings)
+    fuzzy = _link_fuzzy(con, left.filter(~pl.col("rid").is_in(found.implode())), clusters, list_model(link_model), settings, agrees)
     for table in ("elig_left", "elig_right"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -197,7 +198,7 @@ def _identified_in_registry(con: duckdb.DuckDBPyConnection, left: pl.DataFrame, 
 
 
 def _link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, clusters: pl.DataFrame, model: dict,
-                settings: dict) -> pl.DataFrame:
+                settings: dict, agrees: str) -> pl.DataFrame:
     """List rows the NIK did not reach, linked by the engine: the best DTKS duplicate
     cluster when its probability reaches `fuzzy_probability` and no other cluster comes
     within `min_margin` bits; its rows scored at that probability are linked."""
@@ -234,7 +235,7 @@ def _link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, clusters: p
               AND s.match_probability >= {settings['fuzzy_probability']!r}
               -- As on the other ways: a list row names its person, and a row whose name
               -- disagrees is someone else, however close number and birth date come.
-              AND {_name_agrees(settings['name_agrees'])}
+              AND {agrees}
               AND NOT (l.nik_format_ok AND r.nik_format_ok
                        AND damerau_levenshtein(l.nik_digits, r.nik_digits) > CASE WHEN l.dob_from_nik
                            THEN {int(settings['fuzzy_max_nik_edits_without_birth_date'])}
