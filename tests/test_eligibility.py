@@ -32,8 +32,15 @@ def test_desil_boundaries_aliases_and_undeclared_programs():
 
 
 def records(rows: list[tuple]) -> pl.DataFrame:
+    """DTKS records for the household stage: no row carries its own valid number, all in one kabupaten."""
     return pl.DataFrame(rows, schema={"id_dtks": pl.String, "no_kk": pl.String, "hubungan_keluarga": pl.String,
-                                      "tanggal_lahir": pl.Date}, orient="row")
+                                      "tanggal_lahir": pl.Date}, orient="row").with_columns(
+        nik_consistent=pl.lit(False), kab=pl.lit("3201"))
+
+
+def sure_exact_links(resolution: pl.DataFrame) -> pl.DataFrame:
+    """The exact link's facts of a resolution whose exact links agree on name and birth date."""
+    return resolution.with_columns(identity=pl.lit("strong"), name_similarity=pl.lit(1.0), dob_agreement=pl.lit("exact"))
 
 
 KK1, KK2, KK3, KK4 = (f"32010{i}0101200001" for i in range(1, 5))
@@ -60,7 +67,7 @@ def test_household_codes_stand_on_every_member():
     resolution = pl.DataFrame({"id_dtks": ["h1", "h2", "s1", "s2", "g1", "g2"], "dukcapil_person": [1, 2, 3, 4, 5, 6],
                                "resolution": ["exact_nik"] * 6})
     dukcapil = pl.LazyFrame({"source_line": [1, 2, 3, 4, 5, 6], "no_kk": [KK1, KK1, KK2, "3201999999990001", KK3, KK3]})
-    found, shown = household_findings(recs, link, resolution, dukcapil)
+    found, shown = household_findings(recs, link, sure_exact_links(resolution), dukcapil)
     codes = {code: sorted(found.filter(pl.col("anomaly_code") == code)["id_dtks"]) for code in set(found["anomaly_code"])}
     assert codes == {
         CODE.HOUSEHOLD_HEAD_DECEASED: ["h1", "h2"],
@@ -91,15 +98,14 @@ def test_a_relative_s_card_under_a_close_name_does_not_split_the_household():
 
 
 def test_a_death_found_through_one_row_holds_for_the_person_s_duplicate_row():
-    recs = records([("g1", KK3, "1", dt.date(1940, 1, 1)), ("g2", KK3, "1", dt.date(1940, 1, 1))]).with_columns(
-        kab=pl.lit("3201"))  # g2: g1 again, NIK damaged
+    recs = records([("g1", KK3, "1", dt.date(1940, 1, 1)), ("g2", KK3, "1", dt.date(1940, 1, 1))])  # g2: g1 again, NIK damaged
     link = pl.DataFrame({"id_dtks": ["g1"], "anomaly_code": [CODE.DECEASED]})
     resolution = pl.DataFrame({"id_dtks": ["g1", "g2"], "dukcapil_person": [5, None], "resolution": ["exact_nik", "unresolved"]},
                               schema_overrides={"dukcapil_person": pl.Int64})
     dukcapil = pl.LazyFrame({"source_line": [5], "no_kk": [KK3]})
 
     def all_gone(clusters) -> list[str]:
-        found, _ = household_findings(recs, link, resolution, dukcapil, clusters)
+        found, _ = household_findings(recs, link, sure_exact_links(resolution), dukcapil, clusters)
         return sorted(found.filter(pl.col("anomaly_code") == CODE.HOUSEHOLD_ALL_GONE)["id_dtks"])
 
     assert all_gone(None) == []  # the damaged row alone looks like a living member
@@ -116,7 +122,8 @@ def test_a_move_holds_for_the_person_s_rows_at_the_old_address_not_for_a_re_regi
     resolution = pl.DataFrame({"id_dtks": ["h1", "h2", "h3"], "dukcapil_person": [7, None, 7],
                                "resolution": ["exact_nik", "unresolved", "exact_nik"]}, schema_overrides={"dukcapil_person": pl.Int64})
     clusters = pl.DataFrame({"id_dtks": ["h1", "h2", "h3"], "cluster_id": ["K-h1"] * 3})
-    found, _ = household_findings(recs, link, resolution, pl.LazyFrame({"source_line": [7], "no_kk": [KK1]}), clusters)
+    found, _ = household_findings(recs, link, sure_exact_links(resolution), pl.LazyFrame({"source_line": [7], "no_kk": [KK1]}),
+                                  clusters)
     assert sorted(found.filter(pl.col("anomaly_code") == CODE.HOUSEHOLD_ALL_GONE)["id_dtks"]) == ["h1", "h2"]
 
 

@@ -60,10 +60,11 @@ def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, reso
                        away_whoever: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Household anomalies, and per row of a flagged household its members and Dukcapil KKs
     (HOUSEHOLD_SCHEMA, for the workbook). `link_anomalies` holds the DECEASED and RELOCATED
-    findings of the civil-registry link; `resolution` the row's civil-registry person, with the
-    exact link's `identity`, `name_similarity` and `dob_agreement` when known; `dukcapil` the
-    staged extract (source_line, no_kk); `clusters` the duplicate clusters (id_dtks,
-    cluster_id), when known (then `records` needs each row's current kabupaten, `kab`);
+    findings of the civil-registry link; `records` holds id_dtks, no_kk, hubungan_keluarga,
+    tanggal_lahir, nik_consistent and kab (the row's current kabupaten); `resolution` the row's
+    civil-registry person with the exact link's `identity`, `name_similarity` and
+    `dob_agreement`; `dukcapil` the staged extract (source_line, no_kk); `clusters` the
+    duplicate clusters (id_dtks, cluster_id), when known;
     `away_whoever` the rows (id_dtks) whose fuzzy link
     could not tell two Dukcapil persons apart but found every contender dead or living in
     another kabupaten: gone whichever they are, for HOUSEHOLD_ALL_GONE only."""
@@ -81,13 +82,9 @@ def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, reso
     # damaged NIK. An exact NIK under a merely close name may be a relative's card; a row
     # carrying its own valid number that Dukcapil lacks is someone Dukcapil lacks, and a
     # fuzzy resolution of it rests on name and birth date alone (a namesake's KK).
-    if "identity" not in resolution.columns:
-        resolution = resolution.with_columns(identity=pl.lit("strong"), name_similarity=pl.lit(None, dtype=pl.Float64),
-                                             dob_agreement=pl.lit(None, dtype=pl.String))
-    own_number = records.filter(pl.col("nik_consistent"))["id_dtks"] if "nik_consistent" in records.columns else []
+    own_number = records.filter(pl.col("nik_consistent"))["id_dtks"]
     sure = pl.col("dukcapil_person").is_not_null() & pl.when(pl.col("resolution") == "exact_nik").then(
-        name_and_birth_agree().fill_null(False)).otherwise(
-        ~pl.col("id_dtks").is_in(pl.Series(own_number, dtype=pl.String).implode()))
+        name_and_birth_agree().fill_null(False)).otherwise(~pl.col("id_dtks").is_in(own_number.implode()))
     person_kk = (
         resolution.filter(sure).select("id_dtks", "dukcapil_person")
         .join(dukcapil.select(dukcapil_person=pl.col("source_line").cast(pl.Int64), kk_dukcapil=pl.col("no_kk")).collect(),
