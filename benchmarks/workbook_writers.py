@@ -1,6 +1,7 @@
-"""The reviewers' workbooks of a finished round written by xlsxwriter (what verval uses) and
-by a Rust-based writer (rvgsrust-xlsxwriter, bindings of the rust_xlsxwriter crate), on the
-same per-kabupaten cases with the same features: summary sheet first, drop-down decisions
+"""The reviewers' workbooks of a finished round written by verval (xlsxwriter for each
+sheet's header and settings, the case rows as XML built by polars) and by a Rust-based
+writer (rvgsrust-xlsxwriter, bindings of the rust_xlsxwriter crate), on the same
+per-kabupaten cases with the same features: summary sheet first, drop-down decisions
 with their input message, frozen header, autofilter, text cells, the formula-injection
 guard (leading apostrophe + quotePrefix style) and a fixed creation date.
 
@@ -185,7 +186,7 @@ def rust_kab_workbook(job: xlsx.KabJob, folder: Path) -> None:
     formats = RustFormats(book)
     cases = guarded_text(job.cases)
     frames = cases.partition_by("_sheet", as_dict=True)
-    sizes = {group: xlsx.group_size(group, job.counts) for group in xlsx.GROUPS}
+    sizes = {group: frames[(group,)].height if (group,) in frames else 0 for group in xlsx.GROUPS}
     sheets = {name: rows for group, size in sizes.items() for name, _, rows in xlsx.split_names(group, size, job.max_rows)}
     xlsx.write_summary_sheet(RustBook(book), job, sheets, formats)
     for group in xlsx.GROUPS:
@@ -238,23 +239,23 @@ def main() -> None:
     measure("prepare the cases (joins, once)", prepare)
     jobs = holder["jobs"]
     print(f"{len(jobs)} kabupaten/kota files, {sum(j.cases.height for j in jobs):,} cases")
-    writers = {"xlsxwriter": xlsx.write_kab_workbook}
+    writers = {"verval": xlsx.write_batch}
     try:
         import rvgsrust_xlsxwriter  # noqa: F401
 
-        writers["rvgsrust-xlsxwriter"] = rust_kab_workbook
+        writers["rvgsrust-xlsxwriter"] = lambda batch, folder: [rust_kab_workbook(job, folder) for job in batch]
     except ImportError:
-        print("rvgsrust-xlsxwriter is not installed: only xlsxwriter is timed (see the docstring)")
+        print("rvgsrust-xlsxwriter is not installed: only verval is timed (see the docstring)")
     for name, write in writers.items():
         folder = work / name
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        measure(f"{name}: every kab file, one process", lambda: [write(job, folder) for job in jobs])
+        measure(f"{name}: every kab file, one process", lambda: write(jobs, folder))
         print(f"{name:<44} {folder_mb(folder):7.1f} MB")
         largest = max(jobs, key=lambda j: j.cases.height)
         again = work / f"{name}-again"
         again.mkdir(exist_ok=True)
-        write(largest, again)
+        write([largest], again)
         same = (again / largest.file).read_bytes() == (folder / largest.file).read_bytes()
         print(f"{name}: largest file {largest.file} byte-identical on a second write: {same}")
         for check, ok in feature_check(folder / largest.file).items():

@@ -4,14 +4,13 @@ its kabupaten's DTKS rows: one sheet per anomaly group, each case a row with thr
 to fill in (keputusan, catatan, pemeriksa), after a summary sheet that says what each
 decision means for each group. The national summary holds aggregates only.
 
-Writer: xlsxwriter. benchmarks/workbook_writers.py measures it against a Rust-based writer
-(rvgsrust-xlsxwriter 0.3.5) with the same features: at 1M DTKS rows (514 files, 191,812
-cases, one process) 41.8 s CPU against 17.3 s, the same MB. The Rust writer is not used
-(yet): it cannot set the document's creation date (its zip must be rewritten by hand for
-byte-identical files), and it is a 0.3 native package, first released 2026-09, whose own
-docstring still says data validation is missing (it works). The files are written in
-parallel processes instead. Cells are written row by row: writing column by column (the
-guard decided per column) took 83.5 s CPU against 41.8 s in one measurement.
+Writer: xlsxwriter writes each workbook's summary sheet and each case sheet's header,
+widths, drop-down, frozen pane and autofilter; the case rows are worksheet XML built by
+polars for many kabupaten at once and spliced into the package as it is saved
+(sheetxml.py). benchmarks/workbook_writers.py measures it against a Rust-based writer
+(rvgsrust-xlsxwriter 0.3.5, not used: a 0.3 native package first released 2026-09 that
+cannot set the document's creation date). The files are written by batches in parallel
+processes.
 
 Decisions are matched back to cases later on the key columns id_dtks, kode_anomali and
 id_terkait (for duplicates: the pair id_dtks + id_dtks of the row kept). Reviewers must
@@ -19,10 +18,10 @@ not edit those columns.
 
 Formula injection: names, addresses and free text come from the input files, so any of
 them may be crafted to run as an Excel formula (=HYPERLINK(...), @SUM(...)). Three
-layers stop that: the workbook is opened with strings_to_formulas=False (xlsxwriter
-never turns a string into a formula), every text cell is written with write_string,
-and a text value starting with =, +, -, @, tab or carriage return gets a literal
-leading apostrophe (so it stays inert even after a reviewer copies it or saves the
+layers stop that: every text cell is a string cell, never a formula (the case rows are
+inline strings; xlsxwriter's own cells are written with write_string and
+strings_to_formulas=False), and a text value starting with =, +, -, @, tab or carriage
+return gets a literal leading apostrophe (so it stays inert even after a reviewer copies it or saves the
 sheet as CSV) and the quotePrefix cell style (Excel's own "typed with an apostrophe"
 marker, so editing the cell does not turn it into a formula). Key columns keep their
 exact value (they are matched on) and only get the quotePrefix style.
@@ -31,6 +30,7 @@ exact value (they are matched on) and only get the quotePrefix style.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import itertools
 import json
 import multiprocessing
@@ -59,6 +59,7 @@ from pipeline.report.html import (
     with_region,
 )
 from pipeline.report.mask import mask_digit_runs, mask_nik
+from pipeline.report.sheetxml import CellStyle, SheetBody, row_xml, write_spliced
 
 DECISIONS = DECISION_VALUES
 KEY_COLUMNS = ("id_dtks", "kode_anomali", "id_terkait")
@@ -304,11 +305,14 @@ def shown_once() -> pl.Expr:
     return ~pl.col("anomaly_code").is_in(household) | (pl.col("id_dtks") == pl.col("related_id"))
 
 
-def sheet_parts(group: str, frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
-    """(sheet name, rows): a per_type group (NOT_ELIGIBLE) gets one sheet per list type found."""
-    if not sheets()[group].per_type or frame.height == 0:
-        return [(group, frame)]
-    return [(f"{group} {kind}"[:31], frame.filter(pl.col("id_terkait") == kind)) for kind in frame["id_terkait"].unique().sort()]
+PER_TYPE = [name for name, sheet in sheets().items() if sheet.per_type]
+
+
+def sheet_part() -> pl.Expr:
+    """The sheet a case goes to: its group's, or for a per_type group (NOT_ELIGIBLE) its
+    list type's, "<group> <type>" (Excel allows 31 characters)."""
+    typed = pl.concat_str(pl.col("_sheet"), pl.lit(" "), pl.col("id_terkait")).str.slice(0, 31)
+    return pl.when(pl.col("_sheet").is_in(PER_TYPE)).then(typed).otherwise(pl.col("_sheet"))
 
 
 # --------------------------------------------------------------------------- writing
@@ -330,6 +334,11 @@ class Formats:
         self.wrap = book.add_format({"text_wrap": True, "valign": "top"})
         self.ok = book.add_format({"bold": True, "font_color": "#1F7A3D"})
         self.bad = book.add_format({"bold": True, "font_color": "#B42318"})
+        # The xf indices the spliced case rows refer to; asking for them registers the
+        # formats the way writing a cell with them does.
+        self.cells = CellStyle(text=self.text._get_xf_index(), quoted=self.quoted._get_xf_index(),
+                               date=self.date._get_xf_index(), number=self.number._get_xf_index(),
+                               probability=self.probability._get_xf_index())
 
 
 def write_text(sheet, row: int, col: int, value: object, formats: Formats, exact: bool = False) -> None:
@@ -343,17 +352,6 @@ def write_text(sheet, row: int, col: int, value: object, formats: Formats, exact
         sheet.write_string(row, col, text, formats.text)
 
 
-def write_cell(sheet, row: int, col: int, column: Column, value: object, formats: Formats) -> None:
-    if value is None:
-        return
-    if column.kind == "date" and isinstance(value, (dt.date, dt.datetime)):
-        sheet.write_datetime(row, col, value, formats.date)
-    elif column.kind in ("number", "probability") and isinstance(value, (int, float)):
-        sheet.write_number(row, col, value, formats.number if column.kind == "number" else formats.probability)
-    else:
-        write_text(sheet, row, col, value, formats, exact=column.kind == "key")
-
-
 def decision_message(group: str) -> str:
     """The drop-down's input message: the first sentence of each meaning (Excel allows
     255 characters; the full text is on the summary sheet)."""
@@ -365,18 +363,16 @@ def decision_message(group: str) -> str:
     return text if len(text) <= 255 else text[:252] + "..."
 
 
-def write_case_sheet(book: xlsxwriter.Workbook, name: str, group: str, rows: pl.DataFrame, formats: Formats) -> int:
+def write_case_sheet(book: xlsxwriter.Workbook, name: str, group: str, rows: int, xml: bytes, formats: Formats) -> SheetBody:
+    """The sheet's header, drop-down, frozen pane and autofilter through xlsxwriter; its
+    rows as XML, spliced in when the book is closed (close_book)."""
     sheet = book.add_worksheet(name)
     columns = SHEET_COLUMNS[group]
     for col, column in enumerate(columns):
         sheet.set_column(col, col, column.width, formats.decision if column.kind == "decision" else None)
         sheet.write_string(0, col, column.header, formats.header_decision if column.kind == "decision" else formats.header)
     sheet.set_row(0, 30)
-    sources = [(col, column, rows.columns.index(column.source)) for col, column in enumerate(columns) if column.source]
-    for r, values in enumerate(rows.iter_rows(), start=1):
-        for col, column, index in sources:
-            write_cell(sheet, r, col, column, values[index], formats)
-    last = max(rows.height, 1)
+    last = max(rows, 1)
     decision_col = next(i for i, c in enumerate(columns) if c.header == "keputusan")
     sheet.data_validation(1, decision_col, last, decision_col, {
         "validate": "list",
@@ -391,7 +387,7 @@ def write_case_sheet(book: xlsxwriter.Workbook, name: str, group: str, rows: pl.
     sheet.autofilter(0, 0, last, len(columns) - 1)
     # NIK, KK and codes are text on purpose; hide Excel's "number stored as text" marks.
     sheet.ignore_errors({"number_stored_as_text": f"A1:XFD{last + 1}"})
-    return rows.height
+    return SheetBody(index=sheet.index + 1, xml=xml, last_row=rows, last_col=len(columns) - 1)
 
 
 def reconciliation_facts(work_dir: Path) -> dict:
@@ -521,8 +517,10 @@ def split_names(group: str, height: int, max_rows: int) -> list[tuple[str, int, 
     return parts
 
 
-def open_book(path: Path, as_of: str | None) -> xlsxwriter.Workbook:
-    book = xlsxwriter.Workbook(str(path), {
+def open_book(as_of: str | None) -> tuple[xlsxwriter.Workbook, io.BytesIO]:
+    """A workbook written in memory; close_book saves it with its case rows."""
+    package = io.BytesIO()
+    book = xlsxwriter.Workbook(package, {
         "constant_memory": CONSTANT_MEMORY,
         "strings_to_formulas": False,  # never turn "=..." into a formula
         "strings_to_urls": False,
@@ -531,12 +529,15 @@ def open_book(path: Path, as_of: str | None) -> xlsxwriter.Workbook:
     })
     # The document's creation time is the round's date, so the same round writes the same bytes.
     book.set_properties({"created": dt.datetime.combine(dt.date.fromisoformat(as_of), dt.time()) if as_of else FIXED_CREATED})
-    return book
+    return book, package
 
 
-def close_book(book: xlsxwriter.Workbook, path: Path) -> None:
+def close_book(book: xlsxwriter.Workbook, package: io.BytesIO, path: Path, bodies: list[SheetBody]) -> None:
     book.close()
-    os.chmod(path, 0o600)  # personal data (UU 27/2022): owner only, like the other outputs
+    # Personal data (UU 27/2022): owner only, like the other outputs, from the first byte.
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as target:
+        write_spliced(package.getvalue(), bodies, target)
+    os.chmod(path, 0o600)
 
 
 # --------------------------------------------------------------------------- one workbook per kabupaten/kota
@@ -544,8 +545,12 @@ def close_book(book: xlsxwriter.Workbook, path: Path) -> None:
 UNKNOWN_KAB = "0000"  # a case whose row has no kabupaten code (region codes are checked at ingest)
 FIXED_CREATED = dt.datetime(2000, 1, 1)  # a workbook of a round without a date (no summary.json)
 # Below this many cases (and unless workers are asked for), starting worker processes, which
-# import polars and the catalogue again, costs more than it saves.
-PARALLEL_MIN_CASES = 20_000
+# import polars and the catalogue again, costs more than it saves. At 1M rows (242,325
+# cases) one process wrote the files in 14.9 s, two in 11.3 s; each start costs about 3 s.
+PARALLEL_MIN_CASES = 100_000
+# Cases whose rows are turned into XML together: one query per group for all of them,
+# while their XML (about 1.2 KB a case) stays a few hundred MB.
+BATCH_CASES = 200_000
 
 
 @dataclass(frozen=True)
@@ -621,23 +626,83 @@ def kab_jobs(work_dir: Path, anomalies: pl.DataFrame, outcomes: pl.DataFrame, fu
     return jobs
 
 
-def write_kab_workbook(job: KabJob, folder: Path) -> dict:
-    """One kabupaten/kota's workbook: the summary sheet, then every group's sheet (empty
-    when the kab has no case of it). Runs in a worker process."""
+def case_rows_xml(jobs: list[KabJob], style: CellStyle) -> pl.DataFrame:
+    """The cases of several workbooks as worksheet rows, a query per group for all of them:
+    (_job, _sheet, _part, _chunk) -> rows, xml, where _part is the sheet (sheet_part) and
+    _chunk numbers the sheets it continues on when it is longer than max_rows (split_names)."""
+    cases = pl.concat([job.cases.with_columns(_job=pl.lit(i, pl.UInt32)) for i, job in enumerate(jobs)])
+    cases = cases.with_columns(_part=sheet_part()).with_columns(_pos=pl.int_range(pl.len()).over("_job", "_part"))
+    max_rows = jobs[0].max_rows
+    row_number = (pl.col("_pos") % max_rows + 2).cast(pl.String)
+    pieces = [pl.DataFrame(schema={"_job": pl.UInt32, "_sheet": pl.String, "_part": pl.String, "_chunk": pl.Int64, "_xml": pl.String})]
+    for group in GROUPS:
+        frame = cases.filter(pl.col("_sheet") == group)
+        sources = [(col, column.source, column.kind) for col, column in enumerate(SHEET_COLUMNS[group]) if column.source]
+        pieces.append(frame.select("_job", "_sheet", "_part", _chunk=pl.col("_pos") // max_rows,
+                                   _xml=row_xml(frame, sources, style, RISKY_PREFIXES, row_number)))
+    return (pl.concat(pieces).group_by("_job", "_sheet", "_part", "_chunk", maintain_order=True)
+            .agg(rows=pl.len(), xml=pl.col("_xml").str.join("")))
+
+
+def job_sheets(job: KabJob, rows: list[tuple[str, str, int, int, str]]) -> list[tuple[str, str, int, bytes]]:
+    """(group, sheet name, rows, xml) of one workbook's case sheets, in order: every group,
+    empty when the kab has no case of it; a per_type group's sheets by list type.
+    rows: the job's (_sheet, _part, _chunk, rows, xml) from case_rows_xml."""
+    found = []
+    for group in GROUPS:
+        mine = sorted((part, chunk, count, xml) for sheet, part, chunk, count, xml in rows if sheet == group)
+        if not mine:
+            found.append((group, group, 0, b""))
+        for part, chunks in itertools.groupby(mine, key=lambda row: row[0]):
+            chunks = list(chunks)
+            names = split_names(part, sum(count for _, _, count, _ in chunks), job.max_rows)
+            found += [(group, name, count, xml.encode()) for (name, _, count), (_, _, _, xml) in zip(names, chunks, strict=True)]
+    return found
+
+
+def write_kab_workbook(job: KabJob, rows: list[tuple[str, str, int, int, str]], folder: Path, style: CellStyle) -> dict:
+    """One kabupaten/kota's workbook: the summary sheet, then every group's sheet, whose
+    rows (case_rows_xml) are spliced in as the book is saved."""
     path = Path(folder) / job.file
-    book = open_book(path, job.as_of)
+    book, package = open_book(job.as_of)
     formats = Formats(book)
-    frames = job.cases.partition_by("_sheet", as_dict=True)
-    # (group, sheet name, rows): a per-type group (NOT_ELIGIBLE) has a sheet per list type.
-    parts = [(group, part, frame) for group in GROUPS for part, frame in sheet_parts(
-        group, frames.get((group,), job.cases.clear()).select([c.source for c in SHEET_COLUMNS[group] if c.source]))]
-    sheets = {name: rows for _, part, frame in parts for name, _, rows in split_names(part, frame.height, job.max_rows)}
+    if formats.cells != style:
+        raise RuntimeError("workbooks: the cell styles of the rows differ from the workbook's")
+    parts = job_sheets(job, rows)
+    sheets = {name: count for _, name, count, _ in parts}
     write_summary_sheet(book, job, sheets, formats)  # first: sheets appear in creation order
-    for group, part, frame in parts:
-        for name, start, rows in split_names(part, frame.height, job.max_rows):
-            write_case_sheet(book, name, group, frame.slice(start, rows), formats)
-    close_book(book, path)
+    bodies = [write_case_sheet(book, name, group, count, xml, formats) for group, name, count, xml in parts]
+    close_book(book, package, path, bodies)
     return {"file": job.file, "kode_kabupaten": job.kode, "sheets": sheets}
+
+
+def write_batch(jobs: list[KabJob], folder: Path) -> list[dict]:
+    """Several kabupaten/kota workbooks (run in a worker process): their rows' XML in one
+    go, then each file. A file depends on its own cases only, whatever the batch."""
+    style = cell_style()
+    rows: dict[int, list[tuple[str, str, int, int, str]]] = {}
+    for job, *sheet in case_rows_xml(jobs, style).iter_rows():  # a few rows per sheet, not per case
+        rows.setdefault(job, []).append(tuple(sheet))
+    return [write_kab_workbook(job, rows.get(i, []), folder, style) for i, job in enumerate(jobs)]
+
+
+def cell_style() -> CellStyle:
+    """The case cells' style indices, which every workbook assigns alike (Formats)."""
+    book = xlsxwriter.Workbook(io.BytesIO())
+    return Formats(book).cells
+
+
+def batches(jobs: list[KabJob], size: int) -> list[list[KabJob]]:
+    """Consecutive jobs in batches of about `size` cases, largest batch first."""
+    found: list[list[KabJob]] = [[]]
+    held = 0
+    for job in jobs:
+        if held >= size:
+            found.append([])
+            held = 0
+        found[-1].append(job)
+        held += job.cases.height
+    return sorted(found, key=lambda batch: -sum(job.cases.height for job in batch))
 
 
 def default_workers() -> int:
@@ -651,17 +716,21 @@ def write_all(jobs: list[KabJob], folder: Path, workers: int | None) -> tuple[li
     cases = sum(job.cases.height for job in jobs)
     asked = workers
     workers = min(workers or default_workers(), len(jobs))
+    if not jobs:
+        return [], 1
     if workers <= 1 or (asked is None and cases < PARALLEL_MIN_CASES):
-        return [write_kab_workbook(job, folder) for job in jobs], 1
-    # Largest first, so no worker is left with a big kabupaten at the end. "spawn": the
-    # parent runs polars and DuckDB threads, which a forked child must not inherit.
-    order = sorted(range(len(jobs)), key=lambda i: (-jobs[i].cases.height, i))
+        work = batches(jobs, BATCH_CASES)
+        results = [result for batch in work for result in write_batch(batch, folder)]
+        return sorted(results, key=lambda r: r["kode_kabupaten"]), 1
+    # At least two batches per worker, so the work is shared out. "spawn": the parent runs
+    # polars and DuckDB threads, which a forked child must not inherit.
+    work = batches(jobs, min(BATCH_CASES, -(-cases // (2 * workers))))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        done = dict(zip(order, pool.map(write_kab_workbook, [jobs[i] for i in order], itertools.repeat(folder))))
+        results = [result for done in pool.map(write_batch, work, itertools.repeat(folder)) for result in done]
     finally:  # interrupted or failed: the files not started are not written (the round is discarded)
         pool.shutdown(wait=True, cancel_futures=True)
-    return [done[i] for i in range(len(jobs))], workers
+    return sorted(results, key=lambda r: r["kode_kabupaten"]), workers
 
 
 # --------------------------------------------------------------------------- the national summary
@@ -690,7 +759,7 @@ def write_national_summary(work_dir: Path, path: Path, table: pl.DataFrame, anom
     """ringkasan-nasional.xlsx: the round's reconciliation and, per kabupaten/kota, its
     workbook and its cases per sheet and per code. Aggregates only: nothing to decide."""
     facts = reconciliation_facts(work_dir)
-    book = open_book(path, facts.get("as_of"))
+    book, package = open_book(facts.get("as_of"))
     formats = Formats(book)
     settings = workbook_settings()
     sheet = book.add_worksheet(settings["summary_sheet"])
@@ -736,7 +805,7 @@ def write_national_summary(work_dir: Path, path: Path, table: pl.DataFrame, anom
     per_kab.freeze_panes(1, 0)
     per_kab.autofilter(0, 0, max(table.height, 1), len(headers) - 1)
     per_kab.ignore_errors({"number_stored_as_text": f"A1:A{table.height + 1}"})
-    close_book(book, path)
+    close_book(book, package, path, [])
 
 
 def write_workbooks(work_dir: Path, folder: Path, full_nik: bool = False, workers: int | None = None,
