@@ -60,16 +60,19 @@ def new_pairs_table(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def candidate_pairs(
-    con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None
+    con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None, every_rule: bool = False
 ) -> pl.DataFrame:
     """Create table candidate_pairs (rid_l, rid_r, rule = first rule that found the pair)
     and return per-rule statistics. With `right` None, `left` is deduplicated against
-    itself; otherwise each left record is paired with right records."""
+    itself; otherwise each left record is paired with right records. `every_rule` adds
+    `rules`, the list of all rules that found the pair (for blocking_recall; it makes
+    the grouping several times dearer)."""
     new_pairs_table(con)
     stats = [rule_pairs(con, index, rule, left, right) for index, rule in enumerate(model["blocking_rules"])]
+    rules = ", list(DISTINCT rule ORDER BY rule) AS rules" if every_rule else ""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE candidate_pairs AS "
-        "SELECT rid_l, rid_r, min(rule) AS rule, list(DISTINCT rule ORDER BY rule) AS rules FROM _pairs GROUP BY rid_l, rid_r"
+        f"SELECT rid_l, rid_r, min(rule) AS rule{rules} FROM _pairs GROUP BY rid_l, rid_r"
     )
     con.execute("DROP TABLE IF EXISTS _pairs")
     total = con.execute("SELECT count(*) FROM candidate_pairs").fetchall()[0][0]

@@ -77,10 +77,14 @@ def effective_prior(con: duckdb.DuckDBPyConnection, model: dict, population: str
     return float(model["prior_log2_odds"]) - math.log2(max(records, 1) / reference)
 
 
-def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None) -> None:
+def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None,
+                min_probability: float | None = None) -> None:
     """Create table scored_pairs from comparison_vectors: per-comparison weights, the
     total, the probability and a readable evidence string. Term frequencies come from
-    `right` (the population searched: Dukcapil when linking) or `left` when deduplicating."""
+    `right` (the population searched: Dukcapil when linking) or `left` when deduplicating.
+    `min_probability`: keep only the pairs scoring at least that; the evidence strings,
+    the dearest part, are then built for those alone (at 10M rows, 20M candidate pairs of
+    which 0.4M are kept)."""
     population = right or left
     weights = []
     for comparison in model["comparisons"]:
@@ -115,13 +119,15 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: s
         f"'{c['name']}=' || {c['name']} || ' (' || printf('%+.1f', w_{c['name']}) || ')'"
         for c in model["comparisons"]
     )
+    kept = "TRUE" if min_probability is None else f"match_probability >= {min_probability!r}"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE scored_pairs AS
         WITH weighted AS (SELECT v.*, {", ".join(weights)} FROM comparison_vectors v {tf_join}),
-        labelled AS (SELECT *, {labels} FROM weighted)
-        SELECT * EXCLUDE ({", ".join(names)}), {prior!r} + {total} AS match_weight,
-               {probability_sql(f"{prior!r} + {total}")} AS match_probability,
+        totalled AS (SELECT *, {prior!r} + {total} AS match_weight,
+                            {probability_sql(f"{prior!r} + {total}")} AS match_probability FROM weighted),
+        labelled AS (SELECT *, {labels} FROM totalled WHERE {kept})
+        SELECT * EXCLUDE ({", ".join(names)}),
                {evidence} AS evidence,
                {strong_evidence_sql(model)} AS strong_evidence
         FROM labelled

@@ -65,8 +65,9 @@ def find_duplicates(
         con.unregister("_records_frame")
     blocking_stats = block_and_compare(con, model, "records", vectors=vectors)
     model = fit_from_labels(con, model, "records")
-    score_pairs(con, model, "records")
     thresholds = model["thresholds"]
+    reported = thresholds["link_probability"] / 2  # pairs kept for audit, beside those that link
+    score_pairs(con, model, "records", min_probability=reported)
     if cannot_link is not None and cannot_link.height:
         _apply_cannot_link(con, cannot_link, id_column)
     cluster_records(con, "records", thresholds["link_probability"], model.get("cluster", {}).get("canonical_order"))
@@ -91,7 +92,7 @@ def find_duplicates(
         SELECT l.{id_column} AS id_dtks_l, r.{id_column} AS id_dtks_r, s.rule::SMALLINT AS rule,
                s.match_weight, s.match_probability, s.evidence, s.strong_evidence AS exclusion_evidence
         FROM scored_pairs s JOIN records l ON l.rid = s.rid_l JOIN records r ON r.rid = s.rid_r
-        WHERE s.match_probability >= {thresholds['link_probability'] / 2!r}
+        WHERE s.match_probability >= {reported!r}
         ORDER BY id_dtks_l, id_dtks_r
         """
     ).pl().join(rule_names, on="rule", how="left").drop("rule")
@@ -167,13 +168,16 @@ def shared_nik_anomalies(records: pl.DataFrame, clusters: pl.DataFrame) -> pl.Da
     rows = records.filter(pl.col("nik_format_ok")).select("id_dtks", "nik").join(
         clusters.select("id_dtks", "cluster_id"), on="id_dtks"
     )
-    first, last = pl.col("id_dtks").min().over("nik"), pl.col("id_dtks").max().over("nik")
-    shared = rows.with_columns(
-        people=pl.col("cluster_id").n_unique().over("nik"),
-        rows_with_nik=pl.len().over("nik"),
-        # Point each row at another row carrying the NIK: the first, or for the first row the last.
-        related=pl.when(pl.col("id_dtks") == first).then(last).otherwise(first),
+    # Per NIK first, then back to the rows of the shared NIKs only: windows over every
+    # row took 28 s at 10M rows.
+    per_nik = rows.group_by("nik").agg(
+        people=pl.col("cluster_id").n_unique(), rows_with_nik=pl.len(),
+        first=pl.col("id_dtks").min(), last=pl.col("id_dtks").max(),
     ).filter(pl.col("people") > 1)
+    shared = rows.join(per_nik, on="nik").with_columns(
+        # Point each row at another row carrying the NIK: the first, or for the first row the last.
+        related=pl.when(pl.col("id_dtks") == pl.col("first")).then(pl.col("last")).otherwise(pl.col("first")),
+    ).sort("id_dtks")
     return anomaly_frame(
         shared,
         CODE.NIK_SHARED,

@@ -26,7 +26,7 @@ def blocking_report(records: pl.DataFrame, model: dict, truth_rows: pl.DataFrame
     con = register_macros(duckdb.connect())
     con.register("_records", records)
     con.execute("CREATE TEMP TABLE records AS SELECT * FROM _records")
-    candidate_pairs(con, model, "records")
+    candidate_pairs(con, model, "records", every_rule=True)
     pairs = con.sql("SELECT rid_l, rid_r, rules FROM candidate_pairs").pl()
     con.close()
     return blocking_recall(pairs, true_pairs(records, truth_rows), [rule["name"] for rule in model["blocking_rules"]])
