@@ -22,9 +22,9 @@ RECORD_COLUMNS = [
 OPTIONAL_FIELDS = ("no_kk", "tempat_lahir", "alamat", "program")
 
 
-def prepare_records(dtks: pl.DataFrame, nik_facts: pl.DataFrame) -> pl.DataFrame:
+def prepare_records(dtks: pl.DataFrame | pl.LazyFrame, nik_facts: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
     """Staging DTKS + NIK facts -> standardised records with a deterministic rid
-    (the rank of id_dtks), region keys and a completeness score."""
+    (the rank of id_dtks), region keys and a completeness score. Lazy in, lazy out."""
     records = (
         dtks.join(nik_facts, on="id_dtks", how="left")
         .sort("id_dtks")

@@ -151,17 +151,16 @@ def nik_is_own_number(digits: pl.Expr, born: pl.Expr, sex: pl.Expr) -> pl.Expr:
     ).fill_null(False)
 
 
-def standardise_records(frame: pl.DataFrame) -> pl.DataFrame:
+def standardise_records(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
     """Names, region and NIK keys shared by deduplication and civil-registry linkage.
     Expects nama, nik, tanggal_lahir, kode_wilayah."""
     from pipeline.checks import wilayah
     from pipeline.checks.nik import placeholder_birth_date
 
-    frame = standardise_names(frame)
+    frame = wilayah.with_current_kabupaten(standardise_names(frame), "kode_wilayah", "kab")
     digits = nik_digits(pl.col("nik"))
     placeholder = placeholder_birth_date(pl.col("tanggal_lahir"))
     return frame.with_columns(
-        kab=wilayah.current_kabupaten(pl.col("kode_wilayah")),
         nik_digits=digits,
         birth_year=pl.col("tanggal_lahir").dt.year().cast(pl.Int16),
         dob_placeholder=placeholder,
