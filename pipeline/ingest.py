@@ -402,19 +402,23 @@ def _reasons(reasons: list[tuple[pl.Expr, str]]) -> pl.Expr:
     return pl.when(joined == "").then(None).otherwise(joined)
 
 
-def _quarantine_repeated_ids(frame: pl.DataFrame) -> pl.DataFrame:
-    """A repeated id_dtks keeps its first row that is otherwise sound; the others are
-    quarantined with a reason naming the row kept (worked on the repeated rows only)."""
-    repeated = frame.select("id_dtks", "_line", "_reason").filter(pl.col("id_dtks").is_duplicated() & pl.col("id_dtks").is_not_null())
-    if repeated.height == 0:
-        return frame
+def _repeat_reasons(rows: pl.DataFrame) -> pl.DataFrame:
+    """(_line, _repeat): a repeated id_dtks keeps its first row that is otherwise sound; the
+    others get a reason naming the row kept. `rows` (id_dtks, _line, _reason) must hold
+    every row of each repeated id (the whole file, or all the rows of its repeated ids)."""
+    repeated = rows.select("id_dtks", "_line", "_reason").filter(pl.col("id_dtks").is_duplicated() & pl.col("id_dtks").is_not_null())
     kept = pl.col("_line").filter(pl.col("_reason").is_null()).min().over("id_dtks")
-    repeated = repeated.select(
+    return repeated.select(
         "_line",
         _repeat=pl.when(kept.is_null()).then(pl.lit("id_dtks ganda (tidak ada baris yang sah untuk id ini)"))
         .when(pl.col("_line") != kept).then(pl.format("id_dtks ganda (baris {} yang dipakai)", kept)),
-    )
-    return frame.join(repeated, on="_line", how="left", maintain_order="left").with_columns(
+    ).filter(pl.col("_repeat").is_not_null())
+
+
+def _with_repeat_reasons(frame: pl.DataFrame, repeats: pl.DataFrame) -> pl.DataFrame:
+    if repeats.height == 0:
+        return frame
+    return frame.join(repeats, on="_line", how="left", maintain_order="left").with_columns(
         _reason=pl.concat_str([pl.col("_repeat"), pl.col("_reason")], separator="; ", ignore_nulls=True).replace("", None)
     ).drop("_repeat")
 
@@ -462,10 +466,21 @@ def normalise_list(raw: pl.DataFrame, mapping: dict[str, str], today: str) -> tu
     return staged, quarantined
 
 
-def normalise(raw: pl.DataFrame, kind: str, mapping: dict[str, str], today: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Staging rows and quarantined rows (with reasons) from the all-text input."""
+def normalise(raw: pl.DataFrame, kind: str, mapping: dict[str, str], today: str,
+              repeats: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Staging rows and quarantined rows (with reasons) from the all-text input. DTKS:
+    `repeats` are the repeated ids' reasons (_repeat_reasons) when raw is a chunk of the
+    file; without them raw is the whole file and they are found in it."""
     if kind in contract.LIST_KINDS:
         return normalise_list(raw, mapping, today)
+    frame = _normalised_rows(raw, kind, mapping, today)
+    if kind == "dtks":
+        frame = _with_repeat_reasons(frame, _repeat_reasons(frame) if repeats is None else repeats)
+    return _split_rows(frame, kind)
+
+
+def _normalised_rows(raw: pl.DataFrame, kind: str, mapping: dict[str, str], today: str) -> pl.DataFrame:
+    """Every row normalised, with `_reason` (null when sound) but not yet the repeated ids'."""
     names = [spec.name for spec in contract.columns(kind)]
     frame = raw.select(pl.col("_line"), pl.col("_lines"), *[_column_expr(mapping, n) for n in names])
     frame = frame.with_columns(
@@ -507,10 +522,11 @@ def normalise(raw: pl.DataFrame, kind: str, mapping: dict[str, str], today: str)
     ]
     if kind == "dtks":
         reasons.insert(0, (pl.col("id_dtks").is_null() | (pl.col("id_dtks") == ""), "id_dtks kosong"))
-    frame = frame.with_columns(_reason=_reasons(reasons))
-    if kind == "dtks":
-        frame = _quarantine_repeated_ids(frame)
+    return frame.with_columns(_reason=_reasons(reasons))
 
+
+def _split_rows(frame: pl.DataFrame, kind: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(staged, quarantined) by `_reason`."""
     bad = frame.filter(pl.col("_reason").is_not_null())
     staged_cols = ["source_line", "id_dtks"] if kind == "dtks" else ["source_line"]
     staged_cols += ["nik_raw", "nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir", "tanggal_lahir", "alamat", "kode_wilayah"]
@@ -551,9 +567,9 @@ def ingest_extract(path: Path, kind: str, staging_dir: Path, today: str, name: s
     staging_dir.mkdir(parents=True, exist_ok=True)
     staging_path = staging_dir / f"{name}.parquet"
     quarantine_path = staging_dir / f"{name}_quarantine.parquet"
-    # DTKS's rule for a repeated id_dtks looks at the whole file; the other kinds' rules look
-    # at one row at a time, so a Parquet extract of theirs is staged chunk by chunk.
-    if path.suffix.lower() in PARQUET_SUFFIXES and kind != "dtks":
+    # A Parquet extract is staged chunk by chunk (DTKS's rule for a repeated id_dtks, which
+    # looks at the whole file, is settled first from the id column: _dtks_repeats).
+    if path.suffix.lower() in PARQUET_SUFFIXES:
         check_input_file(path, label)
         staged_rows, quarantined, info, mapping = _stage_parquet_in_chunks(path, kind, label, staging_path, today)
         staged_lines = None
@@ -598,20 +614,14 @@ def _stage_parquet_in_chunks(path: Path, kind: str, label: str, staging_path: Pa
     row_count = source.metadata.num_rows  # the independent count: the file's own footer
     mapping = map_columns([c for c in source.schema_arrow.names if not c.startswith("_")], kind, path, label)
     # An empty file still stages its (empty) columns.
-    batches = source.iter_batches(batch_size=PARQUET_CHUNK_ROWS) if row_count else iter([source.schema_arrow.empty_table()])
+    repeats = _dtks_repeats(path, label, source, mapping, today) if kind == "dtks" else None
     writer, staged_rows, first_line, quarantined, dropped = None, 0, 1, [], {}
     try:
-        while True:
-            try:
-                batch = next(batches, None)
-            except Exception:
-                raise _damaged_parquet(path, label) from None
-            if batch is None:
-                break
+        for batch in _parquet_batches(source, path, label):
             frame, chunk_dropped = _parquet_as_text(pl.from_arrow(batch), path, label)
             for column, n in chunk_dropped.items():
                 dropped[column] = dropped.get(column, 0) + n
-            staged, bad = normalise(_numbered(frame, first_line), kind, mapping, today)
+            staged, bad = normalise(_numbered(frame, first_line), kind, mapping, today, repeats)
             first_line += frame.height
             table = staged.drop("_lines").to_arrow()
             if writer is None:
@@ -624,6 +634,48 @@ def _stage_parquet_in_chunks(path: Path, kind: str, label: str, staging_path: Pa
             writer.close()
     info = _parquet_info(path, label, first_line - 1, row_count, dropped)
     return staged_rows, pl.concat(quarantined), info, mapping
+
+
+def _parquet_batches(source, path: Path, label: str):
+    """The file's rows PARQUET_CHUNK_ROWS at a time (an empty file: its empty columns once)."""
+    if not source.metadata.num_rows:
+        yield source.schema_arrow.empty_table()
+        return
+    batches = source.iter_batches(batch_size=PARQUET_CHUNK_ROWS)
+    while True:
+        try:
+            batch = next(batches, None)
+        except Exception:
+            raise _damaged_parquet(path, label) from None
+        if batch is None:
+            return
+        yield batch
+
+
+def _dtks_repeats(path: Path, label: str, source, mapping: dict[str, str], today: str) -> pl.DataFrame:
+    """The repeated ids' reasons (_repeat_reasons) of a DTKS Parquet file, chunk by chunk:
+    the id column read alone finds the rows whose id repeats; only those rows are
+    normalised to learn which of them are sound."""
+    no_repeats = pl.DataFrame(schema={"_line": pl.Int64, "_repeat": pl.String})
+    if mapping.get("id_dtks") is None:
+        return no_repeats
+    try:
+        ids = pl.read_parquet(path, columns=[mapping["id_dtks"]])
+    except Exception:
+        raise _damaged_parquet(path, label) from None
+    ids = _numbered(_parquet_as_text(ids, path, label)[0], first_line=1).select(
+        "_line", id_dtks=pl.col(mapping["id_dtks"]).str.strip_chars())
+    lines = ids.filter(pl.col("id_dtks").is_duplicated() & pl.col("id_dtks").is_not_null())["_line"]
+    if lines.len() == 0:
+        return no_repeats
+    rows, first_line = [], 1
+    for batch in _parquet_batches(source, path, label):
+        frame = _numbered(_parquet_as_text(pl.from_arrow(batch), path, label)[0], first_line)
+        first_line += frame.height
+        repeated = frame.filter(pl.col("_line").is_in(lines.implode()))
+        if repeated.height:
+            rows.append(_normalised_rows(repeated, "dtks", mapping, today).select("id_dtks", "_line", "_reason"))
+    return _repeat_reasons(pl.concat(rows))
 
 
 def reconcile_extract(counts: dict, staged_rows: int, staged_lines: int | None, quarantine: pl.DataFrame, where: str) -> dict:

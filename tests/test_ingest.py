@@ -223,3 +223,45 @@ def test_a_parquet_extract_staged_in_chunks_is_the_one_read_whole(tmp_path, monk
     assert chunked.warnings == whole.warnings and len(whole.warnings) == 1 and "23 values" in whole.warnings[0]
     assert staged.filter(pl.col("deceased"))["source_line"].to_list() == [21]
     assert staged["kode_wilayah"].unique().to_list() == ["3201011001"]
+
+
+def test_dtks_parquet_staged_in_chunks_settles_repeated_ids_across_chunks(tmp_path, monkeypatch):
+    """A repeated id_dtks keeps its first sound row even when its rows fall in different
+    chunks: the same staging and quarantine, reasons included, as the whole file read at once."""
+    import datetime as dt
+
+    import pipeline.ingest as ingest_module
+
+    n = 20
+    ids = [f"D{i:03d}" for i in range(n)]
+    ids[9] = "D001"     # D001 again, five rows after its sound first row: quarantined, naming line 2
+    ids[13] = " D004 "  # D004 again (spaces stripped); its first row (line 5) has no name, so line 14 is kept
+    ids[17] = "D016"    # D016 twice, both without a name: no sound row for the id
+    path = tmp_path / "dtks.parquet"
+    pl.DataFrame({
+        "id_dtks": ids,
+        "nik": [NIK_A[:-2] + f"{i:02d}" for i in range(n)],
+        "nama": ["" if i in (4, 16, 17) else f"WARGA {i}" for i in range(n)],
+        "jenis_kelamin": ["P" if i % 2 else "L" for i in range(n)],
+        "tanggal_lahir": [dt.date(1990, 1, 1 + i) for i in range(n)],
+        "kode_wilayah": ["3201011001"] * n,
+    }).write_parquet(path)
+
+    def stage(chunk_rows: int, where: str):
+        monkeypatch.setattr(ingest_module, "PARQUET_CHUNK_ROWS", chunk_rows)
+        ingest_extract(path, "dtks", tmp_path / where, "2026-11-21")
+        return pl.read_parquet(tmp_path / where / "dtks.parquet"), pl.read_parquet(tmp_path / where / "dtks_quarantine.parquet")
+
+    staged, quarantine = stage(10**6, "whole")
+    staged_c, quarantine_c = stage(3, "chunks")
+    assert staged_c.equals(staged) and quarantine_c.equals(quarantine)
+    reasons = dict(zip(quarantine["line"], quarantine["reason"]))
+    assert reasons[10].startswith("id_dtks ganda (baris 2 yang dipakai)")
+    assert reasons[5].startswith("id_dtks ganda (baris 14 yang dipakai)")
+    assert reasons[17].startswith("id_dtks ganda (tidak ada baris yang sah") and reasons[18].startswith("id_dtks ganda (tidak")
+    assert sorted(reasons) == [5, 10, 17, 18]
+    assert staged.filter(pl.col("id_dtks") == "D004")["source_line"].to_list() == [14]
+    # ... and what reading the whole file at once makes of it
+    raw, _, _ = ingest_module.read_extract(path, "dtks", "--dtks", tmp_path)
+    rows, _ = ingest_module.normalise(raw, "dtks", map_columns(raw.columns[:-2], "dtks", path), "2026-11-21")
+    assert rows.drop("_lines").equals(staged)
