@@ -230,12 +230,12 @@ def link_split(ctx) -> dict:
     """The standardised DTKS records (as in one process) and the partition count."""
     from pipeline.round import link_records
 
-    records = link_records(ctx, ctx.link_model())
     shutil.rmtree(_parts(ctx), ignore_errors=True)
     _parts(ctx).mkdir(parents=True)
-    records.write_parquet(_parts(ctx) / "link_records.parquet")
+    link_records(ctx, ctx.link_model()).sink_parquet(_parts(ctx) / "link_records.parquet")
+    rows = pl.scan_parquet(_parts(ctx) / "link_records.parquet").select(pl.len()).collect().item()
     dukcapil_rows = pl.scan_parquet(ctx.staging_dir / "dukcapil.parquet").select(pl.len()).collect().item()
-    return {"rows": records.height, "dukcapil_rows": dukcapil_rows, "partitions": partition_count(ctx, records.height)}
+    return {"rows": rows, "dukcapil_rows": dukcapil_rows, "partitions": partition_count(ctx, rows)}
 
 
 def exact_bucket(ctx, bucket: int) -> dict:

@@ -231,22 +231,26 @@ def nik_checks(ctx: RoundContext) -> dict:
     return {"rows": facts.height, "valid": int(facts["nik_valid"].sum()), "anomalies": anomalies.height}
 
 
-def link_records(ctx: RoundContext, model: dict) -> pl.DataFrame:
-    """Standardised DTKS records with their NIK facts, the input of both matching stages;
-    `model` the link model (its threshold for serials the civil registry never issued)."""
+def link_records(ctx: RoundContext, model: dict) -> pl.LazyFrame:
+    """Standardised DTKS records with their NIK facts, the input of both matching stages
+    (a lazy query: sink it); `model` the link model (its threshold for serials the civil
+    registry never issued)."""
     records = dedupe.prepare_records(pl.scan_parquet(ctx.staging_dir / "dtks.parquet"),
                                      pl.scan_parquet(ctx.staging_dir / "nik_checks.parquet"))
     slack = model["thresholds"].get("unissued_serial_slack")  # a model without it trusts every well-formed number
-    if slack is not None:
-        records = link.mark_unissued_numbers(records, str(ctx.staging_dir / "dukcapil.parquet"), slack)
-    # One lazy query, run by the streaming engine: the eager steps held about four copies
-    # of the records at once (at 10M rows a 2.4 GB frame, a 10.4 GB peak).
-    return records.collect(engine="streaming")
+    if slack is None:
+        return records
+    return link.mark_unissued_numbers(records, str(ctx.staging_dir / "dukcapil.parquet"), slack)
 
 
 def link_civil_registry(ctx: RoundContext) -> dict:
     model = ctx.link_model()
-    records = link_records(ctx, model)
+    # The records are written by polars' streaming engine and only the columns the link
+    # reads come back: holding every column (addresses, places of birth, NIK facts) set the
+    # stage's peak (at 10M rows a 2.4 GB frame, 7.8 GB to build it).
+    standardised = ctx.staging_dir / "link_records.parquet"
+    link_records(ctx, model).sink_parquet(standardised)
+    records = pl.read_parquet(standardised, columns=link.LINK_STAGE_COLUMNS)
     con = ctx.connect()
     try:
         link.load_dukcapil(con, str(ctx.staging_dir / "dukcapil.parquet"))
@@ -255,17 +259,23 @@ def link_civil_registry(ctx: RoundContext) -> dict:
         fuzzy, blocking = link.link_fuzzy(con, records.filter(~pl.col("nik_verified")), model)
     finally:
         con.close()
-    return write_links(ctx, records, exact, fuzzy, blocking, model)
+    written = write_links(ctx, records, exact, fuzzy, blocking, model, standardised)
+    standardised.unlink()  # all of it is in records.parquet now
+    return written
 
 
 def write_links(ctx: RoundContext, records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, blocking: pl.DataFrame,
-                model: dict) -> dict:
-    """The link stage's outputs from its exact and fuzzy links (one process or partitioned)."""
+                model: dict, standardised: Path | None = None) -> dict:
+    """The link stage's outputs from its exact and fuzzy links (one process or partitioned).
+    `standardised`: the file of the whole records when `records` holds only the link's
+    columns (and nik_verified)."""
     anomalies = pl.concat([link.link_anomalies(records, exact), link.fuzzy_anomalies(fuzzy)])
     resolution = link.resolve(records, exact, fuzzy, model["thresholds"]["resolve_probability"])
     resolution.write_parquet(ctx.path("resolution.parquet"))
+    whole = records.lazy() if standardised is None else pl.scan_parquet(standardised).join(
+        records.lazy().select("id_dtks", "nik_verified"), on="id_dtks", how="left", maintain_order="left")
     # Streamed to the file: a joined copy of the records held whole set the stage's peak.
-    link.with_resolution(records.lazy(), resolution).sink_parquet(ctx.staging_dir / "records.parquet")
+    link.with_resolution(whole, resolution).sink_parquet(ctx.staging_dir / "records.parquet")
     pl.concat([exact, fuzzy], how="diagonal_relaxed").sort("id_dtks", "link_method").write_parquet(ctx.path("dukcapil_links.parquet"))
     anomalies.write_parquet(ctx.staging_dir / "anomalies_link.parquet")
     save_model(with_weights(model), ctx.path("link_model.json"))

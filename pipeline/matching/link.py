@@ -41,6 +41,8 @@ LINK_RECORD_COLUMNS = [
     "key_first", "key_last", "key_name", "tanggal_lahir", "dob_placeholder", "birth_year", "jenis_kelamin", "no_kk",
     "kode_wilayah", "kab",
 ]
+# What the link stage reads of the standardised DTKS records (round.link_civil_registry).
+LINK_STAGE_COLUMNS = ["id_dtks", *LINK_RECORD_COLUMNS]
 EXACT_LINK_COLUMNS = ["id_dtks", "nik", "name_std", "name_sorted", "key_name", "tanggal_lahir", "jenis_kelamin", "kode_wilayah"]
 DUKCAPIL_COLUMNS = ["source_line", "nik", "no_kk", "nama", "jenis_kelamin", "tanggal_lahir", "kode_wilayah", "deceased", "tanggal_meninggal"]
 
