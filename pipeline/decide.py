@@ -72,19 +72,20 @@ def reconcile(rows_in: int, outcomes: pl.DataFrame, quarantined_rows: int) -> di
     return result
 
 
-def split_outcomes(dtks: pl.DataFrame, outcomes: pl.DataFrame, clusters: pl.DataFrame) -> dict[str, pl.DataFrame]:
+def split_outcomes(dtks: pl.DataFrame, outcomes: pl.DataFrame, clusters: pl.DataFrame) -> dict[str, pl.LazyFrame]:
     """verified_recipients, review and excluded tables, each the staged row with its
-    cluster and anomaly codes. Verified holds at most one row per duplicate cluster."""
+    cluster and anomaly codes, as queries: collected and written one at a time, only one
+    table is held (at 10M rows all three beside the joined whole set the stage's peak)."""
     enriched = dtks.lazy().join(outcomes.lazy(), on="id_dtks", how="left").join(
         clusters.lazy().select("id_dtks", "cluster_id"), on="id_dtks", how="left"
-    ).sort("id_dtks").collect()
-    # One split, not a filtered copy per outcome beside the whole (at 10M rows the stage's peak).
-    parts = enriched.partition_by("outcome", as_dict=True, include_key=False)
-    tables = {name: parts.get((name,), enriched.clear().drop("outcome")) for name in ROW_OUTCOMES}
-    del enriched, parts
-    per_cluster = tables[OUTCOME.verified].group_by("cluster_id").len().filter(pl.col("len") > 1)
+    )
+    return {name: enriched.filter(pl.col("outcome") == name).drop("outcome").sort("id_dtks") for name in ROW_OUTCOMES}
+
+
+def check_paid_once(verified: pl.DataFrame) -> None:
+    """Verified holds at most one row per duplicate cluster."""
+    per_cluster = verified.group_by("cluster_id").len().filter(pl.col("len") > 1)
     if per_cluster.height:
         raise ReconciliationError(
             f"{per_cluster.height} duplicate clusters have more than one verified row; a person must be paid once."
         )
-    return tables

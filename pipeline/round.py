@@ -25,7 +25,8 @@ import polars as pl
 from pipeline import __version__, contract, decisions, outdir, partitioned
 from pipeline.checks.nik import check_niks
 from pipeline.errors import InputError, StageError, VervalError
-from pipeline.decide import reconcile, row_outcomes, sort_anomalies, split_outcomes
+from pipeline.contract import OUTCOME
+from pipeline.decide import check_paid_once, reconcile, row_outcomes, sort_anomalies, split_outcomes
 from pipeline.ingest import ingest_extract
 from pipeline.matching import dedupe, link
 from pipeline.matching.estimate import drift_table
@@ -245,12 +246,15 @@ def link_records(ctx: RoundContext, model: dict) -> pl.LazyFrame:
 
 def link_civil_registry(ctx: RoundContext) -> dict:
     model = ctx.link_model()
-    # The records are written by polars' streaming engine and only the columns the link
-    # reads come back: holding every column (addresses, places of birth, NIK facts) set the
-    # stage's peak (at 10M rows a 2.4 GB frame, 7.8 GB to build it).
+    # The whole records go to a file and only the columns the link reads stay: holding every
+    # column (addresses, places of birth, NIK facts) through the stage set its peak (at 10M
+    # rows a 2.4 GB frame). Collected, then written: sinking the query took 21 s against 12 s
+    # at 3M rows, with the same peak.
     standardised = ctx.staging_dir / "link_records.parquet"
-    link_records(ctx, model).sink_parquet(standardised)
-    records = pl.read_parquet(standardised, columns=link.LINK_STAGE_COLUMNS)
+    whole = link_records(ctx, model).collect(engine="streaming")
+    whole.write_parquet(standardised)
+    records = whole.select(link.LINK_STAGE_COLUMNS)
+    del whole
     con = ctx.connect()
     try:
         link.load_dukcapil(con, str(ctx.staging_dir / "dukcapil.parquet"))
@@ -410,9 +414,13 @@ def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
     dtks = dtks.join(repairs, on="id_dtks", how="left").with_columns(
         nik_asli=pl.col("nik"), nik=pl.coalesce("nik_repair", "nik")
     ).drop("nik_repair")
-    tables = split_outcomes(dtks, outcomes, pl.read_parquet(ctx.path("duplicate_clusters.parquet")))
-    for outcome, table in tables.items():
+    tables = split_outcomes(dtks, outcomes, pl.read_parquet(ctx.path("duplicate_clusters.parquet"), columns=["id_dtks", "cluster_id"]))
+    for outcome, query in tables.items():
+        table = query.collect()
+        if outcome == OUTCOME.verified:
+            check_paid_once(table)
         table.write_parquet(ctx.path(contract.outcome_rules()[outcome].file))
+        del table
     anomalies.write_parquet(ctx.path("anomalies.parquet"))
     quarantine.write_parquet(ctx.path("quarantine.parquet"))
     by_code = (
