@@ -6,7 +6,7 @@ import json
 import polars as pl
 import pytest
 
-from pipeline.decide import reconcile
+from pipeline.decide import check_paid_once, reconcile, split_outcomes
 from pipeline.errors import InputError, ReconciliationError
 from pipeline.progress import StageClock
 from pipeline.round import RoundContext, run_round
@@ -105,3 +105,18 @@ def test_reconciliation_fails_loudly_when_rows_go_missing():
         reconcile(4, outcomes, 1)
     with pytest.raises(ReconciliationError):
         reconcile(3, pl.DataFrame({"id_dtks": ["a", "a"], "outcome": ["verified", "review"]}), 1)
+
+
+def test_outcome_tables_and_one_verified_row_per_cluster():
+    dtks = pl.DataFrame({"id_dtks": ["D3", "D1", "D2", "D4"], "nama": ["C", "A", "B", "D"]})
+    outcomes = pl.DataFrame({"id_dtks": ["D1", "D2", "D3", "D4"],
+                             "outcome": ["verified", "excluded", "verified", "review"]})
+    clusters = pl.DataFrame({"id_dtks": ["D1", "D2", "D3", "D4"], "cluster_id": ["K-D1", "K-D1", "K-D3", "K-D4"]})
+    tables = {name: query.collect() for name, query in split_outcomes(dtks, outcomes, clusters).items()}
+    assert tables["verified"]["id_dtks"].to_list() == ["D1", "D3"]  # sorted by id_dtks
+    assert tables["excluded"]["id_dtks"].to_list() == ["D2"] and tables["review"]["id_dtks"].to_list() == ["D4"]
+    assert "outcome" not in tables["verified"].columns and "cluster_id" in tables["verified"].columns
+    check_paid_once(tables["verified"])
+    twice = split_outcomes(dtks, outcomes.with_columns(outcome=pl.lit("verified")), clusters)["verified"].collect()
+    with pytest.raises(ReconciliationError, match="1 duplicate clusters have more than one verified row"):
+        check_paid_once(twice)
