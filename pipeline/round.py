@@ -416,7 +416,9 @@ def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
     ).drop("nik_repair")
     tables = split_outcomes(dtks, outcomes, pl.read_parquet(ctx.path("duplicate_clusters.parquet"), columns=["id_dtks", "cluster_id"]))
     for outcome, query in tables.items():
-        table = query.collect()
+        # One chunk: the file's row groups then depend on the rows only, not on how the
+        # query's threads cut them (two runs of the 3M round wrote different bytes).
+        table = query.collect().rechunk()
         if outcome == OUTCOME.verified:
             check_paid_once(table)
         table.write_parquet(ctx.path(contract.outcome_rules()[outcome].file))
