@@ -613,7 +613,6 @@ def _stage_parquet_in_chunks(path: Path, kind: str, label: str, staging_path: Pa
     source = _open_parquet(path, label)
     row_count = source.metadata.num_rows  # the independent count: the file's own footer
     mapping = map_columns([c for c in source.schema_arrow.names if not c.startswith("_")], kind, path, label)
-    # An empty file still stages its (empty) columns.
     repeats = _dtks_repeats(path, label, source, mapping, today) if kind == "dtks" else None
     writer, staged_rows, first_line, quarantined, dropped = None, 0, 1, [], {}
     try:

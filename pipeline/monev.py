@@ -16,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.checks.wilayah import current_kabupaten, region_names
+from pipeline.checks.wilayah import region_names, with_current_kabupaten
 from pipeline.contract import OUTCOME, ROW_OUTCOMES, outcome_rules
 from pipeline.errors import InputError
 from pipeline.lookup.index import exclusion_reason
@@ -77,7 +77,7 @@ def round_indicators(round_dir: Path) -> pl.DataFrame:
         if frame is None:
             raise InputError(f"{round_dir}: {name} not found")
         parts.append(frame.select("id_dtks", "kode_wilayah", "exclude_codes", outcome=pl.lit(outcome)))
-    rows = pl.concat(parts, how="vertical_relaxed").with_columns(kode_kabupaten=current_kabupaten(pl.col("kode_wilayah")))
+    rows = with_current_kabupaten(pl.concat(parts, how="vertical_relaxed"), "kode_wilayah", "kode_kabupaten")
     outcomes = rows.group_by("kode_kabupaten").agg(
         baris=pl.len().cast(pl.Int64), **{o: (pl.col("outcome") == o).sum().cast(pl.Int64) for o in OUTCOME_FILES.values()}
     )

@@ -234,7 +234,7 @@ def nik_checks(ctx: RoundContext) -> dict:
 
 def link_records(ctx: RoundContext, model: dict) -> pl.LazyFrame:
     """Standardised DTKS records with their NIK facts, the input of both matching stages
-    (a lazy query: sink it); `model` the link model (its threshold for serials the civil
+    (a lazy query); `model` the link model (its threshold for serials the civil
     registry never issued)."""
     records = dedupe.prepare_records(pl.scan_parquet(ctx.staging_dir / "dtks.parquet"),
                                      pl.scan_parquet(ctx.staging_dir / "nik_checks.parquet"))

@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import time
-from pathlib import Path
 
 import polars as pl
 import pytest

@@ -15,7 +15,8 @@ import polars as pl
 import pytest
 
 from pipeline.progress import StageClock
-from pipeline.report.html import build_history, json_for_script, parse_evidence, render_report
+from pipeline.report.html import build_history, parse_evidence, render_report
+from pipeline.report.pages import json_for_script
 from pipeline.report.mask import birth_year, mask_name, mask_nik, scrub_text
 from pipeline.round import RoundContext, run_round
 

@@ -48,9 +48,10 @@ def region_names() -> pl.DataFrame:
 
 
 def with_current_kabupaten(frame: pl.DataFrame | pl.LazyFrame, code: str, name: str) -> pl.DataFrame | pl.LazyFrame:
-    """Column `name`: current_kabupaten of column `code`, by a join with the successors'
-    table. Same values; but polars' streaming engine runs a join batch by batch where it
-    runs `replace` on the whole column (25M Dukcapil rows: 1.3 GB against 6.9 GB)."""
+    """Column `name`: the kabupaten of the region code in column `code` (any level >= 4
+    digits), retired codes mapped to their successors, other codes kept as they are. A
+    join with the successors' table, not `replace`: polars' streaming engine runs a join
+    batch by batch and `replace` on the whole column (25M Dukcapil rows: 1.3 GB against 6.9 GB)."""
     successors = kabupaten_successors().rename({"kode": "_kab4", "kode_kabupaten_kini": "_kab_now"})
     return (
         frame.with_columns(_kab4=pl.col(code).str.slice(0, 4))
@@ -58,12 +59,4 @@ def with_current_kabupaten(frame: pl.DataFrame | pl.LazyFrame, code: str, name: 
               maintain_order="left")
         .with_columns(pl.coalesce("_kab_now", "_kab4").alias(name))
         .drop("_kab4", "_kab_now")
-    )
-
-
-def current_kabupaten(code: pl.Expr) -> pl.Expr:
-    """Kabupaten of a region code (any level >= 4 digits), retired codes mapped to successors."""
-    mapping = kabupaten_successors()
-    return code.str.slice(0, 4).replace_strict(
-        mapping["kode"], mapping["kode_kabupaten_kini"], default=code.str.slice(0, 4)
     )

@@ -67,7 +67,7 @@ def load_dukcapil(con: duckdb.DuckDBPyConnection, staging_path: str, table: str 
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
-def mark_unissued_numbers(records: pl.DataFrame | pl.LazyFrame, dukcapil_staging: str, slack: int) -> pl.DataFrame | pl.LazyFrame:
+def mark_unissued_numbers(records: pl.LazyFrame, dukcapil_staging: str, slack: int) -> pl.LazyFrame:
     """nik_unissued: the NIK's serial lies beyond every serial the civil registry issued for
     its kecamatan and birth date (by more than `slack`, room for people Dukcapil lacks).
     Serials are issued in order, so such a number is nobody's: a mistyped one. It is then
@@ -84,8 +84,8 @@ def mark_unissued_numbers(records: pl.DataFrame | pl.LazyFrame, dukcapil_staging
     serial = pl.col("nik_digits").str.slice(12, 4).cast(pl.Int32, strict=False)
     unissued = ((pl.col("nik_digits").str.len_chars() == 16) & (serial > pl.col("top_serial") + slack)).fill_null(False)
     return (
-        records.join(issued.lazy() if isinstance(records, pl.LazyFrame) else issued,
-                     left_on=pl.col("nik_digits").str.slice(0, 12), right_on="prefix", how="left", maintain_order="left")
+        records.join(issued.lazy(), left_on=pl.col("nik_digits").str.slice(0, 12), right_on="prefix", how="left",
+                     maintain_order="left")
         .with_columns(nik_unissued=unissued)
         .with_columns(nik_consistent=pl.col("nik_consistent") & ~pl.col("nik_unissued"))
         .drop("prefix", "top_serial")
@@ -318,15 +318,14 @@ def resolve(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, min
     )
 
 
-def with_resolution(records: pl.DataFrame | pl.LazyFrame, resolution: pl.DataFrame) -> pl.DataFrame | pl.LazyFrame:
+def with_resolution(records: pl.LazyFrame, resolution: pl.DataFrame) -> pl.LazyFrame:
     """cr_person / cr_method on each record: the civil-registry person it resolves to and
     how ('exact' or 'fuzzy'), null when unresolved; cr_rejected: the person its NIK points
-    to but whose name says it is someone else. Lazy records stay lazy (to be sunk)."""
+    to but whose name says it is someone else."""
     method = pl.col("resolution").replace_strict({"exact_nik": "exact", "fuzzy": "fuzzy"}, default=None)
     resolved = resolution.select("id_dtks", cr_person=pl.col("dukcapil_person"), cr_method=method,
                                  cr_rejected=pl.col("not_dukcapil_person"))
-    return records.join(resolved.lazy() if isinstance(records, pl.LazyFrame) else resolved,
-                        on="id_dtks", how="left", maintain_order="left")
+    return records.join(resolved.lazy(), on="id_dtks", how="left", maintain_order="left")
 
 
 def fuzzy_anomalies(fuzzy: pl.DataFrame) -> pl.DataFrame:

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.checks.wilayah import current_kabupaten, region_names
+from pipeline.checks.wilayah import region_names, with_current_kabupaten
 from pipeline.contract import (
     CODE, OUTCOME, OUTCOMES, ROW_OUTCOMES, action_rules, anomaly_rules, national_workbook, outcome_rules, severities, workbook_settings,
 )
 from pipeline.lookup.objections import is_objection_id
 from pipeline.report.mask import birth_year, mask_name, mask_nik, scrub_text
-from pipeline.report.pages import asset, fmt_dec, fmt_int, json_for_script, render  # noqa: F401 - json_for_script is re-exported
+from pipeline.report.pages import asset, fmt_dec, fmt_int, render
 
 MAX_CASES = 500
 
@@ -164,9 +164,8 @@ def load_records(work_dir: Path) -> pl.LazyFrame:
     if not parts:
         return pl.LazyFrame(schema=schema | {"kode_kabupaten": pl.String})
     # Optional extract columns (desil, hubungan_keluarga) are null when the round had none.
-    return pl.concat([with_columns_of(p, schema) for p in parts], how="vertical_relaxed").with_columns(
-        kode_kabupaten=current_kabupaten(pl.col("kode_wilayah"))
-    )
+    return with_current_kabupaten(pl.concat([with_columns_of(p, schema) for p in parts], how="vertical_relaxed"),
+                                  "kode_wilayah", "kode_kabupaten")
 
 
 RECORD_COLUMNS = [

@@ -694,8 +694,8 @@ def cell_style() -> CellStyle:
 
 def batches(jobs: list[KabJob], size: int) -> list[list[KabJob]]:
     """Consecutive jobs in batches of about `size` cases, largest batch first."""
-    found: list[list[KabJob]] = [[]]
-    held = 0
+    found: list[list[KabJob]] = []
+    held = size  # the first job opens the first batch; no job, no batch
     for job in jobs:
         if held >= size:
             found.append([])
@@ -714,23 +714,21 @@ def write_all(jobs: list[KabJob], folder: Path, workers: int | None) -> tuple[li
     the results in the jobs' order (each file depends on its job only, so the bytes do not
     depend on the number of workers) and the number of processes used."""
     cases = sum(job.cases.height for job in jobs)
-    asked = workers
-    workers = min(workers or default_workers(), len(jobs))
-    if not jobs:
-        return [], 1
-    if workers <= 1 or (asked is None and cases < PARALLEL_MIN_CASES):
-        work = batches(jobs, BATCH_CASES)
+    workers_used = max(1, min(workers or default_workers(), len(jobs)))
+    if workers is None and cases < PARALLEL_MIN_CASES:
+        workers_used = 1
+    # With workers, at least two batches each, so the work is shared out.
+    work = batches(jobs, BATCH_CASES if workers_used == 1 else min(BATCH_CASES, -(-cases // (2 * workers_used))))
+    if workers_used == 1:
         results = [result for batch in work for result in write_batch(batch, folder)]
-        return sorted(results, key=lambda r: r["kode_kabupaten"]), 1
-    # At least two batches per worker, so the work is shared out. "spawn": the parent runs
-    # polars and DuckDB threads, which a forked child must not inherit.
-    work = batches(jobs, min(BATCH_CASES, -(-cases // (2 * workers))))
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        results = [result for done in pool.map(write_batch, work, itertools.repeat(folder)) for result in done]
-    finally:  # interrupted or failed: the files not started are not written (the round is discarded)
-        pool.shutdown(wait=True, cancel_futures=True)
-    return sorted(results, key=lambda r: r["kode_kabupaten"]), workers
+    else:
+        # "spawn": the parent runs polars and DuckDB threads, which a forked child must not inherit.
+        pool = ProcessPoolExecutor(max_workers=workers_used, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            results = [result for done in pool.map(write_batch, work, itertools.repeat(folder)) for result in done]
+        finally:  # interrupted or failed: the files not started are not written (the round is discarded)
+            pool.shutdown(wait=True, cancel_futures=True)
+    return sorted(results, key=lambda r: r["kode_kabupaten"]), workers_used
 
 
 # --------------------------------------------------------------------------- the national summary
