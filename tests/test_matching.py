@@ -5,6 +5,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from pipeline.matching.blocking import blocking_recall
 from pipeline.matching.cluster import cluster_records
 from pipeline.matching.diagnostics import blocking_report
 from pipeline.matching.model import load_model
@@ -110,6 +111,19 @@ def test_blocking_recall_on_generated_registry(records, truth_rows):
     singles = report.filter(pl.col("rule") != "(union)")
     assert singles["recall"].max() < union["recall"]
     assert union["pairs"] < 10 * records.height  # blocking stays far from all pairs
+    # A rule's own true pairs are among those it reaches, and together they are the true
+    # pairs that exactly one rule reaches.
+    assert (singles["true_pairs_only_here"] <= singles["true_pairs_reached"]).all()
+    assert singles["true_pairs_only_here"].sum() < union["true_pairs_reached"]
+
+
+def test_blocking_recall_counts_the_true_pairs_each_rule_alone_reaches():
+    pairs = pl.DataFrame({"rid_l": [1, 1, 2, 5], "rid_r": [2, 3, 3, 6], "rules": [[0, 1], [1], [0], [2]]})
+    truth = pl.DataFrame({"rid_l": [1, 1, 2, 7], "rid_r": [2, 3, 3, 8]})
+    report = blocking_recall(pairs, truth, ["a", "b", "c"])
+    assert report.select("rule", "pairs", "true_pairs_reached", "true_pairs_only_here").rows() == [
+        ("a", 2, 2, 1), ("b", 2, 2, 1), ("c", 1, 0, 0), ("(union)", 4, 3, None)]
+    assert report["recall"].to_list() == [0.5, 0.5, 0.0, 0.75]
 
 
 def test_hard_negatives_stay_apart(generated_round):

@@ -119,7 +119,9 @@ def gather_vectors(con: duckdb.DuckDBPyConnection, model: dict, vectors: list[st
 
 
 def blocking_recall(pairs: pl.DataFrame, true_pairs: pl.DataFrame, rules: list[str]) -> pl.DataFrame:
-    """Per rule and for the union: candidate pairs and the share of true pairs reached.
+    """Per rule and for the union: candidate pairs, the share of true pairs reached, and
+    the true pairs no other rule reaches (what dropping the rule alone would lose: a rule
+    with many pairs and none of its own is a candidate for a finer key).
     `pairs` holds rid_l, rid_r, rules (list of rule indexes that found the pair)."""
     total_true = true_pairs.height
     found = pairs.join(true_pairs, on=["rid_l", "rid_r"], how="semi")
@@ -130,8 +132,9 @@ def blocking_recall(pairs: pl.DataFrame, true_pairs: pl.DataFrame, rules: list[s
             "rule": name,
             "pairs": pairs.filter(has_rule).height,
             "true_pairs_reached": found.filter(has_rule).height,
+            "true_pairs_only_here": found.filter(has_rule & (pl.col("rules").list.len() == 1)).height,
         })
-    rows.append({"rule": "(union)", "pairs": pairs.height, "true_pairs_reached": found.height})
+    rows.append({"rule": "(union)", "pairs": pairs.height, "true_pairs_reached": found.height, "true_pairs_only_here": None})
     return pl.DataFrame(rows).with_columns(
         recall=pl.col("true_pairs_reached") / total_true if total_true else pl.lit(None, dtype=pl.Float64)
     )
