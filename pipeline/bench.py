@@ -87,13 +87,14 @@ def run_size(base: Path, n: int, seed: int, mix: str, fmt: str, through_prefect:
     }
 
 
-STAGE_LINE = re.compile(r"✓ (\S+)\s+([\d.]+) s\s+peak\s+([\d,]+) MiB")
+STAGE_LINE = re.compile(r"✓ (\S+)\s+([\d.]+) s\s+peak\s+([\d,]+) MiB(?:\s+cpu\s+([\d.]+) s)?")
 
 
 def logged_stages(log: Path) -> list[dict]:
     """Every stage's time and peak from the round's progress lines: summary.json is
     written by the report stage, before the workbooks and the status index run."""
-    return [{"stage": m[1], "seconds": float(m[2]), "peak_rss_mib": float(m[3].replace(",", ""))}
+    return [{"stage": m[1], "seconds": float(m[2]), "peak_rss_mib": float(m[3].replace(",", "")),
+             **({"cpu_seconds": float(m[4])} if m[4] else {})}
             for m in STAGE_LINE.finditer(log.read_text(errors="replace"))]
 
 
@@ -132,12 +133,15 @@ def scaling_table(results: list[dict]) -> pl.DataFrame:
         row = {"stage": stage}
         for result in results:
             if stage.startswith("round"):
-                seconds, peak = result["round"]["wall_seconds"], result["round"]["peak_rss_mib"]
+                seconds, peak, cpu = (result["round"]["wall_seconds"], result["round"]["peak_rss_mib"],
+                                      result["round"].get("cpu_seconds"))
             else:
-                found = next((s for s in result["stages"] if s["stage"] == stage), None)
-                seconds, peak = (found["seconds"], found["peak_rss_mib"]) if found else (None, None)
+                found = next((s for s in result["stages"] if s["stage"] == stage), {})
+                seconds, peak, cpu = found.get("seconds"), found.get("peak_rss_mib"), found.get("cpu_seconds")
             row[f"s@{result['rows']:,}"] = seconds
             row[f"MiB@{result['rows']:,}"] = peak
+            # Cores kept busy: where another stage could run beside this one.
+            row[f"cores@{result['rows']:,}"] = round(cpu / seconds, 2) if cpu is not None and seconds else None
         if len(results) > 1:
             small, large = row[f"s@{first['rows']:,}"], row[f"s@{last['rows']:,}"]
             row["exponent"] = exponent(small or 0, large or 0, first["rows"], last["rows"]) if small and large else None

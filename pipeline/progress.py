@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import threading
 import time
 from contextlib import contextmanager
@@ -38,6 +39,13 @@ class _PeakSampler:
         self.peak = max(self.peak, self._process.memory_info().rss)
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process's threads and of its finished child processes (the
+    workbook writers): over a stage's wall time, how many cores it kept busy."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 @dataclass
 class StageClock:
     """Collects (stage, seconds, peak RSS MiB) in the order stages ran."""
@@ -47,7 +55,7 @@ class StageClock:
 
     @contextmanager
     def stage(self, name: str):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         status = None if self.quiet else console.status(f"[bold]{name}[/bold] ...", spinner="dots")
         if status:
             status.start()
@@ -57,10 +65,12 @@ class StageClock:
         finally:
             if status:
                 status.stop()
-        seconds = time.perf_counter() - start
-        self.timings.append({"stage": name, "seconds": round(seconds, 3), "peak_rss_mib": round(sampler.peak / 2**20, 1)})
+        seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
+        self.timings.append({"stage": name, "seconds": round(seconds, 3), "peak_rss_mib": round(sampler.peak / 2**20, 1),
+                             "cpu_seconds": round(cpu, 3)})
         if not self.quiet:
-            console.print(f"  [green]✓[/green] {name:<28} {seconds:7.2f} s   peak {sampler.peak / 2**20:8.0f} MiB")
+            console.print(f"  [green]✓[/green] {name:<28} {seconds:7.2f} s   peak {sampler.peak / 2**20:8.0f} MiB"
+                          f"   cpu {cpu:7.2f} s")
 
     def table(self) -> Table:
         table = Table(title="Waktu per tahap / stage timings")
