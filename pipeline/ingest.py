@@ -382,8 +382,14 @@ def _column_expr(mapping: dict[str, str], name: str) -> pl.Expr:
 # --------------------------------------------------------------------------- normalising
 
 
+# A run of whitespace becomes one space. Only runs that differ from one space are matched:
+# replacing every single space by itself (r"\s+") took 4 times as long (0.75 s against
+# 0.18 s for 2.5M addresses).
+IRREGULAR_WHITESPACE = r"\s{2,}|[\s&&[^ ]]"
+
+
 def _clean_text(expr: pl.Expr) -> pl.Expr:
-    cleaned = expr.str.strip_chars().str.replace_all(r"\s+", " ")
+    cleaned = expr.str.strip_chars().str.replace_all(IRREGULAR_WHITESPACE, " ")
     return pl.when(cleaned == "").then(None).otherwise(cleaned)
 
 
@@ -397,9 +403,12 @@ def normalise_sex(expr: pl.Expr) -> pl.Expr:
 
 
 def _reasons(reasons: list[tuple[pl.Expr, str]]) -> pl.Expr:
-    """Every reason that holds, joined; null when none does."""
-    joined = pl.concat_str([pl.when(cond.fill_null(False)).then(pl.lit(text)) for cond, text in reasons], separator="; ", ignore_nulls=True)
-    return pl.when(joined == "").then(None).otherwise(joined)
+    """Every reason that holds, joined; null when none does. The conditions make a bit mask
+    and each mask its text: joining strings on every row, nearly all of them sound, took
+    0.5 s per million rows."""
+    mask = pl.sum_horizontal([cond.fill_null(False).cast(pl.UInt16) * (1 << i) for i, (cond, _) in enumerate(reasons)])
+    texts = {m: "; ".join(text for i, (_, text) in enumerate(reasons) if m >> i & 1) for m in range(1, 1 << len(reasons))}
+    return mask.replace_strict(texts, default=None, return_dtype=pl.String)
 
 
 def _repeat_reasons(rows: pl.DataFrame) -> pl.DataFrame:

@@ -265,3 +265,14 @@ def test_dtks_parquet_staged_in_chunks_settles_repeated_ids_across_chunks(tmp_pa
     raw, _, _ = ingest_module.read_extract(path, "dtks", "--dtks", tmp_path)
     rows, _ = ingest_module.normalise(raw, "dtks", map_columns(raw.columns[:-2], "dtks", path), "2026-11-21")
     assert rows.drop("_lines").equals(staged)
+
+
+def test_text_cleaning_turns_every_whitespace_run_into_one_space():
+    from pipeline.ingest import _clean_text
+
+    values = ["  SITI   AMINAH ", "A\tB", "A \t B", "A\u00a0B", "A\u3000\u3000B", "A B C", "\t", "", None, "A\n\nB", "ONE"]
+    cleaned = pl.DataFrame({"v": values}).select(_clean_text(pl.col("v")).alias("v"))["v"].to_list()
+    assert cleaned == ["SITI AMINAH", "A B", "A B", "A B", "A B", "A B C", None, None, None, "A B", "ONE"]
+    # The same as replacing every run, the plain way.
+    plain = pl.DataFrame({"v": values}).select(pl.col("v").str.strip_chars().str.replace_all(r"\s+", " "))["v"].to_list()
+    assert [c or "" for c in cleaned] == [p or "" for p in plain]
