@@ -37,13 +37,17 @@ def _print_outcome(summary: dict) -> None:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from pipeline.progress import StageClock, console
-
-    out = args.out or _default_out()
     if args.workers < 0 or args.partitions < 0:
         raise UsageError("--workers and --partitions take a positive number (0 = not partitioned).")
     if args.workers and args.cluster:
         raise UsageError("give either --workers (a local Dask cluster) or --cluster (an existing one), not both.")
+    if not args.no_prefect:
+        from pipeline.flows.early_server import EarlyServer
+
+        early_server = EarlyServer()  # boots while the imports below run
+    from pipeline.progress import StageClock, console
+
+    out = args.out or _default_out()
     from pipeline import partitioned
 
     if args.no_prefect:
@@ -67,13 +71,14 @@ def command_run(args: argparse.Namespace) -> int:
     else:
         from pipeline.flows.verval import run_flow
 
-        summary = run_flow(
-            dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model, as_of=args.as_of, quiet=args.quiet,
-            decisions=args.decisions, decision_log=args.decision_log or None, objections=args.objections or None,
-            full_nik=args.full_nik, allow_partial_dukcapil=args.allow_partial_dukcapil, partitions=args.partitions,
-            workers=args.workers, cluster=partitioned.scheduler_address(args.cluster),
-            ineligible=args.ineligible or [],
-        )
+        with early_server.serving():
+            summary = run_flow(
+                dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model, as_of=args.as_of, quiet=args.quiet,
+                decisions=args.decisions, decision_log=args.decision_log or None, objections=args.objections or None,
+                full_nik=args.full_nik, allow_partial_dukcapil=args.allow_partial_dukcapil, partitions=args.partitions,
+                workers=args.workers, cluster=partitioned.scheduler_address(args.cluster),
+                ineligible=args.ineligible or [],
+            )
         timings = summary["stage_timings"]
     if not args.quiet:
         clock = StageClock(timings=timings)

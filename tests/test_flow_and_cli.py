@@ -119,3 +119,44 @@ def test_sample_too_small_is_a_clear_error(tmp_path, capsys):
     code = main(["sample", "--n", "200", "--out", str(tmp_path / "s")])
     err = capsys.readouterr().err
     assert code == 2 and "sample --n 200: n must be at least 1000" in err and "Traceback" not in err
+
+
+def _without_prefect_api(tmp_path) -> dict:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    return env
+
+
+def test_cli_run_through_prefect_uses_the_server_it_started_first(small_extracts, tmp_path):
+    # The command boots Prefect's API server before its imports (pipeline/flows/
+    # early_server.py): Prefect must not start a temporary one of its own.
+    out = small_extracts["dir"] / "cli-prefect-out"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", "--dtks", str(small_extracts["dtks"]), "--dukcapil",
+         str(small_extracts["dukcapil"]), "--out", str(out), "--quiet", "--as-of", "2026-11-21"],
+        capture_output=True, text=True, cwd=PROJECT_DIR, env=_without_prefect_api(tmp_path), timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = result.stdout + result.stderr
+    assert "Beginning flow run" in log
+    assert "Starting temporary server" not in log and "Traceback" not in log
+    assert json.loads((out / "summary.json").read_text())["reconciliation"]["rows_in"] == 9
+
+
+EARLY_SERVER_THAT_FAILS = """
+import sys
+from pipeline.flows.early_server import EarlyServer
+server = EarlyServer(command=lambda port: [sys.executable, "-c", "raise SystemExit(1)"])
+from prefect.settings import PREFECT_API_URL
+with server.serving():
+    print("api", PREFECT_API_URL.value(), "process", server.process)
+"""
+
+
+def test_an_early_server_that_does_not_start_leaves_prefect_to_start_its_own(tmp_path):
+    result = subprocess.run([sys.executable, "-c", EARLY_SERVER_THAT_FAILS], capture_output=True, text=True,
+                            cwd=PROJECT_DIR, env=_without_prefect_api(tmp_path), timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "api None process None" in result.stdout
