@@ -38,6 +38,21 @@ JAKARTA = dt.timezone(dt.timedelta(hours=7))
 PACKAGES = ("polars", "duckdb", "pyarrow", "prefect", "great-expectations", "rapidfuzz", "jellyfish", "rich")
 
 
+# DuckDB's memory limit. The stages of a single-process round run one at a time, so each
+# may use a good share of the machine: at 10M DTKS rows the duplicate search took 174 s
+# with 3 GB (its 20M candidate pairs and the records they join spilled to disk) and
+# 116 s with 10 GB. A partition task's working set is set by the partition's size, so
+# side by side on one host each keeps to a few gigabytes.
+MAIN_PROCESS_MEMORY_SHARE = 0.4
+PARTITION_TASK_MEMORY = "3GB"
+
+
+def machine_memory_share(share: float) -> str:
+    """`share` of this machine's physical memory, as a DuckDB memory limit; never below 1 GB."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{max(1024, int(total * share) // 2**20)}MiB"
+
+
 @dataclass
 class RoundContext:
     dtks: str
@@ -50,7 +65,7 @@ class RoundContext:
     objections: str | None = None
     full_nik: bool = False
     as_of: str = field(default_factory=lambda: dt.datetime.now(JAKARTA).date().isoformat())
-    duckdb_memory_limit: str = "3GB"
+    duckdb_memory_limit: str = ""  # empty: MAIN_PROCESS_MEMORY_SHARE of the machine, PARTITION_TASK_MEMORY per task
     threads: int = 2
     allow_partial_dukcapil: bool = False
     ineligible: list[str] = field(default_factory=list)
@@ -98,7 +113,8 @@ class RoundContext:
     def connect(self, threads: int | None = None, temp: str | None = None) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection; partition tasks running side by side each spill to a
         folder of their own (`temp`)."""
-        con = duckdb.connect(config={"memory_limit": self.duckdb_memory_limit, "threads": threads or self.threads})
+        limit = self.duckdb_memory_limit or (PARTITION_TASK_MEMORY if temp else machine_memory_share(MAIN_PROCESS_MEMORY_SHARE))
+        con = duckdb.connect(config={"memory_limit": limit, "threads": threads or self.threads})
         spill = self.work_dir / "duckdb_tmp" / temp if temp else self.work_dir / "duckdb_tmp"
         con.execute(f"SET temp_directory = '{spill}'")
         return register_macros(con)
@@ -225,7 +241,7 @@ def gather_objections(ctx: RoundContext) -> dict:
 
 
 def nik_checks(ctx: RoundContext) -> dict:
-    dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet")
+    dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet", columns=["id_dtks", "nik", "jenis_kelamin", "tanggal_lahir"])
     facts, anomalies = check_niks(dtks)
     facts.write_parquet(ctx.staging_dir / "nik_checks.parquet")
     anomalies.write_parquet(ctx.staging_dir / "anomalies_nik.parquet")

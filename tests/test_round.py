@@ -2,6 +2,7 @@
 outputs, manifest, and a failed run leaving previous outputs untouched."""
 
 import json
+import os
 
 import polars as pl
 import pytest
@@ -120,3 +121,23 @@ def test_outcome_tables_and_one_verified_row_per_cluster():
     twice = split_outcomes(dtks, outcomes.with_columns(outcome=pl.lit("verified")), clusters)["verified"].collect()
     with pytest.raises(ReconciliationError, match="1 duplicate clusters have more than one verified row"):
         check_paid_once(twice)
+
+
+def test_duckdb_memory_limit_a_share_of_the_machine_unless_a_partition_task_or_given(tmp_path):
+    def limit(ctx, **kwargs):
+        con = ctx.connect(**kwargs)
+        try:
+            return con.execute("SELECT value FROM duckdb_settings() WHERE name = 'memory_limit'").fetchall()[0][0]
+        finally:
+            con.close()
+
+    def gib(text):
+        number, unit = text.split()
+        return float(number) * {"MiB": 1 / 1024, "GiB": 1.0, "TiB": 1024.0}[unit]
+
+    ctx = RoundContext(dtks="d", dukcapil="c", out=str(tmp_path / "out"), work=str(tmp_path / "work"))
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    assert gib(limit(ctx)) == pytest.approx(0.4 * machine, rel=0.05)
+    assert gib(limit(ctx, temp="bucket-0")) == pytest.approx(3e9 / 2**30, rel=0.05)
+    given = RoundContext(dtks="d", dukcapil="c", out=str(tmp_path / "out"), work=str(tmp_path / "work"), duckdb_memory_limit="1GB")
+    assert gib(limit(given)) == gib(limit(given, temp="bucket-0")) == pytest.approx(1e9 / 2**30, rel=0.05)
