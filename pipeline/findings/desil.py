@@ -26,12 +26,17 @@ def program_table() -> pl.DataFrame:
 def desil_anomalies(dtks: pl.DataFrame) -> pl.DataFrame:
     """`dtks` needs id_dtks, program, desil (Int8, null when absent or unusable)."""
     rows = dtks.select("id_dtks", "program", "desil").filter(pl.col("desil").is_not_null() & pl.col("program").is_not_null())
-    received = (
-        rows.with_columns(program_name=pl.col("program").str.replace_all(PROGRAM_SEPARATORS, ",").str.split(","))
+    # A registry spells its programs a few hundred ways: each spelling is read once, not once per row.
+    spellings = (
+        rows.select("program").unique()
+        .with_columns(program_name=pl.col("program").str.replace_all(PROGRAM_SEPARATORS, ",").str.split(","))
         .explode("program_name")
         .with_columns(program_name=alias_key_expr(pl.col("program_name")).replace_strict(program_keys(), default=None))
         .filter(pl.col("program_name").is_not_null())
-        .unique(["id_dtks", "program_name"])
+        .unique()
+    )
+    received = (
+        rows.join(spellings, on="program")
         .join(program_table(), on="program_name")
         .filter(~pl.col("desil").is_between(pl.col("desil_low"), pl.col("desil_high")))
     )

@@ -30,10 +30,10 @@ def households(records: pl.DataFrame) -> pl.DataFrame:
                           is_head=alias_key_expr(pl.col("hubungan_keluarga")).is_in(heads).fill_null(False))
     rows = rows.filter(pl.col("kk").str.contains(VALID_KK).fill_null(False))
     # Head first, then the eldest; id_dtks breaks ties (same input, same representative).
-    representative = (
-        rows.sort("kk", pl.col("is_head").not_(), "tanggal_lahir", "id_dtks", nulls_last=True)
-        .group_by("kk", maintain_order=True).agg(representative=pl.col("id_dtks").first(),
-                                                  any_head=pl.col("is_head").any())
+    # Sorted within each household, not the whole table by household: 2.8 s against 9 s at 10M rows.
+    representative = rows.group_by("kk").agg(
+        representative=pl.col("id_dtks").sort_by(pl.col("is_head").not_(), "tanggal_lahir", "id_dtks", nulls_last=True).first(),
+        any_head=pl.col("is_head").any(),
     )
     return rows.join(representative, on="kk").with_columns(
         # Without a head column (or no head marked) the eldest stands in as the head.
@@ -82,11 +82,11 @@ def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, reso
     # damaged NIK. An exact NIK under a merely close name may be a relative's card; a row
     # carrying its own valid number that Dukcapil lacks is someone Dukcapil lacks, and a
     # fuzzy resolution of it rests on name and birth date alone (a namesake's KK).
-    own_number = records.filter(pl.col("nik_consistent"))["id_dtks"]
     sure = pl.col("dukcapil_person").is_not_null() & pl.when(pl.col("resolution") == "exact_nik").then(
-        name_and_birth_agree().fill_null(False)).otherwise(~pl.col("id_dtks").is_in(own_number.implode()))
+        name_and_birth_agree().fill_null(False)).otherwise(~pl.col("nik_consistent").fill_null(False))
     person_kk = (
-        resolution.filter(sure).select("id_dtks", "dukcapil_person")
+        resolution.join(records.select("id_dtks", "nik_consistent"), on="id_dtks", how="left")
+        .filter(sure).select("id_dtks", "dukcapil_person")
         .join(dukcapil.select(dukcapil_person=pl.col("source_line").cast(pl.Int64), kk_dukcapil=pl.col("no_kk")).collect(),
               on="dukcapil_person", how="left")
         .select("id_dtks", "kk_dukcapil")
@@ -103,8 +103,6 @@ def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, reso
         unsure_members=pl.col("unsure").sum(),
         head_dead=(pl.col("is_head") & pl.col("dead")).any(),
         kk_count=pl.col("kk_dukcapil").drop_nulls().n_unique(),
-        kk_list=pl.col("kk_dukcapil").drop_nulls().unique().sort().str.join(", "),
-        member_ids=pl.col("id_dtks").sort().str.join(", "),
     ).with_columns(
         kk_found=pl.col("kk").is_in(known_kk["kk"].implode()),
         all_gone=pl.col("gone_members") + pl.col("unsure_members") == pl.col("members"),
@@ -127,6 +125,13 @@ def household_findings(records: pl.DataFrame, link_anomalies: pl.DataFrame, reso
                           ", {} meninggal atau pindah (tautan ke Dukcapil tidak pasti)", pl.col("unsure_members"))).otherwise(pl.lit("")),
                       related_id=pl.col("representative")),
     ])
-    shown = flagged.join(anomalies.select("id_dtks").unique(), on="id_dtks", how="semi").select(
+    # The lists of members and KKs are for the flagged households alone: built for every
+    # household they took 15 s at 10M rows.
+    shown_rows = rows.join(anomalies.select("id_dtks").unique(), on="id_dtks", how="semi").select("kk").unique()
+    lists = rows.join(shown_rows, on="kk", how="semi").group_by("kk").agg(
+        kk_list=pl.col("kk_dukcapil").drop_nulls().unique().sort().str.join(", "),
+        member_ids=pl.col("id_dtks").sort().str.join(", "),
+    )
+    shown = flagged.join(anomalies.select("id_dtks").unique(), on="id_dtks", how="semi").join(lists, on="kk").select(
         "id_dtks", "representative", members=pl.col("member_ids"), kk_dukcapil=pl.col("kk_list"))
     return anomalies, shown.cast(HOUSEHOLD_SCHEMA).sort("id_dtks")
