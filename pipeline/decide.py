@@ -10,6 +10,8 @@ weak evidence.
 
 from __future__ import annotations
 
+import functools
+
 import polars as pl
 
 from pipeline.contract import OUTCOME, OUTCOMES, ROW_OUTCOMES, action_rules, anomaly_rules
@@ -74,12 +76,25 @@ def reconcile(rows_in: int, outcomes: pl.DataFrame, quarantined_rows: int) -> di
 
 def split_outcomes(dtks: pl.DataFrame, outcomes: pl.DataFrame, clusters: pl.DataFrame) -> dict[str, pl.LazyFrame]:
     """verified_recipients, review and excluded tables, each the staged row with its
-    cluster and anomaly codes, as queries: collected and written one at a time, only one
-    table is held (at 10M rows all three beside the joined whole set the stage's peak)."""
-    enriched = dtks.lazy().join(outcomes.lazy(), on="id_dtks", how="left").join(
-        clusters.lazy().select("id_dtks", "cluster_id"), on="id_dtks", how="left"
+    cluster and anomaly codes, sorted by id_dtks, as queries: collected and written one at
+    a time, only one table is held (at 10M rows all three beside the joined whole set the
+    stage's peak). The joins and the sort run once, on the narrow columns; each table
+    gathers its staged rows by position (joining the whole staged table for each of the
+    three took 30 s at 10M rows)."""
+    narrow = (
+        dtks.select("id_dtks").with_row_index("_row")
+        .join(outcomes, on="id_dtks", how="left")
+        .join(clusters.select("id_dtks", "cluster_id"), on="id_dtks", how="left")
+        .sort("id_dtks")
     )
-    return {name: enriched.filter(pl.col("outcome") == name).drop("outcome").sort("id_dtks") for name in ROW_OUTCOMES}
+    added = narrow.drop("_row", "id_dtks", "outcome")
+    schema = {**dtks.schema, **added.schema}
+
+    def table(name: str) -> pl.DataFrame:
+        part = narrow.filter(pl.col("outcome") == name)
+        return pl.concat([dtks[part["_row"]], part.drop("_row", "id_dtks", "outcome")], how="horizontal")
+
+    return {name: pl.defer(functools.partial(table, name), schema=schema) for name in ROW_OUTCOMES}
 
 
 def check_paid_once(verified: pl.DataFrame) -> None:

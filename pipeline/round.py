@@ -427,9 +427,9 @@ def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
     )
     reconciliation = reconcile(ingest_results["dtks"]["rows_in"], outcomes, ingest_results["dtks"]["rows_quarantined"])
     # A NIK repair confirmed by a reviewer is applied to the outputs; the original stays.
-    dtks = dtks.join(repairs, on="id_dtks", how="left").with_columns(
-        nik_asli=pl.col("nik"), nik=pl.coalesce("nik_repair", "nik")
-    ).drop("nik_repair")
+    # Looked up, not joined: repairs are few, the staged table wide.
+    repaired = pl.col("id_dtks").replace_strict(repairs["id_dtks"], repairs["nik_repair"], default=None, return_dtype=pl.String)
+    dtks = dtks.with_columns(nik_asli=pl.col("nik"), nik=pl.coalesce(repaired, "nik"))
     tables = split_outcomes(dtks, outcomes, pl.read_parquet(ctx.path("duplicate_clusters.parquet"), columns=["id_dtks", "cluster_id"]))
     for outcome, query in tables.items():
         # One chunk: the file's row groups then depend on the rows only, not on how the
