@@ -93,7 +93,7 @@ def command_sample(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     try:
-        result = generate_sample(args.n, args.seed, Path(args.out), fmt=args.format, mix=args.mix)
+        result = generate_sample(args.n, args.seed, Path(args.out), fmt=args.format, mix=args.mix, extent=args.extent)
     except ValueError as error:
         raise UsageError(f"sample --n {args.n}: {error}") from None
     console.print(f"sample of {args.n:,} DTKS rows (seed {args.seed}) in {time.perf_counter() - started:.1f} s -> {args.out}")
@@ -254,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--format", choices=("csv", "parquet"), default="csv")
     sample.add_argument("--mix", choices=("standard", "hard"), default="standard",
                         help="scenario mix: standard, or hard (look-alike relatives, OCR names, re-registrations...)")
+    sample.add_argument("--extent", choices=("national", "regional"), default="national",
+                        help="national: any size spread thinly over every desa; regional: whole kabupaten at the "
+                             "country's real density, as a province's extract")
     sample.set_defaults(handler=command_sample)
 
     serve = commands.add_parser("serve", help="serve the scheduled deployment from prefect.yaml (needs `prefect server start`)")

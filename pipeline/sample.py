@@ -28,6 +28,7 @@ Run from the command line: python -m pipeline.sample --n 20000 --seed 7 --out da
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,30 @@ PROVINCE_POPULATION_M = {
     62: 2.8, 63: 4.2, 64: 4.0, 65: 0.7, 71: 2.7, 72: 3.1, 73: 9.4, 74: 2.8, 75: 1.2, 76: 1.5,
     81: 1.9, 82: 1.4, 91: 1.1, 92: 0.6, 93: 0.5, 94: 1.4, 95: 1.5, 96: 0.6,
 }
+
+
+NATIONAL_POPULATION_M = sum(PROVINCE_POPULATION_M.values())
+EXTENTS = ("national", "regional")
+
+
+def regional_extract(regions: Regions, people: int, seed: int) -> Regions:
+    """The regions of a province-like extract: whole kabupaten, province after province in
+    a seeded order, until they hold `people` at the country's real density; households
+    live only there (moves may still leave it). The national extent spreads any size over
+    all 84k desa, so a small registry is thin everywhere and a larger one denser: blocks
+    keyed on a desa or a kabupaten then grow with the registry, which no real extract of a
+    fixed area does."""
+    rng = np.random.default_rng([seed, 7])
+    kab_of_desa = regions.desa // 10**6
+    kab_ids = np.unique(kab_of_desa)
+    provinces = np.unique(kab_ids // 100)
+    order = np.concatenate([kab_ids[kab_ids // 100 == p] for p in rng.permutation(provinces)])
+    kab_weight = np.bincount(np.searchsorted(kab_ids, kab_of_desa), weights=regions.desa_weight)
+    share = min(1.0, people / (NATIONAL_POPULATION_M * 1e6))
+    cumulative = np.cumsum(kab_weight[np.searchsorted(kab_ids, order)])
+    chosen = order[: int(np.searchsorted(cumulative, share)) + 1]
+    weight = np.where(np.isin(kab_of_desa, chosen), regions.desa_weight, 0.0)
+    return dataclasses.replace(regions, desa_weight=weight / weight.sum())
 
 
 # ----------------------------------------------------------------------------------------- dates
@@ -1771,10 +1796,12 @@ DUKCAPIL_COLUMNS = ("nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir", "ta
                     "kode_wilayah", "tanggal_meninggal", "hubungan_keluarga")
 
 
-def build_world(n: int, seed: int, regions: Regions | None = None, mix: Mix = MIXES["standard"]):
+def build_world(n: int, seed: int, regions: Regions | None = None, mix: Mix = MIXES["standard"], extent: str = "national"):
     """All generation steps, in order; returns (regions, population, plan, dtks, dukcapil) with internal columns."""
     rng = np.random.default_rng(seed)
     regions = regions or load_regions()
+    if extent == "regional":
+        regions = regional_extract(regions, round(DUKCAPIL_PER_DTKS_ROW * n), seed)
     n_victims = share_count(mix.row_scenario_shares["identity_mismatch"], n, n)
     pop = make_households(rng, regions, round(DUKCAPIL_PER_DTKS_ROW * n), n_victims)
     set_placeholder_birthdays(rng, pop)
@@ -1800,7 +1827,7 @@ def build_world(n: int, seed: int, regions: Regions | None = None, mix: Mix = MI
     return regions, pop, plan, dtks, dukcapil
 
 
-def generate_sample(n: int, seed: int, out_dir: Path, fmt: str = "csv", mix: str = "standard") -> dict:
+def generate_sample(n: int, seed: int, out_dir: Path, fmt: str = "csv", mix: str = "standard", extent: str = "national") -> dict:
     """Write dtks, dukcapil, truth_rows and truth_anomalies (CSV or Parquet, all text) into out_dir.
 
     Returns the file paths and counts. Same n and seed -> byte-identical files.
@@ -1811,9 +1838,11 @@ def generate_sample(n: int, seed: int, out_dir: Path, fmt: str = "csv", mix: str
         raise ValueError("n must be at least 1000 so that every scenario can be represented")
     if mix not in MIXES:
         raise ValueError(f"mix must be one of {', '.join(MIXES)}, not {mix!r}")
+    if extent not in EXTENTS:
+        raise ValueError(f"extent must be one of {', '.join(EXTENTS)}, not {extent!r}")
     from pipeline.sample_eligibility import ELIGIBILITY_CODES, add_eligibility
 
-    regions, pop, plan, dtks, dukcapil = build_world(n, seed, mix=MIXES[mix])
+    regions, pop, plan, dtks, dukcapil = build_world(n, seed, mix=MIXES[mix], extent=extent)
     dtks, dukcapil, ineligible, eligibility_truth = add_eligibility(
         seed, regions, pop, plan, dtks, dukcapil,
         nik_typos=lambda rng, niks, real: duplicate_niks(rng, niks, real, kinds=(0.0, 0.5, 0.5, 0.0)))

@@ -189,9 +189,37 @@ def test_parquet_has_same_columns_all_text(tmp_path):
         assert all(dtype == pl.String for dtype in frame.dtypes), name
 
 
+def test_regional_extent_keeps_households_in_a_few_whole_kabupaten_at_real_density(tmp_path):
+    from pipeline.sample import PROVINCE_POPULATION_M, load_regions, regional_extract
+
+    regions = load_regions()
+    people = 2_000_000
+    area = regional_extract(regions, people, seed=5)
+    kab = regions.desa // 10**6
+    chosen = set(kab[area.desa_weight > 0].tolist())
+    # Whole kabupaten: every desa of a chosen kabupaten can be lived in, in its national proportion.
+    inside = regions.desa_weight[area.desa_weight > 0]
+    assert (regions.desa_weight[[k in chosen for k in kab]] > 0).all()
+    assert area.desa_weight[area.desa_weight > 0] == pytest.approx(inside / inside.sum())
+    # As many kabupaten as hold that many people at the country's density, not all 514.
+    national = sum(PROVINCE_POPULATION_M.values()) * 1e6
+    assert regions.desa_weight[area.desa_weight > 0].sum() == pytest.approx(people / national, rel=0.5)
+    assert 1 <= len(chosen) < 40
+    assert regional_extract(regions, people, seed=5).desa_weight.tolist() == area.desa_weight.tolist()
+    assert set(kab[regional_extract(regions, people, seed=6).desa_weight > 0].tolist()) != chosen
+
+    result = generate_sample(2000, 5, tmp_path, fmt="parquet", extent="regional")
+    dtks = pl.read_parquet(result["dtks"])
+    assert dtks.height == 2000
+    written = dtks.filter(pl.col("kode_wilayah").str.contains(r"^\d{10}$"))["kode_wilayah"].str.slice(0, 4).cast(pl.Int64)
+    assert written.is_in(list(chosen)).mean() > 0.9  # the rest: DTKS addresses left behind after a move
+
+
 def test_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError):
         generate_sample(5000, 1, tmp_path, fmt="xlsx")
+    with pytest.raises(ValueError):
+        generate_sample(5000, 1, tmp_path, extent="planet")
     with pytest.raises(ValueError):
         generate_sample(10, 1, tmp_path)
 
