@@ -51,20 +51,20 @@ def measure(command: list[str], log: Path, env: dict | None = None) -> dict:
             "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2)}
 
 
-def generated(base: Path, n: int, seed: int, mix: str, fmt: str) -> Path:
-    """The generated registry of this size, seed and mix (generated once, then reused)."""
-    data = base / f"data-{n}-seed{seed}-{mix}-{fmt}"
+def generated(base: Path, n: int, seed: int, mix: str, fmt: str, extent: str = "national") -> Path:
+    """The generated registry of this size, seed, mix and extent (generated once, then reused)."""
+    data = base / (f"data-{n}-seed{seed}-{mix}-{fmt}" + ("" if extent == "national" else f"-{extent}"))
     if not (data / "complete").exists():
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "pipeline.sample", "--n", str(n), "--seed", str(seed), "--out", str(data),
-                        "--format", fmt, "--mix", mix], check=True, stdout=subprocess.DEVNULL)
+                        "--format", fmt, "--mix", mix, "--extent", extent], check=True, stdout=subprocess.DEVNULL)
         (data / "complete").write_text("")
         console.print(f"generated {n:,} DTKS rows in {time.perf_counter() - started:.1f} s -> {data}")
     return data
 
 
-def run_size(base: Path, n: int, seed: int, mix: str, fmt: str, through_prefect: bool) -> dict:
-    data = generated(base, n, seed, mix, fmt)
+def run_size(base: Path, n: int, seed: int, mix: str, fmt: str, through_prefect: bool, extent: str = "national") -> dict:
+    data = generated(base, n, seed, mix, fmt, extent)
     suffix = ".parquet" if fmt == "parquet" else ".csv"
     out = base / f"out-{n}"
     command = [sys.executable, "-m", "pipeline.cli", "run", "--dtks", str(data / f"dtks{suffix}"),
@@ -162,7 +162,8 @@ def pairs_table(results: list[dict], key: str) -> pl.DataFrame:
 
 
 def run_benchmark(sizes: list[int], seed: int, work: str | None, fmt: str, through_prefect: bool, score: bool,
-                  mix: str = "standard", vs_splink: bool = False, results_dir: Path | None = RESULTS_DIR) -> int:
+                  mix: str = "standard", vs_splink: bool = False, results_dir: Path | None = RESULTS_DIR,
+                  extent: str = "national") -> int:
     base = Path(work) if work else Path(tempfile.mkdtemp(prefix="verval-bench-"))
     base.mkdir(parents=True, exist_ok=True)
     python = splink_python() if vs_splink else None
@@ -172,7 +173,7 @@ def run_benchmark(sizes: list[int], seed: int, work: str | None, fmt: str, throu
         return 2
     results = []
     for n in sorted(sizes):
-        result = run_size(base, n, seed, mix, fmt, through_prefect)
+        result = run_size(base, n, seed, mix, fmt, through_prefect, extent)
         console.print(f"{n:,} rows: round wall {result['round']['wall_seconds']:.1f} s, peak {result['round']['peak_rss_mib']:,.0f} MiB "
                       f"({'through Prefect' if through_prefect else 'without Prefect'})")
         if python:
@@ -194,7 +195,7 @@ def run_benchmark(sizes: list[int], seed: int, work: str | None, fmt: str, throu
         results_dir.mkdir(parents=True, exist_ok=True)
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = results_dir / f"bench-{stamp}-{'-'.join(str(n) for n in sorted(sizes))}.json"
-        path.write_text(json.dumps({"machine": machine(), "seed": seed, "mix": mix, "format": fmt, "through_prefect": through_prefect,
+        path.write_text(json.dumps({"machine": machine(), "seed": seed, "mix": mix, "extent": extent, "format": fmt, "through_prefect": through_prefect,
                                     "commit": _commit(), "results": results}, indent=2, default=str) + "\n")
         console.print(f"results -> {path}")
     return 0

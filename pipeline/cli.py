@@ -118,7 +118,7 @@ def command_bench(args: argparse.Namespace) -> int:
     except ValueError:
         raise InputError(f"--sizes {args.sizes!r}: give row counts separated by commas, e.g. 1000000,3000000") from None
     return run_benchmark(sizes=sizes, seed=args.seed, work=args.dir, fmt=args.format, through_prefect=args.prefect,
-                         score=args.score, mix=args.mix, vs_splink=args.vs_splink)
+                         score=args.score, mix=args.mix, vs_splink=args.vs_splink, extent=args.extent)
 
 
 def command_score(args: argparse.Namespace) -> int:
@@ -312,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--dir", help="work folder; generated registries are kept there and reused (default: a temporary folder)")
     bench.add_argument("--format", choices=("csv", "parquet"), default="parquet")
     bench.add_argument("--mix", choices=("standard", "hard"), default="standard", help="scenario mix of the generated data")
+    bench.add_argument("--extent", choices=("national", "regional"), default="national",
+                       help="national: every size over all desa (denser as it grows); regional: whole kabupaten at real density")
     bench.add_argument("--prefect", action="store_true", help="run through the Prefect flow (adds server start-up)")
     bench.add_argument("--score", action="store_true", help="also print precision/recall per anomaly code")
     bench.set_defaults(handler=command_bench)

@@ -1893,9 +1893,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=SAMPLE_DIR)
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
     parser.add_argument("--mix", choices=tuple(MIXES), default="standard")
+    parser.add_argument("--extent", choices=EXTENTS, default="national")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    result = generate_sample(args.n, args.seed, args.out, args.format, args.mix)
+    result = generate_sample(args.n, args.seed, args.out, args.format, args.mix, extent=args.extent)
     print(f"wrote {result['n_dtks']} DTKS rows, {result['n_dukcapil']} Dukcapil rows to {args.out} "
           f"in {time.perf_counter() - started:.1f}s")
     for label, count in sorted(result["scenario_counts"].items(), key=lambda kv: -kv[1]):
