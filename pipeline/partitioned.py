@@ -40,6 +40,7 @@ import polars as pl
 from pipeline.matching import dedupe, link
 from pipeline.matching.blocking import new_pairs_table, rule_pairs
 from pipeline.matching.compare import compare_pairs
+from pipeline.matching.sql import sql_path
 
 # Records per bucket when --partitions is not given: a duplicate-search bucket of 250k
 # records holds a few hundred MB in DuckDB, whatever the registry's size.
@@ -162,11 +163,6 @@ def _bucket_files(folder: Path, bucket: int) -> list[str]:
     return sorted(str(p) for p in (folder / f"b{bucket:05d}").glob("*.parquet"))
 
 
-def _quoted(path: Path | str) -> str:
-    """A path as an SQL string literal (COPY and views take no parameters)."""
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 def _task_connection(ctx, name: str):
     # On a cluster each task gets worker_threads (one core per worker); in one process
     # the tasks run one after another and may use every thread.
@@ -199,7 +195,7 @@ def scatter(ctx, source: str, offset: int, length: int | None, specs: list[dict]
             if only_in:
                 aliases = ", ".join(f"k{i}" for i in range(len(keys)))
                 filters.append(
-                    f"({', '.join(f'({key})' for key in keys)}) IN (SELECT ({aliases}) FROM read_parquet({_quoted(Path(only_in) / (spec['name'] + '.parquet'))}))"
+                    f"({', '.join(f'({key})' for key in keys)}) IN (SELECT ({aliases}) FROM read_parquet({sql_path(Path(only_in) / (spec['name'] + '.parquet'))}))"
                 )
             rows = con.sql(
                 f"SELECT *, ({_bucket_sql(keys, ctx.partitions)})::INTEGER AS _bucket FROM _chunk WHERE {' AND '.join(filters)}"
@@ -247,7 +243,7 @@ def exact_bucket(ctx, bucket: int) -> dict:
                     {"paths": _bucket_files(parts / "dukcapil_nik" / "nik", bucket)})
         link.identify_persons(con, "dukcapil_records")
         (parts / "dukcapil_records").mkdir(exist_ok=True)
-        con.execute(f"COPY dukcapil_records TO {_quoted(parts / 'dukcapil_records' / f'b{bucket:05d}.parquet')} (FORMAT parquet)")
+        con.execute(f"COPY dukcapil_records TO {sql_path(parts / 'dukcapil_records' / f'b{bucket:05d}.parquet')} (FORMAT parquet)")
         exact = link.link_exact(con, pl.read_parquet(_bucket_files(parts / "dtks_nik" / "nik", bucket)))
     finally:
         con.close()
@@ -276,7 +272,7 @@ def link_query(ctx) -> dict:
             not_null = " AND ".join(f"({key}) IS NOT NULL" for key in spec["keys"])
             con.execute(
                 f"""COPY (SELECT DISTINCT {keys} FROM _query WHERE ({spec.get('where', 'TRUE')}) AND {not_null})
-                    TO {_quoted(parts / 'query_keys' / (spec['name'] + '.parquet'))} (FORMAT parquet)"""
+                    TO {sql_path(parts / 'query_keys' / (spec['name'] + '.parquet'))} (FORMAT parquet)"""
             )
     finally:
         con.close()
@@ -316,7 +312,7 @@ def _bucket_vectors(con, model: dict, index: int, left: str, right: str | None, 
     stats = rule_pairs(con, index, model["blocking_rules"][index], left, right)
     compare_pairs(con, model, left, right, pairs="_pairs")
     path.parent.mkdir(exist_ok=True)
-    con.execute(f"COPY comparison_vectors TO {_quoted(path)} (FORMAT parquet)")
+    con.execute(f"COPY comparison_vectors TO {sql_path(path)} (FORMAT parquet)")
     return stats
 
 
@@ -331,7 +327,7 @@ def link_finish(ctx, bucket_stats: list[dict]) -> dict:
     exact = pl.read_parquet(parts / "exact.parquet")
     con = ctx.connect()
     try:
-        con.execute(f"CREATE TEMP VIEW dukcapil_records AS SELECT * FROM read_parquet({_quoted(parts / 'dukcapil_records' / '*.parquet')})")
+        con.execute(f"CREATE TEMP VIEW dukcapil_records AS SELECT * FROM read_parquet({sql_path(parts / 'dukcapil_records' / '*.parquet')})")
         vectors = sorted(str(p) for p in (parts / "fuzzy_vectors").glob("*.parquet"))
         fuzzy, blocking = link.link_fuzzy(con, records.filter(~pl.col("nik_verified")), model, vectors=(vectors, bucket_stats))
     finally:

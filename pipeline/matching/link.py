@@ -20,6 +20,7 @@ import polars as pl
 from pipeline.checks import wilayah
 from pipeline.contract import CODE, anomaly_frame, anomaly_rules
 from pipeline.matching.compare import block_and_compare, score_pairs
+from pipeline.matching.sql import sql_path
 from pipeline.matching.standardise import standardise_records
 
 LINK_COLUMNS = [
@@ -66,12 +67,9 @@ def load_dukcapil(con: duckdb.DuckDBPyConnection, staging_path: str, table: str 
     read from the spill."""
     records_path = Path(staging_path).with_name("dukcapil_records.parquet")
     prepare_dukcapil(pl.scan_parquet(staging_path)).sink_parquet(records_path)
-    source = "read_parquet('{}')".format(records_path.as_posix().replace("'", "''"))
+    source = f"read_parquet({sql_path(records_path)})"
     same_person_table(con, source)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW {table} AS
-            SELECT t.*, coalesce(s.person, t.rid) AS person FROM {source} t LEFT JOIN _same_person s USING (rid)"""
-    )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS {with_person_sql(source)}")
 
 
 def mark_unissued_numbers(records: pl.LazyFrame, dukcapil_staging: str, slack: int) -> pl.LazyFrame:
@@ -117,14 +115,16 @@ def same_person_table(con: duckdb.DuckDBPyConnection, source: str) -> None:
     )
 
 
+def with_person_sql(source: str) -> str:
+    """The records of `source` with their `person` (after same_person_table)."""
+    return f"SELECT t.*, coalesce(s.person, t.rid) AS person FROM {source} t LEFT JOIN _same_person s USING (rid)"
+
+
 def identify_persons(con: duckdb.DuckDBPyConnection, table: str) -> None:
     """Column `person` on the records of `table` (same_person_table), for a table small
     enough to rewrite: one bucket of a partitioned round."""
     same_person_table(con, table)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {table} AS
-            SELECT t.*, coalesce(s.person, t.rid) AS person FROM {table} t LEFT JOIN _same_person s USING (rid)"""
-    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {with_person_sql(table)}")
     con.execute("DROP TABLE _same_person")
 
 

@@ -3,6 +3,8 @@ compares records, so model.json can name them like built-in functions."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 
 TOKEN_MATCH = 0.88
@@ -22,3 +24,8 @@ def register_macros(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection
     for name, body in MACROS.items():
         con.execute(f"CREATE OR REPLACE TEMP MACRO {name}{body}")
     return con
+
+
+def sql_path(path: Path | str) -> str:
+    """A path as an SQL string literal (COPY and views take no parameters)."""
+    return "'" + str(path).replace("'", "''") + "'"
