@@ -152,15 +152,13 @@ def regional_extract(regions: Regions, people: int, seed: int) -> Regions:
     keyed on a desa or a kabupaten then grow with the registry, which no real extract of a
     fixed area does."""
     rng = np.random.default_rng([seed, 7])
-    kab_of_desa = regions.desa // 10**6
-    kab_ids = np.unique(kab_of_desa)
-    provinces = np.unique(kab_ids // 100)
-    order = np.concatenate([kab_ids[kab_ids // 100 == p] for p in rng.permutation(provinces)])
-    kab_weight = np.bincount(np.searchsorted(kab_ids, kab_of_desa), weights=regions.desa_weight)
+    province_of_kab = regions.desa[regions.kab_first] // 10**8  # kabupaten in code order, as desa_kab_pos counts them
+    provinces = np.unique(province_of_kab)
+    order = np.concatenate([np.flatnonzero(province_of_kab == p) for p in rng.permutation(provinces)])
+    kab_weight = np.bincount(regions.desa_kab_pos, weights=regions.desa_weight)
     share = min(1.0, people / (NATIONAL_POPULATION_M * 1e6))
-    cumulative = np.cumsum(kab_weight[np.searchsorted(kab_ids, order)])
-    chosen = order[: int(np.searchsorted(cumulative, share)) + 1]
-    weight = np.where(np.isin(kab_of_desa, chosen), regions.desa_weight, 0.0)
+    chosen = order[: int(np.searchsorted(np.cumsum(kab_weight[order]), share)) + 1]
+    weight = np.where(np.isin(regions.desa_kab_pos, chosen), regions.desa_weight, 0.0)
     return dataclasses.replace(regions, desa_weight=weight / weight.sum())
 
 
