@@ -408,7 +408,7 @@ def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
     dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet")
     # Only the fuzzy links and what a suggested NIK shows: the whole file held 9.9M exact links at 10M rows (5 s).
     fuzzy = (pl.scan_parquet(ctx.path("dukcapil_links.parquet")).filter(pl.col("link_method") == "fuzzy")
-             .select("id_dtks", "ambiguous", "dukcapil_nik", "match_probability", "evidence").collect())
+             .select(link.SUGGESTION_COLUMNS).collect())
     anomalies = sort_anomalies(
         link.attach_suggested_nik(
             pl.concat([pl.read_parquet(ctx.staging_dir / f"anomalies_{part}.parquet") for part in ("nik", "link", "dup", "elig", "obj")]),

@@ -360,9 +360,13 @@ def fuzzy_anomalies(fuzzy: pl.DataFrame) -> pl.DataFrame:
     ])
 
 
+SUGGESTION_COLUMNS = ["id_dtks", "ambiguous", "dukcapil_nik", "match_probability", "evidence"]
+
+
 def attach_suggested_nik(anomalies: pl.DataFrame, fuzzy: pl.DataFrame) -> pl.DataFrame:
     """On NIK problems, point related_id at the Dukcapil NIK the fuzzy link suggests, so a
-    reviewer can repair the NIK instead of cutting the person off."""
+    reviewer can repair the NIK instead of cutting the person off. `fuzzy` needs the
+    SUGGESTION_COLUMNS of the fuzzy links."""
     suggestions = fuzzy.filter(~pl.col("ambiguous")).select(
         "id_dtks", suggested=pl.col("dukcapil_nik"), p=pl.col("match_probability"), fuzzy_evidence=pl.col("evidence")
     )
