@@ -77,14 +77,25 @@ def effective_prior(con: duckdb.DuckDBPyConnection, model: dict, population: str
     return float(model["prior_log2_odds"]) - math.log2(max(records, 1) / reference)
 
 
+def evidence_sql(model: dict, pair: str = "") -> str:
+    """A pair's readable evidence, per comparison its level label and weight, from the
+    g_ and w_ columns of scored_pairs (`pair`: the table alias in the query)."""
+    prefix = f"{pair}." if pair else ""
+    return " || '; ' || ".join(
+        f"'{c['name']}=' || {_label_case(c, prefix + 'g_' + c['name'])} || ' (' || printf('%+.1f', {prefix}w_{c['name']}) || ')'"
+        for c in model["comparisons"]
+    )
+
+
 def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None,
-                min_probability: float | None = None) -> None:
+                min_probability: float | None = None, explain: bool = True) -> None:
     """Create table scored_pairs from comparison_vectors: per-comparison weights, the
     total, the probability and a readable evidence string. Term frequencies come from
     `right` (the population searched: Dukcapil when linking) or `left` when deduplicating.
     `min_probability`: keep only the pairs scoring at least that; the evidence strings,
     the dearest part, are then built for those alone (at 10M rows, 20M candidate pairs of
-    which 0.4M are kept)."""
+    which 0.4M are kept). `explain` False leaves out the evidence strings (evidence_sql
+    then builds them for the pairs a query picks)."""
     population = right or left
     weights = []
     for comparison in model["comparisons"]:
@@ -115,21 +126,17 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: s
     labels = ", ".join(f"{_label_case(c, 'g_' + c['name'])} AS {c['name']}" for c in model["comparisons"])
     total = " + ".join(f"w_{n}" for n in names)
     prior = effective_prior(con, model, population)
-    evidence = " || '; ' || ".join(
-        f"'{c['name']}=' || {c['name']} || ' (' || printf('%+.1f', w_{c['name']}) || ')'"
-        for c in model["comparisons"]
-    )
     kept = "TRUE" if min_probability is None else f"match_probability >= {min_probability!r}"
+    explained = (f"""SELECT * EXCLUDE ({", ".join(names)}), {evidence_sql(model)} AS evidence,
+                            {strong_evidence_sql(model)} AS strong_evidence
+                     FROM (SELECT *, {labels} FROM totalled WHERE {kept})"""
+                 if explain else f"SELECT * FROM totalled WHERE {kept}")
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE scored_pairs AS
         WITH weighted AS (SELECT v.*, {", ".join(weights)} FROM comparison_vectors v {tf_join}),
         totalled AS (SELECT *, {prior!r} + {total} AS match_weight,
-                            {probability_sql(f"{prior!r} + {total}")} AS match_probability FROM weighted),
-        labelled AS (SELECT *, {labels} FROM totalled WHERE {kept})
-        SELECT * EXCLUDE ({", ".join(names)}),
-               {evidence} AS evidence,
-               {strong_evidence_sql(model)} AS strong_evidence
-        FROM labelled
+                            {probability_sql(f"{prior!r} + {total}")} AS match_probability FROM weighted)
+        {explained}
         """
     )

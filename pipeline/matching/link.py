@@ -19,7 +19,7 @@ import polars as pl
 
 from pipeline.checks import wilayah
 from pipeline.contract import CODE, anomaly_frame, anomaly_rules
-from pipeline.matching.compare import block_and_compare, score_pairs
+from pipeline.matching.compare import block_and_compare, evidence_sql, score_pairs
 from pipeline.matching.sql import sql_path
 from pipeline.matching.standardise import standardise_records
 
@@ -238,7 +238,8 @@ def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, model: dict,
     con.execute("CREATE OR REPLACE TEMP TABLE link_left AS SELECT * FROM _query")
     con.unregister("_query")
     stats = block_and_compare(con, model, "link_left", dukcapil, vectors)
-    score_pairs(con, model, "link_left", dukcapil)
+    # The evidence text is built for each row's best pair only (a tenth of the candidates).
+    score_pairs(con, model, "link_left", dukcapil, explain=False)
     best = con.sql(
         f"""
         -- Ranked on the narrow columns only; the evidence of the winners is joined back
@@ -263,7 +264,7 @@ def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, model: dict,
                round(k.match_weight, 3) AS match_weight,
                round(k.match_weight - coalesce(k.runner_up, -99), 3) AS margin,
                coalesce(k.match_weight - k.runner_up < {thresholds['min_margin']!r}, FALSE) AS ambiguous,
-               s.evidence, r.deceased, r.tanggal_meninggal, l.kab AS kab_dtks, r.kab AS kab_dukcapil,
+               {evidence_sql(model, 's')} AS evidence, r.deceased, r.tanggal_meninggal, l.kab AS kab_dtks, r.kab AS kab_dukcapil,
                r.kode_wilayah AS dukcapil_kode_wilayah, k.contenders_away
         FROM ranked k JOIN scored_pairs s ON s.rid_l = k.rid_l AND s.rid_r = k.rid_r
         JOIN link_left l ON l.rid = k.rid_l JOIN {dukcapil} r ON r.rid = k.rid_r
