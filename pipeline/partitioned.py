@@ -60,7 +60,8 @@ def measured(function: Callable) -> Callable:
         import resource
 
         result = function(*args)
-        return {"result": result, "worker": os.getpid(), "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+        return {"result": result, "worker": os.getpid(), "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                "polars_threads": pl.thread_pool_size()}
 
     task.__name__ = function.__name__
     return task
@@ -113,9 +114,22 @@ def require_dask() -> None:
                          "or run without them.") from None
 
 
+# What keeps a worker process on its one core: polars sizes its thread pool once, at
+# import, from this variable (by default one thread per core of the host, so two workers
+# on two cores each ran polars on both and a second worker hardly helped: the Dukcapil
+# standardisation in link-scatter-nik took 31 s with one worker and 30 s with two).
+WORKER_ENVIRONMENT = {"POLARS_MAX_THREADS": "1"}
+
+
 def local_cluster_kwargs(workers: int) -> dict:
-    """One thread per worker process: DuckDB in each task uses one thread as well, so N
-    workers use N cores and each worker's memory is that of one partition task."""
+    """One thread per worker process: DuckDB and polars in each task use one thread as
+    well, so N workers use N cores and each worker's memory is that of one partition task.
+    The environment is set before the worker process starts (Dask's `env` is applied
+    after, once polars may already be imported)."""
+    import dask
+
+    dask.config.set({"distributed.nanny.pre-spawn-environ": {**dask.config.get("distributed.nanny.pre-spawn-environ", {}),
+                                                             **WORKER_ENVIRONMENT}})
     return {"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0"}  # any free port
 
 
@@ -364,7 +378,8 @@ def link_civil_registry(ctx, step: Step, fan_out: FanOut) -> dict:
 def _partition_summary(ctx, runs: list[list[dict]], scatters: list[list[dict]], **extra) -> dict:
     return {"count": ctx.partitions, "tasks": sum(len(run) for run in runs),
             "bytes_shuffled": sum(task["result"] for run in scatters for task in run),
-            "worker_peak_mib": worker_peaks(runs), **extra}
+            "worker_peak_mib": worker_peaks(runs),
+            "polars_threads_per_task": sorted({task["polars_threads"] for run in runs for task in run}), **extra}
 
 
 # --------------------------------------------------------------------------- duplicates

@@ -59,6 +59,8 @@ def test_local_dask_cluster_gives_the_single_process_round(generated_round, pref
         # The tasks ran in the cluster's worker processes (both of them; more pids if Dask
         # restarted one), not in this one.
         assert len(partitions["worker_peak_mib"]) >= 2 and str(os.getpid()) not in partitions["worker_peak_mib"]
+        # A worker of one thread runs polars on one thread too, whatever the host's cores.
+        assert partitions["polars_threads_per_task"] == [1]
     duplicates = pl.read_parquet(tmp_path / "out" / "duplicate_clusters.parquet")
     assert duplicates.filter(pl.col("cluster_size") > 1).height > 1000  # the registry has duplicates to find
 
