@@ -202,7 +202,7 @@ def scatter(ctx, source: str, offset: int, length: int | None, specs: list[dict]
     written = 0
     con = _task_connection(ctx, f"scatter-{Path(folder).name}-{chunk}")
     try:
-        con.register("_chunk", table)
+        con.register("_chunk", table.with_row_index("_row"))
         for spec in specs:
             keys = spec["keys"]
             filters = ["TRUE"] if spec.get("all_rows") else [f"({spec.get('where', 'TRUE')})"] + [f"({key}) IS NOT NULL" for key in keys]
@@ -211,18 +211,22 @@ def scatter(ctx, source: str, offset: int, length: int | None, specs: list[dict]
                 filters.append(
                     f"({', '.join(f'({key})' for key in keys)}) IN (SELECT ({aliases}) FROM read_parquet({sql_path(Path(only_in) / (spec['name'] + '.parquet'))}))"
                 )
-            rows = con.sql(
-                f"SELECT *, ({_bucket_sql(keys, ctx.partitions)})::INTEGER AS _bucket FROM _chunk WHERE {' AND '.join(filters)}"
+            # DuckDB returns only each kept row's bucket; polars splits the rows in chunk
+            # order. Handing every column through DuckDB and back took a quarter of the task.
+            kept = con.sql(
+                f"SELECT _row, ({_bucket_sql(keys, ctx.partitions)})::INTEGER AS _bucket FROM _chunk WHERE {' AND '.join(filters)}"
             ).pl()
+            bucket_of_row = pl.Series("_bucket", [None] * table.height, dtype=pl.Int32).scatter(kept["_row"], kept["_bucket"])
+            groups = {key[0]: group for key, group in table.with_columns(bucket_of_row).partition_by(
+                "_bucket", as_dict=True, include_key=False).items() if key[0] is not None}
             target = Path(folder) / spec["name"]
-            groups = {key[0]: group.drop("_bucket") for key, group in rows.partition_by("_bucket", as_dict=True).items()}
             for bucket in range(ctx.partitions):
                 group = groups.get(bucket)
                 if group is None and chunk != 0:
                     continue
                 path = target / f"b{bucket:05d}" / f"c{chunk:05d}.parquet"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                (group if group is not None else rows.drop("_bucket").clear()).write_parquet(path)
+                (group if group is not None else table.clear()).write_parquet(path)
                 written += path.stat().st_size
     finally:
         con.close()
