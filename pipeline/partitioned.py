@@ -216,7 +216,7 @@ def scatter(ctx, source: str, offset: int, length: int | None, specs: list[dict]
             kept = con.sql(
                 f"SELECT _row, ({_bucket_sql(keys, ctx.partitions)})::INTEGER AS _bucket FROM _chunk WHERE {' AND '.join(filters)}"
             ).pl()
-            bucket_of_row = pl.Series("_bucket", [None] * table.height, dtype=pl.Int32).scatter(kept["_row"], kept["_bucket"])
+            bucket_of_row = pl.repeat(None, table.height, dtype=pl.Int32, eager=True).alias("_bucket").scatter(kept["_row"], kept["_bucket"])
             groups = {key[0]: group for key, group in table.with_columns(bucket_of_row).partition_by(
                 "_bucket", as_dict=True, include_key=False).items() if key[0] is not None}
             target = Path(folder) / spec["name"]
