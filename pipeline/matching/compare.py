@@ -77,13 +77,17 @@ def effective_prior(con: duckdb.DuckDBPyConnection, model: dict, population: str
     return float(model["prior_log2_odds"]) - math.log2(max(records, 1) / reference)
 
 
-def evidence_sql(model: dict, pair: str = "") -> str:
+def evidence_sql(model: dict, pair: str = "", labelled: bool = False) -> str:
     """A pair's readable evidence, per comparison its level label and weight, from the
-    g_ and w_ columns of scored_pairs (`pair`: the table alias in the query)."""
+    g_ and w_ columns of scored_pairs (`pair`: the table alias in the query); `labelled`:
+    the labels are already columns named after the comparisons."""
     prefix = f"{pair}." if pair else ""
+
+    def label(c: dict) -> str:
+        return prefix + c["name"] if labelled else _label_case(c, prefix + "g_" + c["name"])
+
     return " || '; ' || ".join(
-        f"'{c['name']}=' || {_label_case(c, prefix + 'g_' + c['name'])} || ' (' || printf('%+.1f', {prefix}w_{c['name']}) || ')'"
-        for c in model["comparisons"]
+        f"'{c['name']}=' || {label(c)} || ' (' || printf('%+.1f', {prefix}w_{c['name']}) || ')'" for c in model["comparisons"]
     )
 
 
@@ -127,7 +131,7 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: s
     total = " + ".join(f"w_{n}" for n in names)
     prior = effective_prior(con, model, population)
     kept = "TRUE" if min_probability is None else f"match_probability >= {min_probability!r}"
-    explained = (f"""SELECT * EXCLUDE ({", ".join(names)}), {evidence_sql(model)} AS evidence,
+    explained = (f"""SELECT * EXCLUDE ({", ".join(names)}), {evidence_sql(model, labelled=True)} AS evidence,
                             {strong_evidence_sql(model)} AS strong_evidence
                      FROM (SELECT *, {labels} FROM totalled WHERE {kept})"""
                  if explain else f"SELECT * FROM totalled WHERE {kept}")
