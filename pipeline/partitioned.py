@@ -21,6 +21,10 @@ rules keeps its first rule, as in one process; then fitting, scoring, the best l
 the global clustering run once, on all pairs (blocking.gather_vectors). Outputs are
 sorted, so they are identical for any P and any number of workers.
 
+On a cluster (not with --partitions alone) the reviewers' workbooks are partition tasks
+too: batches of whole kabupaten/kota, each written by xlsx.write_batch on a worker, then
+the national summary once.
+
 Partition data moves as Parquet files under the round's work folder (staging/partitions),
 never through the scheduler: the workers must see that folder at the same path (a local
 folder for a LocalCluster; a shared mount on a real cluster). Tasks are plain functions
@@ -30,6 +34,7 @@ process, on a Dask client, or as Prefect tasks on the flow's task runner.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 from collections.abc import Callable
@@ -423,6 +428,66 @@ def find_duplicates(ctx, step: Step, fan_out: FanOut) -> dict:
     found = step("duplicates-gather", dedupe_finish, ctx, stats)
     found["partitions"] = _partition_summary(ctx, runs, runs[:1])
     return found
+
+
+# --------------------------------------------------------------------------- workbooks
+
+
+def workbooks_split(ctx) -> dict:
+    """The reviewers' workbooks as batches of whole kabupaten/kota: each batch's cases in
+    a Parquet file, its jobs (names and tallies, no case) as the task's argument."""
+    from pipeline.report import xlsx
+
+    folder = _parts(ctx) / "workbooks"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    anomalies, outcomes, jobs = xlsx.plan_workbooks(ctx.work_dir, ctx.full_nik)
+    cases = sum(job.cases.height for job in jobs)
+    # As many batches as the other stages' partitions: the batch size stays constant as the
+    # registry grows (a kabupaten is never split, so the largest batch is at least one kab).
+    work = xlsx.batches(jobs, min(xlsx.BATCH_CASES, max(1, -(-cases // max(ctx.partitions, 1)))))
+    batches = []
+    for index, batch in enumerate(work):
+        path = folder / f"batch{index:05d}.parquet"
+        pl.concat([job.cases.with_columns(_job=pl.lit(i, pl.UInt32)) for i, job in enumerate(batch)]).write_parquet(path)
+        batches.append((str(path), [dataclasses.replace(job, cases=job.cases.clear()) for job in batch]))
+    return {"anomalies": anomalies, "outcomes": outcomes, "batches": batches}
+
+
+def workbook_batch(ctx, path: str, jobs: list) -> list[dict]:
+    """The workbooks of one batch, written into the round's work folder."""
+    from pipeline import contract
+    from pipeline.report import xlsx
+
+    cases = pl.read_parquet(path)
+    parts = cases.partition_by("_job", as_dict=True, include_key=False)
+    jobs = [dataclasses.replace(job, cases=parts[(i,)]) for i, job in enumerate(jobs)]
+    return xlsx.write_batch(jobs, ctx.path(contract.workbook_settings()["folder"]))
+
+
+def workbooks_finish(ctx, plan: dict, runs: list[list[dict]]) -> dict:
+    from pipeline import contract
+    from pipeline.report import xlsx
+    from pipeline.round import workbook_summary
+
+    results = sorted((result for task in runs[0] for result in task["result"]), key=lambda r: r["kode_kabupaten"])
+    written = xlsx.finish_workbooks(ctx.work_dir, ctx.path(contract.workbook_settings()["folder"]), results, plan["anomalies"],
+                                    plan["outcomes"], ctx.full_nik, len(worker_peaks(runs)))
+    clean(ctx)
+    return workbook_summary(written)
+
+
+def write_workbooks(ctx, step: Step, fan_out: FanOut) -> dict:
+    """The workbooks as partition tasks of whole kabupaten/kota (wiring only)."""
+    from pipeline import contract
+
+    ctx.path(contract.workbook_settings()["folder"]).mkdir(parents=True, exist_ok=True)
+    plan = step("workbooks-split", workbooks_split, ctx)
+    runs = [fan_out("workbooks-write", measured(workbook_batch), [(ctx, path, jobs) for path, jobs in plan["batches"]])]
+    written = step("workbooks-national", workbooks_finish, ctx, plan, runs)
+    written["partitions"] = {"count": len(plan["batches"]), "worker_peak_mib": worker_peaks(runs),
+                             "polars_threads_per_task": sorted({task["polars_threads"] for task in runs[0]})}
+    return written
 
 
 def clean(ctx) -> None:

@@ -604,7 +604,10 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly, fan_out=N
             }
             step("report", write_report, ctx, summary)
             step("indicators", write_indicators, ctx)
-            summary["workbooks"] = step("workbooks", write_workbooks, ctx)
+            if ctx.workers or ctx.cluster:  # on the cluster's workers; else this machine's cores
+                summary["workbooks"] = partitioned.write_workbooks(ctx, step, fan)
+            else:
+                summary["workbooks"] = step("workbooks", write_workbooks, ctx)
             step("lookup-index", write_lookup_index, ctx)
             step("manifest", write_manifest, ctx)
             published = step("publish", publish, ctx)
@@ -637,7 +640,11 @@ def write_workbooks(ctx: RoundContext) -> dict:
     written in parallel processes (xlsxwriter writes cell by cell: the slowest output)."""
     from pipeline.report.xlsx import write_workbooks as write
 
-    written = write(ctx.work_dir, ctx.path(contract.workbook_settings()["folder"]), full_nik=ctx.full_nik)
+    return workbook_summary(write(ctx.work_dir, ctx.path(contract.workbook_settings()["folder"]), full_nik=ctx.full_nik))
+
+
+def workbook_summary(written: dict) -> dict:
+    """What summary.json says of the workbooks xlsx.write_workbooks wrote."""
     return {"folder": contract.workbook_settings()["folder"], "national": written["national"], "files": len(written["files"]),
             "workers": written["workers"], "sheets": written["sheets"]}
 

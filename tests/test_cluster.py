@@ -37,6 +37,11 @@ def assert_same_round(single: Path, partitioned: Path) -> None:
         assert got.schema == expected.schema, name
         assert got.equals(expected), f"{name} differs"
         assert (partitioned / name).read_bytes() == (single / name).read_bytes(), f"{name}: same rows, different bytes"
+    # The reviewers' workbooks (written on the workers in a cluster round), byte for byte.
+    books = sorted(p.relative_to(single) for p in single.rglob("*.xlsx"))
+    assert len(books) > 1 and books == sorted(p.relative_to(partitioned) for p in partitioned.rglob("*.xlsx"))
+    for name in books:
+        assert (partitioned / name).read_bytes() == (single / name).read_bytes(), f"{name} differs"
     one, many = (json.loads((out / "summary.json").read_text()) for out in (single, partitioned))
     for key in SUMMARY_COUNTS:
         assert many[key] == one[key], key
@@ -61,6 +66,8 @@ def test_local_dask_cluster_gives_the_single_process_round(generated_round, pref
         assert len(partitions["worker_peak_mib"]) >= 2 and str(os.getpid()) not in partitions["worker_peak_mib"]
         # A worker of one thread runs polars on one thread too, whatever the host's cores.
         assert partitions["polars_threads_per_task"] == [1]
+    books = summary["workbooks"]["partitions"]
+    assert books["count"] >= 2 and str(os.getpid()) not in books["worker_peak_mib"]
     duplicates = pl.read_parquet(tmp_path / "out" / "duplicate_clusters.parquet")
     assert duplicates.filter(pl.col("cluster_size") > 1).height > 1000  # the registry has duplicates to find
 

@@ -806,18 +806,18 @@ def write_national_summary(work_dir: Path, path: Path, table: pl.DataFrame, anom
     close_book(book, package, path, [])
 
 
-def write_workbooks(work_dir: Path, folder: Path, full_nik: bool = False, workers: int | None = None,
-                    max_rows_per_sheet: int = 1_000_000) -> dict:
-    """The reviewers' workbooks of the round in work_dir, in folder: one per kabupaten/kota
-    of the DTKS row (`<kode>-<nama>.xlsx`, only kabs with a case) and the national summary.
-    NIKs (and KK numbers) are masked unless full_nik=True. `workers`: processes writing the
-    kab files (default: one per core when the round is large enough)."""
-    work_dir, folder = Path(work_dir), Path(folder)
+def plan_workbooks(work_dir: Path, full_nik: bool = False, max_rows_per_sheet: int = 1_000_000,
+                   ) -> tuple[pl.DataFrame, pl.DataFrame, list[KabJob]]:
+    """The round's tallies per kabupaten/kota and one job per workbook to write."""
     max_rows = max(1, min(max_rows_per_sheet, EXCEL_MAX_ROWS - 1))
-    folder.mkdir(parents=True, exist_ok=True)
     anomalies, outcomes = kab_tallies(work_dir)
-    jobs = kab_jobs(work_dir, anomalies, outcomes, full_nik, max_rows)
-    results, used = write_all(jobs, folder, workers)
+    return anomalies, outcomes, kab_jobs(work_dir, anomalies, outcomes, full_nik, max_rows)
+
+
+def finish_workbooks(work_dir: Path, folder: Path, results: list[dict], anomalies: pl.DataFrame, outcomes: pl.DataFrame,
+                     full_nik: bool, workers: int) -> dict:
+    """The national summary after every kabupaten/kota file is written (`results`, in
+    kabupaten order), and what the round reports about the workbooks."""
     national = workbook_settings()["national_file"]
     write_national_summary(work_dir, folder / national, national_table(work_dir, results, anomalies, outcomes), anomalies)
     sheets: dict[str, int] = {}
@@ -829,9 +829,22 @@ def write_workbooks(work_dir: Path, folder: Path, full_nik: bool = False, worker
         "national": national,
         "files": {result["file"]: result["sheets"] for result in results},
         "sheets": sheets,
-        "workers": used,
+        "workers": workers,
         "full_nik": full_nik,
         "keys": list(KEY_COLUMNS),
         "decision_columns": list(DECISION_COLUMNS),
         "decisions": list(DECISIONS),
     }
+
+
+def write_workbooks(work_dir: Path, folder: Path, full_nik: bool = False, workers: int | None = None,
+                    max_rows_per_sheet: int = 1_000_000) -> dict:
+    """The reviewers' workbooks of the round in work_dir, in folder: one per kabupaten/kota
+    of the DTKS row (`<kode>-<nama>.xlsx`, only kabs with a case) and the national summary.
+    NIKs (and KK numbers) are masked unless full_nik=True. `workers`: processes writing the
+    kab files (default: one per core when the round is large enough)."""
+    work_dir, folder = Path(work_dir), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    anomalies, outcomes, jobs = plan_workbooks(work_dir, full_nik, max_rows_per_sheet)
+    results, used = write_all(jobs, folder, workers)
+    return finish_workbooks(work_dir, folder, results, anomalies, outcomes, full_nik, used)
