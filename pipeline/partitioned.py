@@ -21,9 +21,10 @@ rules keeps its first rule, as in one process; then fitting, scoring, the best l
 the global clustering run once, on all pairs (blocking.gather_vectors). Outputs are
 sorted, so they are identical for any P and any number of workers.
 
-On a cluster (not with --partitions alone) the reviewers' workbooks are partition tasks
-too: batches of whole kabupaten/kota, each written by xlsx.write_batch on a worker, then
-the national summary once.
+On a cluster (not with --partitions alone) the reviewers' workbooks and the status index
+are partition tasks too: batches of whole kabupaten/kota, each written by
+xlsx.write_batch on a worker, then the national summary once; slices of whole duplicate
+clusters, each keyed and hashed by lookup.index.slice_entries, then sorted into one index.
 
 Partition data moves as Parquet files under the round's work folder (staging/partitions),
 never through the scheduler: the workers must see that folder at the same path (a local
@@ -488,6 +489,54 @@ def write_workbooks(ctx, step: Step, fan_out: FanOut) -> dict:
     written["partitions"] = {"count": len(plan["batches"]), "worker_peak_mib": worker_peaks(runs),
                              "polars_threads_per_task": sorted({task["polars_threads"] for task in runs[0]})}
     return written
+
+
+# --------------------------------------------------------------------------- status index
+
+
+def lookup_split(ctx) -> dict:
+    """The status index's named rows in slices of whole clusters, one Parquet file each
+    (the secret for them is in the round's lookup/ folder, never in a task's arguments)."""
+    from pipeline.lookup import index
+
+    folder = _parts(ctx) / "lookup"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    plan = index.plan_index(ctx.work_dir, ctx.as_of, slices=max(ctx.partitions, 1))
+    rows = plan.pop("rows")
+    paths = []
+    for part, group in sorted(rows.partition_by("_slice", as_dict=True, include_key=False).items()):
+        paths.append(str(folder / f"s{part[0]:05d}.parquet"))
+        group.write_parquet(paths[-1])
+    return {**plan, "paths": paths}
+
+
+def lookup_slice(ctx, path: str) -> int:
+    """The index entries of one slice, written beside it."""
+    from pipeline.lookup import index
+
+    entries = index.slice_entries(pl.read_parquet(path), index.read_secret(ctx.work_dir), threads=ctx.worker_threads)
+    entries.write_parquet(path.replace(".parquet", ".entries.parquet"))
+    return entries.height
+
+
+def lookup_finish(ctx, plan: dict) -> dict:
+    from pipeline.lookup import index
+
+    pieces = [pl.read_parquet(path.replace(".parquet", ".entries.parquet")) for path in plan["paths"]]
+    built = index.write_index(ctx.work_dir, pieces, plan["round_date"], plan["handles"])
+    clean(ctx)
+    return {"entries": built["entries"], "people": built["people"]}
+
+
+def write_lookup_index(ctx, step: Step, fan_out: FanOut) -> dict:
+    """The status index as partition tasks of whole clusters (wiring only)."""
+    plan = step("lookup-split", lookup_split, ctx)
+    runs = [fan_out("lookup-slices", measured(lookup_slice), [(ctx, path) for path in plan["paths"]])]
+    built = step("lookup-gather", lookup_finish, ctx, plan)
+    built["partitions"] = {"count": len(plan["paths"]), "worker_peak_mib": worker_peaks(runs),
+                           "polars_threads_per_task": sorted({task["polars_threads"] for task in runs[0]})}
+    return built
 
 
 def clean(ctx) -> None:

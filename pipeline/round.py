@@ -608,7 +608,10 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly, fan_out=N
                 summary["workbooks"] = partitioned.write_workbooks(ctx, step, fan)
             else:
                 summary["workbooks"] = step("workbooks", write_workbooks, ctx)
-            step("lookup-index", write_lookup_index, ctx)
+            if ctx.workers or ctx.cluster:
+                summary["lookup"] = partitioned.write_lookup_index(ctx, step, fan)
+            else:
+                step("lookup-index", write_lookup_index, ctx)
             step("manifest", write_manifest, ctx)
             published = step("publish", publish, ctx)
         except BaseException:

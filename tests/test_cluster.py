@@ -28,6 +28,12 @@ def parquet_outputs(out: Path) -> list[Path]:
     )
 
 
+def status_entries(folder: Path) -> pl.DataFrame:
+    """The status index without its keys: each entry's answer and the row it points to."""
+    handles = pl.read_parquet(folder / "handles.parquet").select("handle", "id_dtks")
+    return pl.read_parquet(folder / "index.parquet").join(handles, on="handle").drop("handle", "k_hi", "k_lo").sort(pl.all())
+
+
 def assert_same_round(single: Path, partitioned: Path) -> None:
     files = parquet_outputs(single)
     assert files == parquet_outputs(partitioned)
@@ -66,8 +72,14 @@ def test_local_dask_cluster_gives_the_single_process_round(generated_round, pref
         assert len(partitions["worker_peak_mib"]) >= 2 and str(os.getpid()) not in partitions["worker_peak_mib"]
         # A worker of one thread runs polars on one thread too, whatever the host's cores.
         assert partitions["polars_threads_per_task"] == [1]
-    books = summary["workbooks"]["partitions"]
-    assert books["count"] >= 2 and str(os.getpid()) not in books["worker_peak_mib"]
+    for stage in ("workbooks", "lookup"):  # written by the workers too
+        partitions = summary[stage]["partitions"]
+        assert partitions["count"] >= 2 and str(os.getpid()) not in partitions["worker_peak_mib"]
+    # The status index answers alike: same entries for the same people (its keys differ,
+    # hashed with a fresh secret).
+    answers = [status_entries(out / "lookup") for out in (single, tmp_path / "out")]
+    assert answers[0].height > 20_000 and answers[1].equals(answers[0])
+    assert sorted(p.name for p in (tmp_path / "out" / "lookup").iterdir()) == ["handles.parquet", "index.parquet", "secret.key"]
     duplicates = pl.read_parquet(tmp_path / "out" / "duplicate_clusters.parquet")
     assert duplicates.filter(pl.col("cluster_size") > 1).height > 1000  # the registry has duplicates to find
 

@@ -46,6 +46,7 @@ INDEX_DIR = "lookup"
 INDEX_FILE = "index.parquet"
 SLICE_ROWS = 2_000_000  # DTKS rows whose key texts are built at once
 KEY_FILE = "secret.key"
+BUILDING_KEY_FILE = ".secret.key.building"  # the new secret, for the slices, until the index is written
 HANDLES_FILE = "handles.parquet"
 FORMAT = "verval-lookup-1"
 
@@ -207,13 +208,20 @@ def desa_successors() -> pl.LazyFrame:
 
 
 def named_rows(round_dir: Path, rows: pl.DataFrame) -> pl.DataFrame:
-    """The rows that carry a name, with its sorted standard form and its masked form."""
-    return rows.lazy().join(sorted_names(round_dir, rows.lazy()), on="id_dtks", how="left").filter(
-        pl.col("name_sorted").is_not_null() & (pl.col("name_sorted") != "")
-    ).with_columns(nama_samaran=mask_name(pl.col("nama")), _other_row=pl.col("id_dtks") != pl.col("person_id")).collect()
+    """The rows that carry a name, with its sorted standard form, its masked form and the
+    NIK of the Dukcapil person a fuzzy link found for it (fuzzy_nik; one best link a row)."""
+    named = rows.lazy().join(sorted_names(round_dir, rows.lazy()), on="id_dtks", how="left")
+    links = _scan(round_dir, "dukcapil_links.parquet")
+    if links is not None:
+        fuzzy = links.filter((pl.col("link_method") == "fuzzy") & ~pl.col("ambiguous").fill_null(False))
+        named = named.join(fuzzy.select("id_dtks", fuzzy_nik=pl.col("dukcapil_nik")), on="id_dtks", how="left")
+    else:
+        named = named.with_columns(fuzzy_nik=pl.lit(None, dtype=pl.String))
+    return named.filter(pl.col("name_sorted").is_not_null() & (pl.col("name_sorted") != "")).with_columns(
+        nama_samaran=mask_name(pl.col("nama")), _other_row=pl.col("id_dtks") != pl.col("person_id")).collect()
 
 
-def key_texts(round_dir: Path, named: pl.DataFrame) -> pl.DataFrame:
+def key_texts(named: pl.DataFrame) -> pl.DataFrame:
     """(key_text, person fields): one per way a person can be asked for, from named_rows.
     Eager on purpose: at 1M rows the streaming engine took 5.9 s for what this does in 2.5 s."""
     keep = ["cluster_id", "person_id", "status", "reason", "nama_samaran", "_other_row"]
@@ -224,14 +232,7 @@ def key_texts(round_dir: Path, named: pl.DataFrame) -> pl.DataFrame:
     ]
     # The NIK as registered, the original before a reviewer's repair, and the NIK of the
     # Dukcapil person a fuzzy link found for a damaged one (what is on the person's KTP).
-    nik_columns = [named.select(*keep, code=pl.col(c), name=pl.col("name_sorted")) for c in ("nik", "nik_asli")]
-    links = _scan(round_dir, "dukcapil_links.parquet")
-    if links is not None:
-        fuzzy = links.filter((pl.col("link_method") == "fuzzy") & ~pl.col("ambiguous").fill_null(False))
-        nik_columns.append(
-            named.join(fuzzy.select("id_dtks", code=pl.col("dukcapil_nik")).collect(), on="id_dtks", how="inner")
-            .select(*keep, "code", name=pl.col("name_sorted"))
-        )
+    nik_columns = [named.select(*keep, code=pl.col(c), name=pl.col("name_sorted")) for c in ("nik", "nik_asli", "fuzzy_nik")]
     by_nik = [frame.with_columns(kind=pl.lit("N")) for frame in nik_columns]
     return (
         pl.concat(by_region + by_nik, how="vertical_relaxed")
@@ -304,47 +305,72 @@ def round_date_of(round_dir: Path) -> str:
     return ""
 
 
-def build_index(round_dir: Path, round_date: str | None = None, threads: int = 2) -> dict:
-    """Write <round_dir>/lookup/ (index, secret, handles). Returns counts."""
+def plan_index(round_dir: Path, round_date: str | None = None, slices: int | None = None) -> dict:
+    """Start <round_dir>/lookup/: a fresh secret (for the slices), the handles, and the named rows
+    (named_rows, with their person's handle) in `slices` slices of whole clusters (`_slice`;
+    default: SLICE_ROWS rows each). The key texts of every row at once took 22 GB at 10M
+    rows: slice_entries builds them a slice at a time (a cluster's rows answer a query
+    once, so a cluster stays whole)."""
     round_dir = Path(round_dir)
     target = round_dir / INDEX_DIR
     target.mkdir(mode=0o700, exist_ok=True)
     os.chmod(target, 0o700)
-    round_date = round_date if round_date is not None else round_date_of(round_dir)
     secret = secrets.token_bytes(32)
-
     rows = row_statuses(round_dir).collect()
     people = rows.select("person_id", "status").unique("person_id")
     handles = people.select(handle=random_handles(people.height), id_dtks=pl.col("person_id"), status=pl.col("status")).sort("handle")
-    person_handles = handles.select(person_id=pl.col("id_dtks"), handle=pl.col("handle"))
-    # The key texts of every row at once took 22 GB at 10M rows: build them a slice of
-    # clusters at a time (a cluster's rows answer a query once, so a cluster stays whole).
-    slices = max(1, -(-rows.height // SLICE_ROWS))
-    pieces = []
+    slices = slices or max(1, -(-rows.height // SLICE_ROWS))
+    # Names joined once for every row: joined slice by slice, each slice read all 10M names again.
+    named = named_rows(round_dir, rows).join(handles.select(person_id=pl.col("id_dtks"), handle=pl.col("handle")),
+                                             on="person_id", how="left", maintain_order="left")
+    _write_owner_only(target / BUILDING_KEY_FILE, lambda p: p.write_bytes(secret))
+    return {"rows": named.with_columns(_slice=pl.col("cluster_id").hash(seed=0) % slices), "slices": slices,
+            "handles": handles, "round_date": round_date if round_date is not None else round_date_of(round_dir)}
+
+
+def read_secret(round_dir: Path) -> bytes:
+    """The secret of the index being built (plan_index)."""
+    return (Path(round_dir) / INDEX_DIR / BUILDING_KEY_FILE).read_bytes()
+
+
+def slice_entries(named: pl.DataFrame, secret: bytes, threads: int = 2) -> pl.DataFrame:
+    """The index entries of some named rows (plan_index) of whole clusters."""
+    handles = named.select("person_id", "handle").unique("person_id")
     con = duckdb.connect(config={"threads": threads})
     try:
         con.execute("SET enable_progress_bar = false")
-        # Names joined once for every row: joined slice by slice, each slice read all 10M names again.
-        rows = named_rows(round_dir, rows).with_columns(_slice=pl.col("cluster_id").hash(seed=0) % slices)
-        for part in range(slices):
-            chunk = rows.filter(pl.col("_slice") == part).drop("_slice")
-            entries = hashed(con, key_texts(round_dir, chunk), "key_text", secret)
-            pieces.append(entries.join(person_handles, on="person_id", how="left")
-                          .select("k_hi", "k_lo", "status", "reason", "nama_samaran", "handle"))
+        entries = hashed(con, key_texts(named), "key_text", secret)
     finally:
         con.close()
-    del rows
+    return entries.join(handles, on="person_id", how="left").select("k_hi", "k_lo", "status", "reason", "nama_samaran", "handle")
+
+
+def write_index(round_dir: Path, pieces: list[pl.DataFrame], round_date: str, handles: pl.DataFrame) -> dict:
+    """index.parquet from the entries of every slice, sorted by key; then the secret and
+    the handles beside it."""
+    target = Path(round_dir) / INDEX_DIR
     entries = pl.concat(pieces).sort("k_hi", "k_lo", "handle")
     del pieces
+    secret = read_secret(round_dir)
     metadata = {"format": FORMAT, "round_date": round_date, "key_id": key_id(secret),
                 "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "entries": str(entries.height)}
     table = entries.to_arrow()
     table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()})
-
     _write_owner_only(target / KEY_FILE, lambda p: p.write_bytes(secret))
     _write_owner_only(target / HANDLES_FILE, lambda p: handles.write_parquet(p))
     _write_owner_only(target / INDEX_FILE, lambda p: pq.write_table(table, p, compression="zstd"))
+    (target / BUILDING_KEY_FILE).unlink()
     return {"entries": entries.height, "people": handles.height, "round_date": round_date, "path": str(target)}
+
+
+def build_index(round_dir: Path, round_date: str | None = None, threads: int = 2) -> dict:
+    """Write <round_dir>/lookup/ (index, secret, handles) in this process. Returns counts."""
+    plan = plan_index(round_dir, round_date)
+    secret = read_secret(round_dir)
+    rows = plan.pop("rows")
+    pieces = [slice_entries(rows.filter(pl.col("_slice") == part).drop("_slice"), secret, threads) for part in range(plan["slices"])]
+    del rows
+    return write_index(round_dir, pieces, plan["round_date"], plan["handles"])
 
 
 # --------------------------------------------------------------------------- answering
