@@ -186,7 +186,7 @@ def _bucket_files(folder: Path, bucket: int) -> list[str]:
 def _task_connection(ctx, name: str):
     # On a cluster each task gets worker_threads (one core per worker); in one process
     # the tasks run one after another and may use every thread.
-    threads = ctx.worker_threads if ctx.workers or ctx.cluster else ctx.threads
+    threads = ctx.worker_threads if ctx.on_cluster else ctx.threads
     return ctx.connect(threads=threads, temp=name)
 
 

@@ -107,8 +107,12 @@ class RoundContext:
         return load_model(Path(self.model_path) if self.model_path else None)
 
     @property
+    def on_cluster(self) -> bool:
+        return self.workers > 0 or bool(self.cluster)
+
+    @property
     def partitioned(self) -> bool:
-        return self.partitions != 0 or self.workers > 0 or bool(self.cluster)
+        return self.partitions != 0 or self.on_cluster
 
     def connect(self, threads: int | None = None, temp: str | None = None) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection; partition tasks running side by side each spill to a
@@ -604,14 +608,12 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly, fan_out=N
             }
             step("report", write_report, ctx, summary)
             step("indicators", write_indicators, ctx)
-            if ctx.workers or ctx.cluster:  # on the cluster's workers; else this machine's cores
+            if ctx.on_cluster:  # on the cluster's workers; else this machine's cores
                 summary["workbooks"] = partitioned.write_workbooks(ctx, step, fan)
-            else:
-                summary["workbooks"] = step("workbooks", write_workbooks, ctx)
-            if ctx.workers or ctx.cluster:
                 summary["lookup"] = partitioned.write_lookup_index(ctx, step, fan)
             else:
-                step("lookup-index", write_lookup_index, ctx)
+                summary["workbooks"] = step("workbooks", write_workbooks, ctx)
+                summary["lookup"] = step("lookup-index", write_lookup_index, ctx)
             step("manifest", write_manifest, ctx)
             published = step("publish", publish, ctx)
         except BaseException:
