@@ -41,6 +41,11 @@ ROWS = [
     # Father and son with one name; the son's NIK is empty.
     ("F1A", make_nik(KEC, "1960-02-02", False, 1), _kk(4), "SUPARMAN", "L", "1960-02-02", "own"),
     ("F1B", "", _kk(4), "SUPARMAN", "L", "1990-06-06", (make_nik(KEC, "1990-06-06", False, 1), "SUPARMAN")),
+    # Father and son in one KK, the son's row carrying his father's NIK, his birth year the
+    # father's with its digits swapped (58 / 85) and a name close to his father's: the NIK
+    # links both rows to the father's Dukcapil record, yet they are 27 years apart.
+    ("F2A", make_nik(KEC, "1958-02-26", False, 1), _kk(12), "SOEPARMAN", "L", "1958-02-26", "own"),
+    ("F2B", make_nik(KEC, "1958-02-26", False, 1), _kk(12), "SUPARNO", "L", "1985-02-26", None),
     # Two different people with one name, birth date and desa, each with their own NIK.
     ("N1A", make_nik(KEC, "1985-08-17", False, 1), _kk(5), "AGUS", "L", "1985-08-17", "own"),
     ("N1B", make_nik(KEC, "1985-08-17", False, 2), _kk(6), "AGUS", "L", "1985-08-17", "own"),
@@ -130,6 +135,16 @@ def test_exclusion_needs_declared_strong_evidence_never_a_fuzzy_resolution(look_
     assert excluded == sorted(non_canonical)
     clusters = pl.read_parquet(look_alike_round / "duplicate_clusters.parquet")
     assert clusters.filter(pl.col("id_dtks").is_in(list(non_canonical)))["exclusion_evidence"].to_list() == ["same_civil_registry_person"]
+
+
+def test_a_relative_on_the_same_civil_registry_record_years_apart_is_not_excluded(look_alike_round):
+    """Both rows resolve by exact NIK to one Dukcapil person, but their own birth dates lie
+    27 years apart: a son written with his father's number. A reviewer decides; the son
+    is not cut off as his father's duplicate."""
+    excluded = pl.read_parquet(look_alike_round / "excluded.parquet")["id_dtks"].to_list()
+    assert "F2B" not in excluded and "F2A" not in excluded
+    links = pl.read_parquet(look_alike_round / "dukcapil_links.parquet").filter(pl.col("id_dtks").is_in(["F2A", "F2B"]))
+    assert links["dukcapil_person"].n_unique() == 1  # the case this guards: one civil-registry person for both
 
 
 def test_rows_resolved_to_different_persons_are_never_merged():
