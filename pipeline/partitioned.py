@@ -280,9 +280,16 @@ def link_query(ctx) -> dict:
     """After the exact link: the rows it did not verify, and per fuzzy rule the key tuples
     they need from Dukcapil."""
     parts = _parts(ctx)
+    records = pl.read_parquet(parts / "link_records.parquet")
     exact = pl.read_parquet(sorted((parts / "exact").glob("*.parquet"))).sort("id_dtks")
+    con = ctx.connect()
+    try:
+        con.execute(f"CREATE TEMP VIEW dukcapil_records AS SELECT * FROM read_parquet({sql_path(parts / 'dukcapil_records' / '*.parquet')})")
+        exact = link.another_record_fits(con, records, exact)
+    finally:
+        con.close()
     exact.write_parquet(parts / "exact.parquet")
-    records = dedupe.mark_verified(pl.read_parquet(parts / "link_records.parquet"), exact)
+    records = dedupe.mark_verified(records, exact)
     records.write_parquet(parts / "link_records.parquet")
     query = records.filter(~pl.col("nik_verified")).select(link.LINK_RECORD_COLUMNS + ["id_dtks"])
     query.write_parquet(parts / "query.parquet")

@@ -46,6 +46,21 @@ ROWS = [
     # links both rows to the father's Dukcapil record, yet they are 27 years apart.
     ("F2A", make_nik(KEC, "1958-02-26", False, 1), _kk(12), "SOEPARMAN", "L", "1958-02-26", "own"),
     ("F2B", make_nik(KEC, "1958-02-26", False, 1), _kk(12), "SUPARNO", "L", "1985-02-26", None),
+    # Twins one vowel apart in one KK, the younger written with her sister's NIK; the civil
+    # registry holds both: NUR AINA's row is her own person, not NUR AINI's duplicate.
+    ("T3A", make_nik(KEC, "2003-09-09", True, 1), _kk(13), "NUR AINI", "P", "2003-09-09", "own"),
+    ("T3B", make_nik(KEC, "2003-09-09", True, 1), _kk(13), "NUR AINA", "P", "2003-09-09",
+     (make_nik(KEC, "2003-09-09", True, 2), "NUR AINA")),
+    # The same, the younger missing from Dukcapil: nothing tells a vowel typo from a twin.
+    ("T4A", make_nik(KEC, "2004-04-14", False, 1), _kk(14), "RAFA ALFARIZI", "L", "2004-04-14", "own"),
+    ("T4B", make_nik(KEC, "2004-04-14", False, 1), _kk(14), "RAFI ALFARIZI", "L", "2004-04-14", None),
+    # Twins given one name, both in Dukcapil, the younger written with the elder's NIK.
+    ("T5A", make_nik(KEC, "2005-05-15", False, 1), _kk(15), "AHMAD FAUZAN", "L", "2005-05-15", "own"),
+    ("T5B", make_nik(KEC, "2005-05-15", False, 1), _kk(15), "AHMAD FAUZAN", "L", "2005-05-15",
+     (make_nik(KEC, "2005-05-15", False, 2), "AHMAD FAUZAN")),
+    # A twin with another given name on her sister's card, missing from Dukcapil.
+    ("T6A", make_nik(KEC, "1979-07-21", True, 1), _kk(16), "SUMIYATI", "P", "1979-07-21", "own"),
+    ("T6B", make_nik(KEC, "1979-07-21", True, 1), _kk(16), "ROHAETI", "P", "1979-07-21", None),
     # Two different people with one name, birth date and desa, each with their own NIK.
     ("N1A", make_nik(KEC, "1985-08-17", False, 1), _kk(5), "AGUS", "L", "1985-08-17", "own"),
     ("N1B", make_nik(KEC, "1985-08-17", False, 2), _kk(6), "AGUS", "L", "1985-08-17", "own"),
@@ -93,7 +108,8 @@ def _cluster_of(out: Path) -> dict[str, str]:
     return dict(zip(clusters["id_dtks"], clusters["cluster_id"]))
 
 
-@pytest.mark.parametrize("pair", [("T1A", "T1B"), ("T2A", "T2B"), ("S1A", "S1B"), ("F1A", "F1B"), ("N1A", "N1B")])
+@pytest.mark.parametrize("pair", [("T1A", "T1B"), ("T2A", "T2B"), ("S1A", "S1B"), ("F1A", "F1B"), ("N1A", "N1B"),
+                                  ("T3A", "T3B"), ("T6A", "T6B")])
 def test_look_alike_relatives_stay_apart_without_the_registry_s_help(look_alike_round, pair):
     cluster = _cluster_of(look_alike_round)
     assert cluster[pair[0]] != cluster[pair[1]]
@@ -152,7 +168,7 @@ def test_rows_resolved_to_different_persons_are_never_merged():
     model = load_model()
     con = register_macros(duckdb.connect())
     row = {"id_dtks": "A", "nik": None, "nik_format_ok": False, "nik_valid": False, "nik_consistent": False,
-           "nik_verified": False, "cr_method": "fuzzy", "cr_rejected": None, "name_std": "AGUS SALIM",
+           "nik_verified": False, "cr_method": "fuzzy", "cr_namesake": False, "cr_rejected": None, "name_std": "AGUS SALIM",
            "name_sorted": "AGUS SALIM", "name_patronym": None, "name_first": "AGUS", "key_first": "AGS",
            "key_last": "SLM", "key_name": "AGS SLM", "dob_placeholder": False, "jenis_kelamin": "L", "no_kk": _kk(9),
            "kode_wilayah": DESA, "kab": "3201", "completeness": 3, "nik_digits": None,
@@ -270,7 +286,7 @@ def test_a_mistyped_sex_does_not_unmake_a_person_whose_nik_name_and_birth_date_a
     exact = pl.DataFrame({
         "id_dtks": [c[0] for c in cases], "dukcapil_person": [1, 2, 3], "dukcapil_nik": ["a", "b", "c"],
         "identity": ["consistent"] * 3, "name_similarity": [c[1] for c in cases], "dob_agreement": [c[2] for c in cases],
-        "sex_agreement": [c[3] for c in cases],
+        "sex_agreement": [c[3] for c in cases], "another_fits": [False] * 3,
     })
     fuzzy = pl.DataFrame(schema={name: pl.String for name in FUZZY_COLUMNS}).with_columns(
         pl.col("dukcapil_person").cast(pl.Int64), pl.col("match_probability", "margin").cast(pl.Float64),
@@ -278,3 +294,39 @@ def test_a_mistyped_sex_does_not_unmake_a_person_whose_nik_name_and_birth_date_a
     resolution = resolve(exact.select("id_dtks"), exact, fuzzy, 0.99)
     assert dict(resolution.select("id_dtks", "resolution").iter_rows()) == {
         "typo": "exact_nik", "covered": "unresolved", "close_date": "unresolved"}
+
+
+def test_a_twin_on_her_sister_s_card_is_her_own_person_when_the_registry_holds_her(look_alike_round):
+    """NUR AINA's row carries NUR AINI's NIK, and the names share a phonetic key: the NIK
+    link alone would call them one person. The civil registry holds NUR AINA, born the same
+    day in the same kecamatan, under her own number: the row is hers."""
+    links = pl.read_parquet(look_alike_round / "dukcapil_links.parquet").filter(pl.col("id_dtks") == "T3B")
+    exact = links.filter(pl.col("link_method") == "exact_nik").row(0, named=True)
+    assert exact["identity"] == "mismatch" and exact["another_fits"]
+    fuzzy = links.filter(pl.col("link_method") == "fuzzy").row(0, named=True)
+    assert fuzzy["dukcapil_nik"] == make_nik(KEC, "2003-09-09", True, 2)  # her own number, suggested for repair
+    anomalies = pl.read_parquet(look_alike_round / "anomalies.parquet").filter(pl.col("id_dtks") == "T3B")
+    mismatch = anomalies.filter(pl.col("anomaly_code") == "IDENTITY_MISMATCH").row(0, named=True)
+    assert mismatch["related_id"] == make_nik(KEC, "2003-09-09", True, 2) and "kembar" in mismatch["detail"]
+
+
+def test_twins_are_never_excluded_as_each_other_s_duplicate(look_alike_round):
+    """One card for two twins: one vowel apart with the younger missing from Dukcapil
+    (T4), or one name for both with the registry holding both (T5). The rows may be shown
+    to a reviewer as one person; neither is cut off."""
+    excluded = set(pl.read_parquet(look_alike_round / "excluded.parquet")["id_dtks"])
+    assert not excluded & {"T4A", "T4B", "T5A", "T5B"}
+    resolution = pl.read_parquet(look_alike_round / "resolution.parquet").filter(pl.col("id_dtks").is_in(["T5A", "T5B"]))
+    assert resolution["namesake"].to_list() == [True, True]
+    namesake = dict(pl.read_parquet(look_alike_round / "resolution.parquet").select("id_dtks", "namesake").iter_rows())
+    assert not any(namesake[i] for i in ("T3A", "T4A", "D1A"))
+    assert namesake["N1A"] and namesake["N1B"]  # two men named AGUS born that day in one kecamatan
+
+
+def test_a_twin_on_her_sister_s_card_is_not_resolved_to_her_sister_through_the_card(look_alike_round):
+    """ROHAETI's row carries SUMIYATI's NIK; the name says it is not SUMIYATI, and the fuzzy
+    link may not take her back to SUMIYATI on the same card, KK, desa and birth date."""
+    resolution = pl.read_parquet(look_alike_round / "resolution.parquet")
+    by_id = {row["id_dtks"]: row for row in resolution.iter_rows(named=True)}
+    assert by_id["T6B"]["resolution"] != "fuzzy"
+    assert by_id["T6B"]["not_dukcapil_person"] == by_id["T6A"]["dukcapil_person"]

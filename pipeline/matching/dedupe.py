@@ -14,7 +14,8 @@ from pipeline.matching.estimate import fit_from_labels
 from pipeline.matching.standardise import standardise_records
 
 RECORD_COLUMNS = [
-    "rid", "id_dtks", "nik", "nik_format_ok", "nik_valid", "nik_consistent", "nik_verified", "cr_person", "cr_method", "cr_rejected",
+    "rid", "id_dtks", "nik", "nik_format_ok", "nik_valid", "nik_consistent", "nik_verified", "cr_person", "cr_method", "cr_namesake",
+    "cr_rejected",
     "name_std", "name_sorted", "name_patronym",
     "name_first", "key_first", "key_last", "key_name", "tanggal_lahir", "dob_placeholder", "jenis_kelamin", "no_kk",
     "kode_wilayah", "kab", "completeness", "nik_digits", "birth_year",

@@ -25,7 +25,7 @@ from pipeline.matching.standardise import standardise_records
 
 LINK_COLUMNS = [
     "id_dtks", "link_method", "dukcapil_candidates", "dukcapil_source_line", "dukcapil_person", "dukcapil_nik", "name_similarity",
-    "dob_agreement", "sex_agreement", "identity", "deceased", "tanggal_meninggal", "kab_dtks", "kab_dukcapil",
+    "dob_agreement", "sex_agreement", "identity", "another_fits", "deceased", "tanggal_meninggal", "kab_dtks", "kab_dukcapil",
     "dukcapil_kode_wilayah",
 ]
 
@@ -176,8 +176,43 @@ def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str
     ).pl()
     con.unregister("link_dtks")
     con.execute("DROP VIEW link_cap")
-    return scored.with_columns(link_method=pl.lit("exact_nik"), name_similarity=pl.col("name_similarity").round(3)).select(
-        LINK_COLUMNS
+    return scored.with_columns(link_method=pl.lit("exact_nik"), name_similarity=pl.col("name_similarity").round(3),
+                               another_fits=pl.lit(False)).select(LINK_COLUMNS)
+
+
+def another_record_fits(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, exact: pl.DataFrame,
+                        dukcapil: str = "dukcapil_records") -> pl.DataFrame:
+    """`another_fits`: the civil registry holds another person born the same day, in the
+    NIK's kecamatan or the holder's KK, under the row's very name: a twin or sibling.
+    When the record under the row's NIK has another name, the row is that other person
+    written with the holder's card (RINI on RINA's NIK): a name close enough to pass the
+    identity check (one letter, the same phonetic key) is the other person's, so the link
+    is a mismatch, the row goes to review and the fuzzy link suggests its own NIK. When the
+    holder has the row's name too (twins given one name), the NIK alone says which of the
+    two the row is: resolve() leaves it ambiguous. Needs every Dukcapil record, so it runs
+    after the exact link, not inside a NIK bucket. `records`: id_dtks, nik, name_std,
+    tanggal_lahir."""
+    trusted = exact.filter(pl.col("identity") != "mismatch").select("id_dtks", "dukcapil_source_line")
+    con.register("_trusted", trusted)
+    con.register("_rows", records.select("id_dtks", "nik", "name_std", "tanggal_lahir").join(trusted, on="id_dtks", how="semi"))
+    fits = con.sql(
+        f"""
+        WITH linked AS (
+          SELECT r.id_dtks, r.nik, r.name_std, r.tanggal_lahir, h.no_kk AS holder_kk, h.name_std AS holder_name
+          FROM _rows r JOIN _trusted t USING (id_dtks) JOIN {dukcapil} h ON h.source_line = t.dukcapil_source_line
+        )
+        SELECT d.id_dtks, bool_or(d.holder_name <> d.name_std) AS holder_differs FROM linked d JOIN {dukcapil} o
+          ON o.name_std = d.name_std AND o.tanggal_lahir = d.tanggal_lahir AND o.nik <> d.nik
+         AND (substr(o.nik, 1, 6) = substr(d.nik, 1, 6) OR o.no_kk = d.holder_kk)
+        GROUP BY d.id_dtks
+        """
+    ).pl()
+    con.unregister("_trusted")
+    con.unregister("_rows")
+    another = pl.col("id_dtks").is_in(fits["id_dtks"].implode())
+    holder_differs = pl.col("id_dtks").is_in(fits.filter(pl.col("holder_differs"))["id_dtks"].implode())
+    return exact.with_columns(
+        identity=pl.when(holder_differs).then(pl.lit("mismatch")).otherwise(pl.col("identity")), another_fits=another,
     )
 
 
@@ -192,7 +227,9 @@ def link_anomalies(dtks: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
             anomaly_frame(
                 links.filter(pl.col("identity") == "mismatch"),
                 CODE.IDENTITY_MISMATCH,
-                detail=pl.format("kemiripan nama {}; tanggal lahir {}", pl.col("name_similarity"), pl.col("dob_agreement")),
+                detail=pl.when(pl.col("another_fits"))
+                .then(pl.lit("nama dan tanggal lahir cocok dengan orang lain di Dukcapil (kembar atau saudara?); ")).otherwise(pl.lit(""))
+                + pl.format("kemiripan nama {}; tanggal lahir {}", pl.col("name_similarity"), pl.col("dob_agreement")),
                 related_id=pl.col("dukcapil_nik"),
             ),
             anomaly_frame(
@@ -281,11 +318,14 @@ def name_and_birth_agree() -> pl.Expr:
     """On an exact-NIK link (LINK_COLUMNS): the record under the row's NIK has its name and
     birth date, so it is the row's person, whatever the sex columns say (identity strong,
     or the sex mistyped on the form: another person with that number, name and birthday
-    is not to be had)."""
-    return (pl.col("identity") == "strong") | ((pl.col("name_similarity") >= SAME_NAME) & (pl.col("dob_agreement") == "exact"))
+    is not to be had; unless the name is another record's, another_record_fits)."""
+    return (pl.col("identity") == "strong") | (
+        (pl.col("identity") != "mismatch") & (pl.col("name_similarity") >= SAME_NAME) & (pl.col("dob_agreement") == "exact")
+    )
 
 
-RESOLUTION_COLUMNS = ["id_dtks", "resolution", "dukcapil_person", "dukcapil_nik", "probability", "margin", "not_dukcapil_person"]
+RESOLUTION_COLUMNS = ["id_dtks", "resolution", "dukcapil_person", "dukcapil_nik", "probability", "margin", "namesake",
+                      "not_dukcapil_person"]
 
 
 def resolve(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, min_probability: float) -> pl.DataFrame:
@@ -302,16 +342,19 @@ def resolve(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, min
     same_person = name_and_birth_agree() | (
         (pl.col("identity") == "consistent") & (pl.col("dob_agreement") != "different") & pl.col("sex_agreement")
     )
+    # namesake: the civil registry also holds another person of the row's name born that
+    # day (another_record_fits, twins given one name): the NIK alone says which of the two
+    # the row is, and a card is what twins mix up.
     by_nik = exact.filter(same_person).select(
         "id_dtks", "dukcapil_person", "dukcapil_nik", resolution=pl.lit("exact_nik"),
-        probability=pl.lit(None, dtype=pl.Float64), margin=pl.lit(None, dtype=pl.Float64),
+        probability=pl.lit(None, dtype=pl.Float64), margin=pl.lit(None, dtype=pl.Float64), namesake=pl.col("another_fits"),
     )
     by_fuzzy = fuzzy.join(by_nik, on="id_dtks", how="anti").select(
         "id_dtks", "dukcapil_person", "dukcapil_nik",
         resolution=pl.when(pl.col("ambiguous")).then(pl.lit("ambiguous"))
         .when(pl.col("match_probability") >= min_probability).then(pl.lit("fuzzy"))
         .otherwise(pl.lit("unresolved")),
-        probability=pl.col("match_probability"), margin=pl.col("margin"),
+        probability=pl.col("match_probability"), margin=pl.col("margin"), namesake=pl.lit(False),
     )
     resolved = pl.concat([by_nik, by_fuzzy], how="vertical_relaxed")
     # The person the row's NIK points to, when name or birth date say it is someone else
@@ -325,7 +368,7 @@ def resolve(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, min
         .with_columns(not_dukcapil_person=pl.when(pl.col("not_dukcapil_person") != pl.col("dukcapil_person").fill_null(-1))
                       .then(pl.col("not_dukcapil_person")))
         .with_columns(
-            resolution=pl.col("resolution").fill_null("unresolved"),
+            resolution=pl.col("resolution").fill_null("unresolved"), namesake=pl.col("namesake").fill_null(False),
             dukcapil_person=pl.when(pl.col("resolution").is_in(["exact_nik", "fuzzy"])).then(pl.col("dukcapil_person")),
             dukcapil_nik=pl.when(pl.col("resolution").is_in(["exact_nik", "fuzzy"])).then(pl.col("dukcapil_nik")),
         )
@@ -335,11 +378,12 @@ def resolve(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, min
 
 def with_resolution(records: pl.LazyFrame, resolution: pl.DataFrame) -> pl.LazyFrame:
     """cr_person / cr_method on each record: the civil-registry person it resolves to and
-    how ('exact' or 'fuzzy'), null when unresolved; cr_rejected: the person its NIK points
-    to but whose name says it is someone else."""
+    how ('exact' or 'fuzzy'), null when unresolved; cr_namesake: another civil-registry
+    person of the row's name was born that day nearby (resolve); cr_rejected: the person
+    its NIK points to but whose name says it is someone else."""
     method = pl.col("resolution").replace_strict({"exact_nik": "exact", "fuzzy": "fuzzy"}, default=None)
     resolved = resolution.select("id_dtks", cr_person=pl.col("dukcapil_person"), cr_method=method,
-                                 cr_rejected=pl.col("not_dukcapil_person"))
+                                 cr_namesake=pl.col("namesake"), cr_rejected=pl.col("not_dukcapil_person"))
     return records.join(resolved.lazy(), on="id_dtks", how="left", maintain_order="left")
 
 

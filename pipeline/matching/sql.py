@@ -17,6 +17,13 @@ MACROS = {
     # changed order. A shared common token alone (SITI, a marga) is not enough.
     "tokens_covered": """(a, b) AS CASE WHEN len(string_split(a, ' ')) <= len(string_split(b, ' '))
         THEN tokens_within(a, b) ELSE tokens_within(b, a) END""",
+    # One vowel changed for another, nothing else: RINA / RINI, PUTRA / PUTRI, HASAN / HASIN.
+    # Parents name twins and siblings so; a second registration misspells a name otherwise
+    # (an H, a doubled letter, OE, an added or dropped letter).
+    # CASE, not AND: hamming() refuses strings of different lengths.
+    "one_vowel_apart": """(a, b) AS CASE WHEN length(a) = length(b) AND a <> b
+        THEN hamming(a, b) = 1 AND regexp_replace(a, '[AEIOU]', '_', 'g') = regexp_replace(b, '[AEIOU]', '_', 'g')
+        ELSE FALSE END""",
 }
 
 

@@ -61,6 +61,8 @@ EVIDENCE_LEVELS = {
     "same_kabupaten": "kabupaten sama", "tokens_covered": "kata yang satu tercakup di yang lain",
     "years_far_apart": "tahun lahir berjauhan", "both_valid_different": "keduanya sah, berbeda",
     "exact_already_judged": "sama (sudah dinilai lewat NIK)", "two_edits": "beda dua digit",
+    "one_vowel_apart": "beda satu huruf vokal (nama saudara kembar?)",
+    "same_person_namesake": "orang yang sama, tetapi ada orang lain senama lahir hari itu (kembar?)",
 }
 EVIDENCE_ITEM = re.compile(r"(?P<field>\w+)=(?P<level>[\w-]+) \((?P<weight>[+-]?\d+(?:\.\d+)?)\)")
 
