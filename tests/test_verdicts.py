@@ -83,12 +83,17 @@ MISSING_OWN_NUMBER = ("M1A", make_nik(KEC, "1988-08-08", False, 1), _kk(10), "HE
 NAMESAKE_DUKCAPIL = f"{make_nik(KEC, '1988-08-08', False, 12)},{_kk(11)},HENDRA GUNAWAN,L,BOGOR,1988-08-08,JL MELATI,{KEC}1002,2024-02-02"
 
 
+# A living twin missing from Dukcapil, listed with her dead sister's card: one vowel apart.
+LIVING_TWIN_ON_DEAD_TWIN_S_CARD = ("T7B", make_nik(KEC, "1990-10-10", True, 1), _kk(17), "NANI SUHARTINI", "P", "1990-10-10", None)
+DEAD_TWIN_DUKCAPIL = f"{make_nik(KEC, '1990-10-10', True, 1)},{_kk(17)},NANA SUHARTINI,P,BOGOR,1990-10-10,JL MAWAR,{DESA},2025-01-01"
+
+
 @pytest.fixture(scope="module")
 def look_alike_round(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("lookalike")
     dtks, dukcapil = [], []
-    dukcapil.append(NAMESAKE_DUKCAPIL)
-    for id_dtks, nik, kk, name, sex, born, in_dukcapil in ROWS + [MISSING_OWN_NUMBER]:
+    dukcapil += [NAMESAKE_DUKCAPIL, DEAD_TWIN_DUKCAPIL]
+    for id_dtks, nik, kk, name, sex, born, in_dukcapil in ROWS + [MISSING_OWN_NUMBER, LIVING_TWIN_ON_DEAD_TWIN_S_CARD]:
         dtks.append(f"{id_dtks},{nik},{kk},{name},{sex},BOGOR,{born},JL MAWAR,{DESA},PKH")
         if in_dukcapil == "own":
             dukcapil.append(f"{nik},{kk},{name},{sex},BOGOR,{born},JL MAWAR,{DESA},")
@@ -130,7 +135,7 @@ def test_resolution_is_a_visible_output(look_alike_round):
     assert by_id["N1A"]["dukcapil_person"] != by_id["N1B"]["dukcapil_person"]
     assert by_id["T1B"]["resolution"] == "unresolved"  # missing from Dukcapil: not pinned on her twin
     assert by_id["D2B"]["resolution"] == "fuzzy" and by_id["D2B"]["dukcapil_person"] == by_id["D2A"]["dukcapil_person"]
-    assert resolution.height == len(ROWS) + 1
+    assert resolution.height == len(ROWS) + 2
     assert by_id["M1A"]["resolution"] == "unresolved"  # a namesake's number two edits from his own is not his
 
 
@@ -330,3 +335,13 @@ def test_a_twin_on_her_sister_s_card_is_not_resolved_to_her_sister_through_the_c
     by_id = {row["id_dtks"]: row for row in resolution.iter_rows(named=True)}
     assert by_id["T6B"]["resolution"] != "fuzzy"
     assert by_id["T6B"]["not_dukcapil_person"] == by_id["T6A"]["dukcapil_person"]
+
+
+def test_a_living_twin_on_her_dead_sister_s_card_goes_to_review_not_out(look_alike_round):
+    """NANI's row carries NANA's NIK and NANA died; the names share a phonetic key and
+    Jaro-Winkler 0.97, but one vowel apart is how twins are named: the death is shown to a
+    reviewer, the row is not excluded."""
+    anomalies = pl.read_parquet(look_alike_round / "anomalies.parquet").filter(pl.col("id_dtks") == "T7B")
+    deceased = anomalies.filter(pl.col("anomaly_code") == "DECEASED")
+    assert deceased["action"].to_list() == ["review"]
+    assert "T7B" not in set(pl.read_parquet(look_alike_round / "excluded.parquet")["id_dtks"])

@@ -4,7 +4,9 @@ Dukcapil NIKs are not guaranteed unique, so every Dukcapil row with the NIK is a
 candidate; the one whose name fits best is the link. The NIK itself encodes birth date
 and sex, so a mistyped NIK that lands on another real person agrees on them almost
 always: on an exact-NIK link the name is the evidence of identity. Levels:
-  strong      name agrees, birth date exact, sex agrees: a death here may exclude;
+  strong      name agrees, birth date exact, sex agrees, and the names are not one vowel
+              apart (RINI on her twin RINA's card has RINA's phonetic key): a death here
+              may exclude;
   consistent  the shorter name is covered token by token by the other (typos, an added
               or dropped token): Dukcapil facts apply, sent to review;
   mismatch    otherwise: the NIK belongs to someone else (IDENTITY_MISMATCH).
@@ -146,6 +148,7 @@ def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str
                       ELSE greatest(jaro_winkler_similarity(d.name_std, c.name_std),
                                     jaro_winkler_similarity(d.name_sorted, c.name_sorted)) END AS name_similarity,
                  tokens_covered(d.name_std, c.name_std) AS name_covered,
+                 one_vowel_apart(d.name_std, c.name_std) AS vowel_apart,
                  CASE WHEN d.tanggal_lahir = c.tanggal_lahir THEN 'exact'
                       WHEN (day(d.tanggal_lahir) = day(c.tanggal_lahir))::INT + (month(d.tanggal_lahir) = month(c.tanggal_lahir))::INT
                            + (year(d.tanggal_lahir) = year(c.tanggal_lahir))::INT = 2
@@ -160,7 +163,8 @@ def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str
           LEFT JOIN kabupaten_successors kc ON kc.kode = substr(c.kode_wilayah, 1, 4)
         ), judged AS (
           SELECT *,
-                 CASE WHEN name_similarity >= {SAME_NAME} AND dob_agreement = 'exact' AND sex_agreement THEN 'strong'
+                 CASE WHEN name_similarity >= {SAME_NAME} AND dob_agreement = 'exact' AND sex_agreement AND NOT vowel_apart
+                      THEN 'strong'
                       WHEN name_similarity >= {SAME_NAME} OR name_covered THEN 'consistent'
                       ELSE 'mismatch' END AS identity,
                  count(*) OVER (PARTITION BY id_dtks) AS dukcapil_candidates
