@@ -86,14 +86,19 @@ NAMESAKE_DUKCAPIL = f"{make_nik(KEC, '1988-08-08', False, 12)},{_kk(11)},HENDRA 
 # A living twin missing from Dukcapil, listed with her dead sister's card: one vowel apart.
 LIVING_TWIN_ON_DEAD_TWIN_S_CARD = ("T7B", make_nik(KEC, "1990-10-10", True, 1), _kk(17), "NANI SUHARTINI", "P", "1990-10-10", None)
 DEAD_TWIN_DUKCAPIL = f"{make_nik(KEC, '1990-10-10', True, 1)},{_kk(17)},NANA SUHARTINI,P,BOGOR,1990-10-10,JL MAWAR,{DESA},2025-01-01"
+# Twins given one name, the elder dead; the living younger is listed with the elder's card.
+LIVING_NAMESAKE_TWIN = ("T8B", make_nik(KEC, "1994-12-01", False, 1), _kk(18), "MUHAMMAD RIZKI", "L", "1994-12-01",
+                        (make_nik(KEC, "1994-12-01", False, 2), "MUHAMMAD RIZKI"))
+DEAD_NAMESAKE_TWIN_DUKCAPIL = f"{make_nik(KEC, '1994-12-01', False, 1)},{_kk(18)},MUHAMMAD RIZKI,L,BOGOR,1994-12-01,JL MAWAR,{DESA},2024-06-06"
 
 
 @pytest.fixture(scope="module")
 def look_alike_round(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("lookalike")
     dtks, dukcapil = [], []
-    dukcapil += [NAMESAKE_DUKCAPIL, DEAD_TWIN_DUKCAPIL]
-    for id_dtks, nik, kk, name, sex, born, in_dukcapil in ROWS + [MISSING_OWN_NUMBER, LIVING_TWIN_ON_DEAD_TWIN_S_CARD]:
+    dukcapil += [NAMESAKE_DUKCAPIL, DEAD_TWIN_DUKCAPIL, DEAD_NAMESAKE_TWIN_DUKCAPIL]
+    for id_dtks, nik, kk, name, sex, born, in_dukcapil in ROWS + [MISSING_OWN_NUMBER, LIVING_TWIN_ON_DEAD_TWIN_S_CARD,
+                                                                 LIVING_NAMESAKE_TWIN]:
         dtks.append(f"{id_dtks},{nik},{kk},{name},{sex},BOGOR,{born},JL MAWAR,{DESA},PKH")
         if in_dukcapil == "own":
             dukcapil.append(f"{nik},{kk},{name},{sex},BOGOR,{born},JL MAWAR,{DESA},")
@@ -135,7 +140,7 @@ def test_resolution_is_a_visible_output(look_alike_round):
     assert by_id["N1A"]["dukcapil_person"] != by_id["N1B"]["dukcapil_person"]
     assert by_id["T1B"]["resolution"] == "unresolved"  # missing from Dukcapil: not pinned on her twin
     assert by_id["D2B"]["resolution"] == "fuzzy" and by_id["D2B"]["dukcapil_person"] == by_id["D2A"]["dukcapil_person"]
-    assert resolution.height == len(ROWS) + 2
+    assert resolution.height == len(ROWS) + 3
     assert by_id["M1A"]["resolution"] == "unresolved"  # a namesake's number two edits from his own is not his
 
 
@@ -345,3 +350,11 @@ def test_a_living_twin_on_her_dead_sister_s_card_goes_to_review_not_out(look_ali
     deceased = anomalies.filter(pl.col("anomaly_code") == "DECEASED")
     assert deceased["action"].to_list() == ["review"]
     assert "T7B" not in set(pl.read_parquet(look_alike_round / "excluded.parquet")["id_dtks"])
+
+
+def test_a_living_twin_of_one_name_on_her_dead_twin_s_card_goes_to_review_not_out(look_alike_round):
+    """MUHAMMAD RIZKI's row carries his dead twin's NIK; the civil registry holds a living
+    MUHAMMAD RIZKI born the same day in the same kecamatan: the death is shown, not applied."""
+    anomalies = pl.read_parquet(look_alike_round / "anomalies.parquet").filter(pl.col("id_dtks") == "T8B")
+    assert anomalies.filter(pl.col("anomaly_code") == "DECEASED")["action"].to_list() == ["review"]
+    assert "T8B" not in set(pl.read_parquet(look_alike_round / "excluded.parquet")["id_dtks"])

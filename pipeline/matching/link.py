@@ -245,8 +245,9 @@ def link_anomalies(dtks: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
                     pl.col("identity"), pl.col("name_similarity"), pl.col("dob_agreement"),
                 ),
                 related_id=pl.col("dukcapil_nik"),
-                # Excluding needs a readable death date too: an unreadable entry goes to review.
-                strong=(pl.col("identity") == "strong") & pl.col("tanggal_meninggal").is_not_null(),
+                # Excluding needs a readable death date too: an unreadable entry goes to review;
+                # and no namesake born that day nearby (twins given one name, one card).
+                strong=(pl.col("identity") == "strong") & ~pl.col("another_fits") & pl.col("tanggal_meninggal").is_not_null(),
             ),
             anomaly_frame(
                 trusted.filter(pl.col("kab_dtks") != pl.col("kab_dukcapil")),
