@@ -15,6 +15,10 @@ does not produce, each dimension drawn independently:
   dtks_nik  own | one digit mistyped | blank | the other twin's NIK (a sibling's card)
   anchor    the anchor's own DTKS NIK intact | mistyped (one digit) | blank
 
+`--relation sibling` (born 1-3 years apart) or `--relation parent` (20-40 years older, often
+of one name) adds those relatives instead, on the same grid; `--source DIR` runs another
+checkout of verval on the same registry, to compare two versions.
+
 It writes the registry with the twins added, runs `verval run --no-prefect` on it and
 prints, per dimension and for the worst combinations, the share of twin pairs merged into
 one duplicate cluster and the share with a twin excluded. Per-record work is polars and
@@ -94,7 +98,10 @@ def mistype(nik: pl.Expr, position: pl.Expr, digit: pl.Expr) -> pl.Expr:
     return nik.str.slice(0, position) + new + nik.str.slice(position + 1)
 
 
-def build(base: Path, out: Path, n: int, seed: int) -> pl.DataFrame:
+RELATIONS = ("twin", "sibling", "parent")
+
+
+def build(base: Path, out: Path, n: int, seed: int, relation: str = "twin") -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     dtks = pl.read_parquet(base / "dtks.parquet")
     dukcapil = pl.read_parquet(base / "dukcapil.parquet")
@@ -114,6 +121,10 @@ def build(base: Path, out: Path, n: int, seed: int) -> pl.DataFrame:
         typo_pos=rng.integers(6, 16, n), typo_digit=rng.integers(1, 10, n),
         anchor_typo_pos=rng.integers(6, 16, n), anchor_typo_digit=rng.integers(1, 10, n),
         kk_serial=rng.integers(1, 10_000, n), desa_step=rng.integers(1, 20, n),
+        # The relative's birth year: a twin's is the anchor's; a sibling is born 1-3 years
+        # apart, a parent 20-40 years earlier (father and son may carry one name).
+        years=np.zeros(n, np.int64) if relation == "twin" else rng.choice([-3, -2, -1, 1, 2, 3], n) if relation == "sibling"
+        else -rng.integers(20, 41, n),
         twin_id=pl.format("TWIN{}", pl.int_range(1, n + 1).cast(pl.String).str.zfill(6)),
     )
     tokens = pl.col("nama").str.split(" ")
@@ -132,12 +143,17 @@ def build(base: Path, out: Path, n: int, seed: int) -> pl.DataFrame:
         .when((pl.col("name") == "shared_first") & (last_at > pl.col("_at"))).then(replace_token(last_at, pl.col("fresh")))
         .otherwise(replace_token(pl.col("_at"), pl.col("fresh")))
     )
-    day = pl.col("nik").str.slice(6, 2).cast(pl.Int32)
-    twin_day = pl.when(pl.col("sex") == "opposite").then(pl.when(day > 40).then(day - 40).otherwise(day + 40)).otherwise(day)
-    twin_serial = pl.col("nik").str.slice(12, 4).cast(pl.Int32) + pl.col("serial_step")
+    born = pl.col("tanggal_lahir").str.to_date()
+    leap_day = (born.dt.month() == 2) & (born.dt.day() == 29)
+    shifted = pl.date(born.dt.year() + pl.col("years"), born.dt.month(), pl.when(leap_day).then(28).otherwise(born.dt.day()))
+    shifted = pl.when(shifted > pl.date(2026, 11, 1)).then(shifted.dt.offset_by("-4y")).otherwise(shifted)
+    twin_born = pl.when(pl.col("years") == 0).then(born).otherwise(shifted)
+    day = twin_born.dt.day() + 40 * pl.col("twin_female").cast(pl.Int32)
+    # A twin's serial follows the anchor's; a sibling's or parent's birth date has its own serials.
+    twin_serial = pl.when(pl.col("years") == 0).then(pl.col("nik").str.slice(12, 4).cast(pl.Int32)).otherwise(0) + pl.col("serial_step")
     framed = with_given.with_columns(
-        twin_name=twin_name,
-        twin_nik=pl.col("nik").str.slice(0, 6) + twin_day.cast(pl.String).str.zfill(2) + pl.col("nik").str.slice(8, 4)
+        twin_name=twin_name, twin_born=twin_born.dt.strftime("%Y-%m-%d"),
+        twin_nik=pl.col("nik").str.slice(0, 6) + day.cast(pl.String).str.zfill(2) + twin_born.dt.strftime("%m%y")
         + twin_serial.cast(pl.String).str.zfill(4),
     ).drop("_tokens", "_at")
     # A twin's number must be nobody else's.
@@ -172,7 +188,7 @@ def build(base: Path, out: Path, n: int, seed: int) -> pl.DataFrame:
 
     twin_rows = framed.select(
         id_dtks="twin_id", nik="twin_dtks_nik", no_kk="twin_kk_dtks", nama="twin_name", jenis_kelamin="twin_sex",
-        tempat_lahir="tempat_lahir", tanggal_lahir="tanggal_lahir", alamat="alamat", kode_wilayah="twin_desa",
+        tempat_lahir="tempat_lahir", tanggal_lahir="twin_born", alamat="alamat", kode_wilayah="twin_desa",
         program="program", desil="desil", hubungan_keluarga="hubungan_keluarga",
     )
     anchor_niks = framed.select("id_dtks", new_nik="anchor_dtks_nik")
@@ -185,7 +201,7 @@ def build(base: Path, out: Path, n: int, seed: int) -> pl.DataFrame:
         .join(cap.drop("no_kk", "kode_wilayah"), on="nik")
         .select(nik="twin_nik", no_kk="twin_kk_cap", nama="twin_name", jenis_kelamin=pl.when(pl.col("twin_female"))
                 .then(pl.lit("PEREMPUAN")).otherwise(pl.lit("LAKI-LAKI")), tempat_lahir="tempat_lahir_right",
-                tanggal_lahir="tanggal_lahir_right", alamat="alamat_right", kode_wilayah="twin_desa_cap",
+                tanggal_lahir="twin_born", alamat="alamat_right", kode_wilayah="twin_desa_cap",
                 tanggal_meninggal=pl.lit(None, pl.String), hubungan_keluarga="hubungan_keluarga_right")
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -209,22 +225,22 @@ def score(pairs: pl.DataFrame, round_dir: Path) -> pl.DataFrame:
     )
 
 
-def report(scored: pl.DataFrame) -> dict:
+def report(scored: pl.DataFrame, relation: str) -> dict:
     def rates(by: list[str]) -> pl.DataFrame:
         return scored.group_by(by).agg(pairs=pl.len(), merged=pl.col("merged").sum(), excluded=pl.col("excluded").sum()).with_columns(
             merged_rate=(pl.col("merged") / pl.col("pairs")).round(4)).sort(by)
 
     total = {"pairs": scored.height, "merged": int(scored["merged"].sum()), "excluded": int(scored["excluded"].sum())}
     total["merged_rate"] = round(total["merged"] / total["pairs"], 4)
-    print(f"twin pairs {total['pairs']}, merged {total['merged']} ({100 * total['merged_rate']:.2f} %), "
-          f"a twin excluded {total['excluded']}")
+    print(f"{relation} pairs {total['pairs']}, merged {total['merged']} ({100 * total['merged_rate']:.2f} %), "
+          f"one of the two excluded {total['excluded']}")
     with pl.Config(tbl_rows=60, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         for dim in DIMENSIONS:
             print(rates([dim]))
         worst = rates(["name", "kk", "dukcapil", "dtks_nik"]).filter(pl.col("merged") > 0).sort("merged", descending=True)
         print("combinations with a merge (name, kk, dukcapil, dtks_nik):")
         print(worst.head(25))
-    return {"total": total, **{dim: rates([dim]).to_dicts() for dim in DIMENSIONS}}
+    return {"relation": relation, "total": total, **{dim: rates([dim]).to_dicts() for dim in DIMENSIONS}}
 
 
 def main() -> int:
@@ -233,6 +249,8 @@ def main() -> int:
     parser.add_argument("--work", required=True, type=Path)
     parser.add_argument("--twins", type=int, default=6000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--relation", choices=RELATIONS, default="twin",
+                        help="the relative added to each anchor: a twin, a sibling born 1-3 years apart, a parent 20-40 years older")
     parser.add_argument("--model", help="matching model JSON passed to verval run")
     parser.add_argument("--source", type=Path, default=Path(__file__).resolve().parents[1],
                         help="a checkout of verval to run (default: this one), to compare two versions on the same twins")
@@ -241,7 +259,7 @@ def main() -> int:
     args.work, args.base = args.work.resolve(), args.base.resolve()  # verval runs in --source
     data, round_dir = args.work / "data", args.work / "round"
     if not args.score_only:
-        pairs = build(args.base, data, args.twins, args.seed)
+        pairs = build(args.base, data, args.twins, args.seed, args.relation)
         command = [sys.executable, "-m", "pipeline.cli", "run", "--no-prefect", "--quiet", "--dtks", str(data / "dtks.parquet"),
                    "--dukcapil", str(data / "dukcapil.parquet"), "--out", str(round_dir), "--as-of", "2026-11-21",
                    "--decision-log", str(args.work / "decisions.jsonl"), "--objections", str(args.work / "objections.jsonl")]
@@ -249,7 +267,7 @@ def main() -> int:
             command += ["--model", args.model]
         subprocess.run(command, check=True, cwd=args.source)
     pairs = pl.read_parquet(data / "twins.parquet")
-    result = report(score(pairs, round_dir))
+    result = report(score(pairs, round_dir), args.relation)
     (args.work / "twin_variants.json").write_text(json.dumps(result, indent=1))
     return 0
 

@@ -61,6 +61,10 @@ ROWS = [
     # A twin with another given name on her sister's card, missing from Dukcapil.
     ("T6A", make_nik(KEC, "1979-07-21", True, 1), _kk(16), "SUMIYATI", "P", "1979-07-21", "own"),
     ("T6B", make_nik(KEC, "1979-07-21", True, 1), _kk(16), "ROHAETI", "P", "1979-07-21", None),
+    # Brothers of one name two years apart, the younger on the elder's card and missing from
+    # Dukcapil: the NIK leads both rows to the elder.
+    ("S2A", make_nik(KEC, "1996-03-03", False, 1), _kk(19), "BAYU SAPUTRA", "L", "1996-03-03", "own"),
+    ("S2B", make_nik(KEC, "1996-03-03", False, 1), _kk(19), "BAYU SAPUTRA", "L", "1998-03-03", None),
     # Two different people with one name, birth date and desa, each with their own NIK.
     ("N1A", make_nik(KEC, "1985-08-17", False, 1), _kk(5), "AGUS", "L", "1985-08-17", "own"),
     ("N1B", make_nik(KEC, "1985-08-17", False, 2), _kk(6), "AGUS", "L", "1985-08-17", "own"),
@@ -320,12 +324,13 @@ def test_a_twin_on_her_sister_s_card_is_her_own_person_when_the_registry_holds_h
     assert mismatch["related_id"] == make_nik(KEC, "2003-09-09", True, 2) and "kembar" in mismatch["detail"]
 
 
-def test_twins_are_never_excluded_as_each_other_s_duplicate(look_alike_round):
+def test_relatives_on_one_card_are_never_excluded_as_each_other_s_duplicate(look_alike_round):
     """One card for two twins: one vowel apart with the younger missing from Dukcapil
-    (T4), or one name for both with the registry holding both (T5). The rows may be shown
-    to a reviewer as one person; neither is cut off."""
+    (T4), or one name for both with the registry holding both (T5); brothers of one name
+    two years apart (S2). The rows may be shown to a reviewer as one person; neither is
+    cut off."""
     excluded = set(pl.read_parquet(look_alike_round / "excluded.parquet")["id_dtks"])
-    assert not excluded & {"T4A", "T4B", "T5A", "T5B"}
+    assert not excluded & {"T4A", "T4B", "T5A", "T5B", "S2A", "S2B"}
     resolution = pl.read_parquet(look_alike_round / "resolution.parquet").filter(pl.col("id_dtks").is_in(["T5A", "T5B"]))
     assert resolution["namesake"].to_list() == [True, True]
     namesake = dict(pl.read_parquet(look_alike_round / "resolution.parquet").select("id_dtks", "namesake").iter_rows())

@@ -188,9 +188,10 @@ def another_record_fits(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, e
                         dukcapil: str = "dukcapil_records") -> pl.DataFrame:
     """`another_fits`: the civil registry holds another person born the same day, in the
     NIK's kecamatan or the holder's KK, under the row's very name: a twin or sibling.
-    When the record under the row's NIK has another name, the row is that other person
-    written with the holder's card (RINI on RINA's NIK): a name close enough to pass the
-    identity check (one letter, the same phonetic key) is the other person's, so the link
+    When the record under the row's NIK has another name or birth date, the row is that
+    other person written with the holder's card (RINI on RINA's NIK, a younger brother of
+    one name on his elder's): a name close enough to pass the identity check (one letter,
+    the same phonetic key), or a birth date a year off, is the other person's, so the link
     is a mismatch, the row goes to review and the fuzzy link suggests its own NIK. When the
     holder has the row's name too (twins given one name), the NIK alone says which of the
     two the row is: resolve() leaves it ambiguous. Needs every Dukcapil record, so it runs
@@ -202,10 +203,12 @@ def another_record_fits(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, e
     fits = con.sql(
         f"""
         WITH linked AS (
-          SELECT r.id_dtks, r.nik, r.name_std, r.tanggal_lahir, h.no_kk AS holder_kk, h.name_std AS holder_name
+          SELECT r.id_dtks, r.nik, r.name_std, r.tanggal_lahir, h.no_kk AS holder_kk, h.name_std AS holder_name,
+                 h.tanggal_lahir AS holder_born
           FROM _rows r JOIN _trusted t USING (id_dtks) JOIN {dukcapil} h ON h.source_line = t.dukcapil_source_line
         )
-        SELECT d.id_dtks, bool_or(d.holder_name <> d.name_std) AS holder_differs FROM linked d JOIN {dukcapil} o
+        SELECT d.id_dtks, bool_or(d.holder_name <> d.name_std OR d.holder_born IS DISTINCT FROM d.tanggal_lahir) AS holder_differs
+        FROM linked d JOIN {dukcapil} o
           ON o.name_std = d.name_std AND o.tanggal_lahir = d.tanggal_lahir AND o.nik <> d.nik
          AND (substr(o.nik, 1, 6) = substr(d.nik, 1, 6) OR o.no_kk = d.holder_kk)
         GROUP BY d.id_dtks
