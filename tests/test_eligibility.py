@@ -5,6 +5,7 @@ boundaries; household codes on every row of the household."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import polars as pl
 import pytest
@@ -196,6 +197,17 @@ def test_exact_match_excludes_only_as_declared_and_a_fuzzy_one_goes_to_review(li
     assert set(anomalies["anomaly_code"]) == {CODE.NOT_ELIGIBLE}
     assert anomalies.filter(pl.col("id_dtks") == d["id_dtks"])["related_id"].item() == "TNI"
     assert anomalies.filter(pl.col("id_dtks") == d["id_dtks"])["detail"].item().startswith("TNI")
+
+
+def test_a_listed_twin_one_vowel_apart_on_the_same_card_goes_to_review(linked_round):
+    """The list names RINA under the NIK and birth date a DTKS row carries as RINI: twins
+    share birth dates and, often, a card; the phonetic key agrees, which links them, but
+    one vowel apart never excludes."""
+    a = linked_round["chosen"].to_dicts()[0]
+    twin = re.sub(r"([AEIOU])([^AEIOU]*)$", lambda m: ("I" if m.group(1) == "A" else "A") + m.group(2), a["nama"].upper())
+    entries = pl.DataFrame([entry(a, "ASN", nama=twin, lahir=a["tanggal_lahir"])], schema_overrides={"tanggal_lahir": pl.Date})
+    matches = run_lists(linked_round, entries)
+    assert matches.select("id_dtks", "method", "action").rows() == [(a["id_dtks"], "exact", "review")]
 
 
 def _servant_entry(a: dict, nik: str, with_birth_date: bool = False) -> pl.DataFrame:

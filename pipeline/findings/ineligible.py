@@ -122,7 +122,7 @@ def link_lists(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame, records_pa
     con.unregister("_elig_left")
     con.execute(f"CREATE OR REPLACE TEMP TABLE elig_right AS SELECT {', '.join(RIGHT_COLUMNS)} FROM read_parquet($path)",
                 {"path": records_path})
-    con.register("elig_resolution", resolution.select("id_dtks", "resolution", "dukcapil_nik"))
+    con.register("elig_resolution", resolution.select("id_dtks", "resolution", "dukcapil_nik", "namesake"))
     agrees = _name_agrees(settings["name_agrees"])
     exact = con.sql(
         f"""SELECT l.rid AS list_rid, r.id_dtks, 'exact' AS method, {_similarity()} AS name_similarity,
@@ -130,7 +130,11 @@ def link_lists(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame, records_pa
                    -- stands in for it: the NIK alone encodes the date it would be checked by.
                    (l.stated_lahir = r.tanggal_lahir OR (l.stated_lahir IS NULL AND l.name_std = r.name_std
                     AND l.name_patronym IS NOT DISTINCT FROM r.name_patronym)) AS dob_agrees,
-                   coalesce(s.resolution = 'exact_nik' AND s.dukcapil_nik = r.nik, FALSE) AS confirmed
+                   -- The civil registry confirms the row holds the NIK, and no namesake born
+                   -- that day nearby could hold it instead (twins given one name, one card).
+                   coalesce(s.resolution = 'exact_nik' AND s.dukcapil_nik = r.nik AND NOT s.namesake, FALSE) AS confirmed,
+                   -- RINI on her twin RINA's card agrees by the phonetic key: never enough to exclude.
+                   one_vowel_apart(l.name_std, r.name_std) AS vowel_apart
             FROM elig_left l JOIN elig_right r ON r.nik = l.nik AND l.nik_format_ok
             LEFT JOIN elig_resolution s ON s.id_dtks = r.id_dtks
             WHERE {agrees}"""
@@ -153,7 +157,8 @@ def link_lists(con: duckdb.DuckDBPyConnection, entries: pl.DataFrame, records_pa
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
     direct = pl.concat([
-        exact.with_columns(strong=pl.col("dob_agrees") & pl.col("confirmed")).drop("dob_agrees", "confirmed"),
+        exact.with_columns(strong=pl.col("dob_agrees") & pl.col("confirmed") & ~pl.col("vowel_apart"))
+        .drop("dob_agrees", "confirmed", "vowel_apart"),
         via_registry.with_columns(strong=pl.lit(False)),
         fuzzy.with_columns(strong=pl.lit(False)),
     ], how="diagonal_relaxed")
