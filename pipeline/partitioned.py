@@ -52,6 +52,8 @@ from pipeline.matching.sql import sql_path
 # records holds a few hundred MB in DuckDB, whatever the registry's size.
 ROWS_PER_PARTITION = 250_000
 NIK_SPEC = {"name": "nik", "keys": ["nik"], "all_rows": True}
+# Another civil-registry person of a row's name and birth date (link.records_fitting_another).
+NAME_DOB_SPEC = {"name": "name_dob", "keys": ["name_std", "tanggal_lahir"]}
 
 FanOut = Callable[[str, Callable, list[tuple]], list]
 Step = Callable[..., object]
@@ -268,12 +270,32 @@ def exact_bucket(ctx, bucket: int) -> dict:
         link.identify_persons(con, "dukcapil_records")
         (parts / "dukcapil_records").mkdir(exist_ok=True)
         con.execute(f"COPY dukcapil_records TO {sql_path(parts / 'dukcapil_records' / f'b{bucket:05d}.parquet')} (FORMAT parquet)")
-        exact = link.link_exact(con, pl.read_parquet(_bucket_files(parts / "dtks_nik" / "nik", bucket)))
+        dtks = pl.read_parquet(_bucket_files(parts / "dtks_nik" / "nik", bucket))
+        exact = link.link_exact(con, dtks)
+        holders = link.holder_facts(con, dtks, exact)
     finally:
         con.close()
-    (parts / "exact").mkdir(exist_ok=True)
-    exact.write_parquet(parts / "exact" / f"b{bucket:05d}.parquet")
+    for name, frame in (("exact", exact), ("holders", holders)):
+        (parts / name).mkdir(exist_ok=True)
+        frame.write_parquet(parts / name / f"b{bucket:05d}.parquet")
     return {"links": exact.height}
+
+
+def namesake_bucket(ctx, bucket: int) -> dict:
+    """Rows of one (name, birth date) bucket whose name and birth date another
+    civil-registry record carries (link.records_fitting_another)."""
+    parts = _parts(ctx)
+    con = _task_connection(ctx, f"namesakes-{bucket}")
+    try:
+        for table, folder in (("facts", "names_rows"), ("others", "names_dukcapil")):
+            con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM read_parquet($paths)",
+                        {"paths": _bucket_files(parts / folder / NAME_DOB_SPEC["name"], bucket)})
+        fits = link.records_fitting_another(con, "facts", "others")
+    finally:
+        con.close()
+    (parts / "namesakes").mkdir(exist_ok=True)
+    fits.write_parquet(parts / "namesakes" / f"b{bucket:05d}.parquet")
+    return {"rows": fits.height}
 
 
 def link_query(ctx) -> dict:
@@ -282,12 +304,7 @@ def link_query(ctx) -> dict:
     parts = _parts(ctx)
     records = pl.read_parquet(parts / "link_records.parquet")
     exact = pl.read_parquet(sorted((parts / "exact").glob("*.parquet"))).sort("id_dtks")
-    con = ctx.connect()
-    try:
-        con.execute(f"CREATE TEMP VIEW dukcapil_records AS SELECT * FROM read_parquet({sql_path(parts / 'dukcapil_records' / '*.parquet')})")
-        exact = link.another_record_fits(con, records, exact)
-    finally:
-        con.close()
+    exact = link.mark_another_fits(exact, pl.read_parquet(sorted((parts / "namesakes").glob("*.parquet"))))
     exact.write_parquet(parts / "exact.parquet")
     records = dedupe.mark_verified(records, exact)
     records.write_parquet(parts / "link_records.parquet")
@@ -378,6 +395,13 @@ def link_civil_registry(ctx, step: Step, fan_out: FanOut) -> dict:
           for i, (offset, size) in enumerate(row_chunks(plan["dukcapil_rows"], ctx.partitions))],
     ])]
     runs.append(fan_out("link-exact", measured(exact_bucket), [(ctx, b) for b in range(ctx.partitions)]))
+    runs.append(fan_out("link-scatter-names", measured(scatter), [
+        *[(ctx, str(parts / "holders" / f"b{b:05d}.parquet"), 0, None, [NAME_DOB_SPEC], str(parts / "names_rows"), b)
+          for b in range(ctx.partitions)],
+        *[(ctx, str(parts / "dukcapil_records" / f"b{b:05d}.parquet"), 0, None, [NAME_DOB_SPEC], str(parts / "names_dukcapil"), b,
+           None, None, ["nik", "name_std", "tanggal_lahir", "no_kk"]) for b in range(ctx.partitions)],
+    ]))
+    runs.append(fan_out("link-namesakes", measured(namesake_bucket), [(ctx, b) for b in range(ctx.partitions)]))
     queried = step("link-query", link_query, ctx)
     specs = _spec_names(ctx.link_model()["blocking_rules"])
     runs.append(fan_out("link-scatter-fuzzy", measured(scatter), [
@@ -388,7 +412,7 @@ def link_civil_registry(ctx, step: Step, fan_out: FanOut) -> dict:
     runs.append(fan_out("link-fuzzy", measured(fuzzy_bucket), [(ctx, b) for b in range(ctx.partitions)]))
     stats = [row for task in runs[-1] for row in task["result"]]
     linked = step("link-gather", link_finish, ctx, stats)
-    linked["partitions"] = _partition_summary(ctx, runs, [runs[0], runs[2]], fuzzy_queries=queried["fuzzy_queries"])
+    linked["partitions"] = _partition_summary(ctx, runs, [runs[0], runs[2], runs[4]], fuzzy_queries=queried["fuzzy_queries"])
     return linked
 
 

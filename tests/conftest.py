@@ -15,15 +15,16 @@ DTKS_HEADER = "id_dtks,nik,no_kk,nama,jenis_kelamin,tempat_lahir,tanggal_lahir,a
 DUKCAPIL_HEADER = "nik,no_kk,nama,jenis_kelamin,tempat_lahir,tanggal_lahir,alamat,kode_wilayah,tanggal_meninggal"
 
 
-def run_csv_round(base, dtks: list[str], dukcapil: list[str]):
-    """A round over DTKS and Dukcapil CSV lines (without headers) in `base`; returns its --out."""
+def run_csv_round(base, dtks: list[str], dukcapil: list[str], **settings):
+    """A round over DTKS and Dukcapil CSV lines (without headers) in `base`; returns its
+    --out. `settings`: more RoundContext fields (partitions=3 ...)."""
     from pipeline.progress import StageClock
     from pipeline.round import RoundContext, run_round
 
     (base / "dtks.csv").write_text(DTKS_HEADER + "\n" + "\n".join(dtks) + "\n", encoding="utf-8")
     (base / "dukcapil.csv").write_text(DUKCAPIL_HEADER + "\n" + "\n".join(dukcapil) + "\n", encoding="utf-8")
     ctx = RoundContext(dtks=str(base / "dtks.csv"), dukcapil=str(base / "dukcapil.csv"), out=str(base / "out"),
-                       as_of="2026-11-21", decision_log=str(base / "decisions.jsonl"))
+                       as_of="2026-11-21", decision_log=str(base / "decisions.jsonl"), **settings)
     run_round(ctx, StageClock(quiet=True))
     return base / "out"
 

@@ -102,7 +102,10 @@ DEAD_NAMESAKE_TWIN_DUKCAPIL = f"{make_nik(KEC, '1994-12-01', False, 1)},{_kk(18)
 
 @pytest.fixture(scope="module")
 def look_alike_round(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("lookalike")
+    return run_csv_round(tmp_path_factory.mktemp("lookalike"), *_look_alike_lines())
+
+
+def _look_alike_lines() -> tuple[list[str], list[str]]:
     dtks, dukcapil = [], []
     dukcapil += [NAMESAKE_DUKCAPIL, DEAD_TWIN_DUKCAPIL, DEAD_NAMESAKE_TWIN_DUKCAPIL]
     for id_dtks, nik, kk, name, sex, born, in_dukcapil in ROWS + [MISSING_OWN_NUMBER, LIVING_TWIN_ON_DEAD_TWIN_S_CARD,
@@ -118,7 +121,7 @@ def look_alike_round(tmp_path_factory) -> Path:
         born = f"19{50 + serial}-0{1 + serial % 9}-1{serial % 9}"
         nik = make_nik("320102", born, serial % 2 == 0, serial)
         dukcapil.append(f"{nik},{_kk(100 + serial)},WARGA NOMOR {serial},{'P' if serial % 2 == 0 else 'L'},BOGOR,{born},JL X,3201021001,")
-    return run_csv_round(base, dtks, dukcapil)
+    return dtks, dukcapil
 
 
 def _cluster_of(out: Path) -> dict[str, str]:
@@ -374,3 +377,13 @@ def test_a_twin_whose_given_name_no_spelling_explains_is_not_resolved_to_his_bro
     brother JOKO shares his KK, desa and birth date. The fuzzy link may not make him JOKO."""
     by_id = {row["id_dtks"]: row for row in pl.read_parquet(look_alike_round / "resolution.parquet").iter_rows(named=True)}
     assert by_id["T9B"]["dukcapil_person"] is None or by_id["T9B"]["dukcapil_person"] != by_id["T9A"]["dukcapil_person"]
+
+
+def test_a_partitioned_round_finds_the_same_twins_on_each_other_s_cards(look_alike_round, tmp_path):
+    """The look-up of another person of the row's name and birth date crosses NIK buckets
+    (the twins' numbers differ): partitioned, it runs per bucket of (name, birth date)
+    and must give the very links, resolution and clusters of one process."""
+    out = run_csv_round(tmp_path, *_look_alike_lines(), partitions=3)
+    for name in ("dukcapil_links.parquet", "resolution.parquet", "duplicate_clusters.parquet", "anomalies.parquet"):
+        assert pl.read_parquet(out / name).equals(pl.read_parquet(look_alike_round / name)), name
+    assert pl.read_parquet(out / "dukcapil_links.parquet")["another_fits"].sum() >= 3  # T3B, T5A, T5B, N1A ...

@@ -194,28 +194,57 @@ def another_record_fits(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, e
     the same phonetic key), or a birth date a year off, is the other person's, so the link
     is a mismatch, the row goes to review and the fuzzy link suggests its own NIK. When the
     holder has the row's name too (twins given one name), the NIK alone says which of the
-    two the row is: resolve() leaves it ambiguous. Needs every Dukcapil record, so it runs
-    after the exact link, not inside a NIK bucket. `records`: id_dtks, nik, name_std,
-    tanggal_lahir."""
+    two the row is: resolve() marks the resolution `namesake`. `records`: id_dtks, nik,
+    name_std, tanggal_lahir. In a partitioned round the same three steps run bucket by
+    bucket (pipeline/partitioned.py): holder_facts per NIK bucket, records_fitting_another
+    per bucket of (name, birth date)."""
+    con.register("_holder_facts", holder_facts(con, records, exact, dukcapil))
+    try:
+        return mark_another_fits(exact, records_fitting_another(con, "_holder_facts", dukcapil))
+    finally:
+        con.unregister("_holder_facts")
+
+
+HOLDER_FACT_COLUMNS = ["id_dtks", "nik", "name_std", "tanggal_lahir", "holder_kk", "holder_name", "holder_born"]
+
+
+def holder_facts(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, exact: pl.DataFrame,
+                 dukcapil: str = "dukcapil_records") -> pl.DataFrame:
+    """For each exact link not already a mismatch: the row's NIK, name and birth date, and
+    the KK, name and birth date of the record under its NIK (HOLDER_FACT_COLUMNS)."""
     trusted = exact.filter(pl.col("identity") != "mismatch").select("id_dtks", "dukcapil_source_line")
     con.register("_trusted", trusted)
     con.register("_rows", records.select("id_dtks", "nik", "name_std", "tanggal_lahir").join(trusted, on="id_dtks", how="semi"))
-    fits = con.sql(
-        f"""
-        WITH linked AS (
-          SELECT r.id_dtks, r.nik, r.name_std, r.tanggal_lahir, h.no_kk AS holder_kk, h.name_std AS holder_name,
-                 h.tanggal_lahir AS holder_born
-          FROM _rows r JOIN _trusted t USING (id_dtks) JOIN {dukcapil} h ON h.source_line = t.dukcapil_source_line
-        )
-        SELECT d.id_dtks, bool_or(d.holder_name <> d.name_std OR d.holder_born IS DISTINCT FROM d.tanggal_lahir) AS holder_differs
-        FROM linked d JOIN {dukcapil} o
-          ON o.name_std = d.name_std AND o.tanggal_lahir = d.tanggal_lahir AND o.nik <> d.nik
-         AND (substr(o.nik, 1, 6) = substr(d.nik, 1, 6) OR o.no_kk = d.holder_kk)
-        GROUP BY d.id_dtks
-        """
+    try:
+        return con.sql(
+            f"""SELECT r.id_dtks, r.nik, r.name_std, r.tanggal_lahir, h.no_kk AS holder_kk, h.name_std AS holder_name,
+                       h.tanggal_lahir AS holder_born
+                FROM _rows r JOIN _trusted t USING (id_dtks) JOIN {dukcapil} h ON h.source_line = t.dukcapil_source_line
+                ORDER BY r.id_dtks"""
+        ).pl()
+    finally:
+        con.unregister("_trusted")
+        con.unregister("_rows")
+
+
+def records_fitting_another(con: duckdb.DuckDBPyConnection, facts: str, dukcapil: str = "dukcapil_records") -> pl.DataFrame:
+    """(id_dtks, holder_differs) of the rows in table `facts` (holder_facts) whose name and
+    birth date another civil-registry record carries, in the NIK's kecamatan or the
+    holder's KK; holder_differs: the record under the row's NIK has another name or birth
+    date. Only records of one (name, birth date) meet, so a bucket of both sides hashed by
+    them finds what the whole tables would."""
+    return con.sql(
+        f"""SELECT d.id_dtks, bool_or(d.holder_name <> d.name_std OR d.holder_born IS DISTINCT FROM d.tanggal_lahir) AS holder_differs
+            FROM {facts} d JOIN {dukcapil} o
+              ON o.name_std = d.name_std AND o.tanggal_lahir = d.tanggal_lahir AND o.nik <> d.nik
+             AND (substr(o.nik, 1, 6) = substr(d.nik, 1, 6) OR o.no_kk = d.holder_kk)
+            GROUP BY d.id_dtks ORDER BY d.id_dtks"""
     ).pl()
-    con.unregister("_trusted")
-    con.unregister("_rows")
+
+
+def mark_another_fits(exact: pl.DataFrame, fits: pl.DataFrame) -> pl.DataFrame:
+    """The exact links with `another_fits` (records_fitting_another), and identity mismatch
+    where the holder's name or birth date differs from the row's."""
     another = pl.col("id_dtks").is_in(fits["id_dtks"].implode())
     holder_differs = pl.col("id_dtks").is_in(fits.filter(pl.col("holder_differs"))["id_dtks"].implode())
     return exact.with_columns(
