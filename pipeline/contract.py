@@ -422,6 +422,14 @@ def alive_placeholders() -> tuple[str, ...]:
     return tuple(value.strip().upper() for value in _columns_toml()["tanggal_meninggal"]["alive"])
 
 
+@cache
+def date_formats() -> tuple[tuple[str, ...], tuple[str, ...], dict[str, int]]:
+    """Date separators read as "-", the strptime formats tried in order, and month names -> numbers."""
+    dates = _columns_toml()["dates"]
+    return (tuple(dates["separators"]), tuple(dates["formats"]),
+            {name.upper(): int(number) for name, number in dates["months"].items()})
+
+
 def dukcapil_coverage() -> dict:
     return dict(_columns_toml()["dukcapil_coverage"])
 

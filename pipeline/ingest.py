@@ -27,8 +27,6 @@ SEX_CODES = {
     "L": "L", "LK": "L", "LAKI-LAKI": "L", "LAKI LAKI": "L", "LAKILAKI": "L", "LAKI": "L", "PRIA": "L", "1": "L",
     "P": "P", "PR": "P", "PEREMPUAN": "P", "WANITA": "P", "2": "P",
 }
-# Formats seen in registry extracts; XLSX date cells arrive as "YYYY-MM-DD HH:MM:SS".
-DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%Y/%m/%d")
 EARLIEST_BIRTH = "1900-01-01"
 
 
@@ -394,8 +392,26 @@ def _clean_text(expr: pl.Expr) -> pl.Expr:
 
 
 def parse_date(expr: pl.Expr) -> pl.Expr:
-    text = expr.str.strip_chars().str.slice(0, 10)
-    return pl.coalesce([text.str.to_date(fmt, strict=False) for fmt in DATE_FORMATS])
+    """A date as extracts write it (columns.toml [dates]), null when unreadable."""
+    separators, formats, months = contract.date_formats()
+    text = expr.str.strip_chars()
+    head = text.str.slice(0, 10).str.replace_all("[" + re.escape("".join(separators)) + "]", "-")
+    spelled = text.map_batches(lambda values: _spelled_dates(values, months), return_dtype=pl.Date)
+    return pl.coalesce([head.str.to_date(fmt, strict=False) for fmt in formats] + [spelled])
+
+
+def _spelled_dates(values: pl.Series, months: dict[str, int]) -> pl.Series:
+    """5 JULI 1985, 17-Agu-1945: day, the month's name, year. Only the values holding a
+    letter are parsed (a regex over every date of a registry cost as much as the rest)."""
+    spelled = values.str.contains("[A-Za-z]").fill_null(False)
+    result = pl.repeat(None, len(values), dtype=pl.Date, eager=True)
+    if not spelled.any():
+        return result
+    parts = values.filter(spelled).str.extract_groups(r"^(\d{1,2})[ ./-]+([A-Za-z]+)\.?[ ./-]+(\d{4})$").struct.unnest()
+    month = parts["2"].str.to_uppercase().replace_strict(months, default=None, return_dtype=pl.String)
+    dates = pl.DataFrame({"d": parts["1"], "m": month, "y": parts["3"]}).select(
+        pl.concat_str(["d", "m", "y"], separator="-").str.to_date("%d-%m-%Y", strict=False)).to_series()
+    return result.scatter(spelled.arg_true(), dates)
 
 
 def normalise_sex(expr: pl.Expr) -> pl.Expr:

@@ -276,3 +276,19 @@ def test_text_cleaning_turns_every_whitespace_run_into_one_space():
     # The same as replacing every run, the plain way.
     plain = pl.DataFrame({"v": values}).select(pl.col("v").str.strip_chars().str.replace_all(r"\s+", " "))["v"].to_list()
     assert [c or "" for c in cleaned] == [p or "" for p in plain]
+
+
+def test_dates_are_read_as_registries_write_them():
+    """Day before month, any of the declared separators, a compact date, a month's name in
+    Bahasa or English; a two-digit year is not guessed (read as year 85, out of range, the
+    row is quarantined), nor is an impossible date."""
+    import datetime as dt
+
+    from pipeline.ingest import parse_date
+
+    written = ["1985-07-05", "05-07-1985", "5/7/1985", "05.07.1985", "1985/07/05", "19850705", "1985-07-05 00:00:00",
+               "5 JULI 1985", "5-Jul-1985", "05 juli 1985", "17 AGUSTUS 1945", "1 Des. 1999", "31 FEB 2001", "05/07/85",
+               "HIDUP", "", None]
+    read = pl.DataFrame({"d": written}).select(parse_date(pl.col("d")))["d"].to_list()
+    july = dt.date(1985, 7, 5)
+    assert read == [july] * 10 + [dt.date(1945, 8, 17), dt.date(1999, 12, 1), None, dt.date(85, 7, 5), None, None, None]
