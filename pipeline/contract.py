@@ -423,6 +423,12 @@ def alive_placeholders() -> tuple[str, ...]:
 
 
 @cache
+def sex_codes() -> dict[str, str]:
+    """Every spelling of jenis_kelamin (upper case) -> L or P."""
+    return {spelling.strip().upper(): sex for sex, spellings in _columns_toml()["sex"].items() for spelling in spellings}
+
+
+@cache
 def date_formats() -> tuple[tuple[str, ...], tuple[str, ...], dict[str, int]]:
     """Date separators read as "-", the strptime formats tried in order, and month names -> numbers."""
     dates = _columns_toml()["dates"]

@@ -23,10 +23,6 @@ CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
 XLSX_SUFFIXES = {".xlsx", ".xlsm", ".xls"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
 
-SEX_CODES = {
-    "L": "L", "LK": "L", "LAKI-LAKI": "L", "LAKI LAKI": "L", "LAKILAKI": "L", "LAKI": "L", "PRIA": "L", "1": "L",
-    "P": "P", "PR": "P", "PEREMPUAN": "P", "WANITA": "P", "2": "P",
-}
 EARLIEST_BIRTH = "1900-01-01"
 
 
@@ -415,7 +411,7 @@ def _spelled_dates(values: pl.Series, months: dict[str, int]) -> pl.Series:
 
 
 def normalise_sex(expr: pl.Expr) -> pl.Expr:
-    return expr.str.strip_chars().str.to_uppercase().replace_strict(SEX_CODES, default=None)
+    return expr.str.strip_chars().str.to_uppercase().replace_strict(contract.sex_codes(), default=None)
 
 
 def _reasons(reasons: list[tuple[pl.Expr, str]]) -> pl.Expr:

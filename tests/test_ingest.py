@@ -292,3 +292,11 @@ def test_dates_are_read_as_registries_write_them():
     read = pl.DataFrame({"d": written}).select(parse_date(pl.col("d")))["d"].to_list()
     july = dt.date(1985, 7, 5)
     assert read == [july] * 10 + [dt.date(1945, 8, 17), dt.date(1999, 12, 1), None, dt.date(85, 7, 5), None, None, None]
+
+
+def test_every_declared_spelling_of_sex_is_read_and_nothing_else():
+    from pipeline.ingest import normalise_sex
+
+    written = ["L", " lk ", "Laki-laki", "PRIA", "M", "male", "P", "Perempuan", "wanita", "F", "2", "1", "X", "-", None]
+    read = pl.DataFrame({"s": written}).select(normalise_sex(pl.col("s")))["s"].to_list()
+    assert read == ["L"] * 6 + ["P"] * 5 + ["L", None, None, None]
