@@ -270,9 +270,7 @@ def exact_bucket(ctx, bucket: int) -> dict:
         link.identify_persons(con, "dukcapil_records")
         (parts / "dukcapil_records").mkdir(exist_ok=True)
         con.execute(f"COPY dukcapil_records TO {sql_path(parts / 'dukcapil_records' / f'b{bucket:05d}.parquet')} (FORMAT parquet)")
-        dtks = pl.read_parquet(_bucket_files(parts / "dtks_nik" / "nik", bucket))
-        exact = link.link_exact(con, dtks)
-        holders = link.holder_facts(con, dtks, exact)
+        exact, holders = link.link_exact_and_holders(con, pl.read_parquet(_bucket_files(parts / "dtks_nik" / "nik", bucket)))
     finally:
         con.close()
     for name, frame in (("exact", exact), ("holders", holders)):

@@ -135,6 +135,15 @@ def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str
 
     `dtks` holds standardised records (standardise_records); `dukcapil` names the table
     load_dukcapil made."""
+    return link_exact_and_holders(con, dtks, dukcapil)[0]
+
+
+def link_exact_and_holders(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame,
+                           dukcapil: str = "dukcapil_records") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """link_exact, and for each link not a mismatch the row's NIK, name and birth date
+    beside the KK, name and birth date of the record under its NIK (HOLDER_FACT_COLUMNS),
+    read in the same join (another_record_fits needs them; a second join of every link
+    with the civil registry took 11.6 s at 10M rows)."""
     _register_reference(con)
     # Only the columns the join reads: the registered frame is copied for DuckDB (at 3M rows
     # the whole standardised record took 2.7 GB more than these).
@@ -144,6 +153,8 @@ def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str
         f"""
         WITH pairs AS (
           SELECT d.id_dtks, c.source_line AS dukcapil_source_line, c.person AS dukcapil_person, c.nik AS dukcapil_nik,
+                 d.nik AS row_nik, d.name_std AS row_name, d.tanggal_lahir AS row_born,
+                 c.no_kk AS holder_kk, c.name_std AS holder_name, c.tanggal_lahir AS holder_born,
                  CASE WHEN d.name_std = c.name_std OR d.name_sorted = c.name_sorted OR d.key_name = c.key_name THEN 1.0
                       ELSE greatest(jaro_winkler_similarity(d.name_std, c.name_std),
                                     jaro_winkler_similarity(d.name_sorted, c.name_sorted)) END AS name_similarity,
@@ -180,11 +191,16 @@ def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str
     ).pl()
     con.unregister("link_dtks")
     con.execute("DROP VIEW link_cap")
-    return scored.with_columns(link_method=pl.lit("exact_nik"), name_similarity=pl.col("name_similarity").round(3),
-                               another_fits=pl.lit(False)).select(LINK_COLUMNS)
+    holders = scored.filter(pl.col("identity") != "mismatch").select(
+        "id_dtks", nik="row_nik", name_std="row_name", tanggal_lahir="row_born", holder_kk="holder_kk", holder_name="holder_name",
+        holder_born="holder_born",
+    )
+    exact = scored.with_columns(link_method=pl.lit("exact_nik"), name_similarity=pl.col("name_similarity").round(3),
+                                another_fits=pl.lit(False)).select(LINK_COLUMNS)
+    return exact, holders
 
 
-def another_record_fits(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, exact: pl.DataFrame,
+def another_record_fits(con: duckdb.DuckDBPyConnection, exact: pl.DataFrame, holders: pl.DataFrame,
                         dukcapil: str = "dukcapil_records") -> pl.DataFrame:
     """`another_fits`: the civil registry holds another person born the same day, in the
     NIK's kecamatan or the holder's KK, under the row's very name: a twin or sibling.
@@ -194,11 +210,11 @@ def another_record_fits(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, e
     the same phonetic key), or a birth date a year off, is the other person's, so the link
     is a mismatch, the row goes to review and the fuzzy link suggests its own NIK. When the
     holder has the row's name too (twins given one name), the NIK alone says which of the
-    two the row is: resolve() marks the resolution `namesake`. `records`: id_dtks, nik,
-    name_std, tanggal_lahir. In a partitioned round the same three steps run bucket by
-    bucket (pipeline/partitioned.py): holder_facts per NIK bucket, records_fitting_another
-    per bucket of (name, birth date)."""
-    con.register("_holder_facts", holder_facts(con, records, exact, dukcapil))
+    two the row is: resolve() marks the resolution `namesake`. `holders`: from
+    link_exact_and_holders. In a partitioned round the same steps run bucket by bucket
+    (pipeline/partitioned.py): the holders per NIK bucket, records_fitting_another per
+    bucket of (name, birth date)."""
+    con.register("_holder_facts", holders)
     try:
         return mark_another_fits(exact, records_fitting_another(con, "_holder_facts", dukcapil))
     finally:
@@ -208,27 +224,8 @@ def another_record_fits(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, e
 HOLDER_FACT_COLUMNS = ["id_dtks", "nik", "name_std", "tanggal_lahir", "holder_kk", "holder_name", "holder_born"]
 
 
-def holder_facts(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, exact: pl.DataFrame,
-                 dukcapil: str = "dukcapil_records") -> pl.DataFrame:
-    """For each exact link not already a mismatch: the row's NIK, name and birth date, and
-    the KK, name and birth date of the record under its NIK (HOLDER_FACT_COLUMNS)."""
-    trusted = exact.filter(pl.col("identity") != "mismatch").select("id_dtks", "dukcapil_source_line")
-    con.register("_trusted", trusted)
-    con.register("_rows", records.select("id_dtks", "nik", "name_std", "tanggal_lahir").join(trusted, on="id_dtks", how="semi"))
-    try:
-        return con.sql(
-            f"""SELECT r.id_dtks, r.nik, r.name_std, r.tanggal_lahir, h.no_kk AS holder_kk, h.name_std AS holder_name,
-                       h.tanggal_lahir AS holder_born
-                FROM _rows r JOIN _trusted t USING (id_dtks) JOIN {dukcapil} h ON h.source_line = t.dukcapil_source_line
-                ORDER BY r.id_dtks"""
-        ).pl()
-    finally:
-        con.unregister("_trusted")
-        con.unregister("_rows")
-
-
 def records_fitting_another(con: duckdb.DuckDBPyConnection, facts: str, dukcapil: str = "dukcapil_records") -> pl.DataFrame:
-    """(id_dtks, holder_differs) of the rows in table `facts` (holder_facts) whose name and
+    """(id_dtks, holder_differs) of the rows in table `facts` (HOLDER_FACT_COLUMNS) whose name and
     birth date another civil-registry record carries, in the NIK's kecamatan or the
     holder's KK; holder_differs: the record under the row's NIK has another name or birth
     date. Only records of one (name, birth date) meet, so a bucket of both sides hashed by
