@@ -17,6 +17,13 @@ MACROS = {
     # changed order. A shared common token alone (SITI, a marga) is not enough.
     "tokens_covered": """(a, b) AS CASE WHEN len(string_split(a, ' ')) <= len(string_split(b, ' '))
         THEN tokens_within(a, b) ELSE tokens_within(b, a) END""",
+    # damerau_levenshtein(a, b) = 1 without computing the distance: one substitution (or
+    # two neighbours swapped) between strings of one length, one letter more or less
+    # otherwise. The full distance cost half of every comparison of NIK digits and names.
+    # (hamming() and levenshtein() refuse empty strings.)
+    "one_edit": """(a, b) AS CASE WHEN a IS NULL OR b IS NULL THEN NULL WHEN a = '' OR b = '' THEN length(a) + length(b) = 1
+        WHEN length(a) = length(b) THEN hamming(a, b) = 1 OR (hamming(a, b) = 2 AND damerau_levenshtein(a, b) = 1)
+        WHEN abs(length(a) - length(b)) = 1 THEN levenshtein(a, b) = 1 ELSE FALSE END""",
     # One vowel changed for another, nothing else: RINA / RINI, PUTRA / PUTRI, HASAN / HASIN.
     # Parents name twins and siblings so; a second registration misspells a name otherwise
     # (an H, a doubled letter, OE, an added or dropped letter).
