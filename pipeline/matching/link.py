@@ -30,6 +30,9 @@ LINK_COLUMNS = [
     "dob_agreement", "sex_agreement", "identity", "another_fits", "deceased", "tanggal_meninggal", "kab_dtks", "kab_dukcapil",
     "dukcapil_kode_wilayah",
 ]
+# Of each trusted exact link: the row's NIK, name and birth date, and the KK, name and birth
+# date of the record under its NIK (link_exact_and_holders, another_record_fits).
+HOLDER_FACT_COLUMNS = ["id_dtks", "nik", "name_std", "tanggal_lahir", "holder_kk", "holder_name", "holder_born"]
 
 
 def _register_reference(con: duckdb.DuckDBPyConnection) -> None:
@@ -191,10 +194,8 @@ def link_exact_and_holders(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame,
     ).pl()
     con.unregister("link_dtks")
     con.execute("DROP VIEW link_cap")
-    holders = scored.filter(pl.col("identity") != "mismatch").select(
-        "id_dtks", nik="row_nik", name_std="row_name", tanggal_lahir="row_born", holder_kk="holder_kk", holder_name="holder_name",
-        holder_born="holder_born",
-    )
+    holders = scored.filter(pl.col("identity") != "mismatch").rename(
+        {"row_nik": "nik", "row_name": "name_std", "row_born": "tanggal_lahir"}).select(HOLDER_FACT_COLUMNS)
     exact = scored.with_columns(link_method=pl.lit("exact_nik"), name_similarity=pl.col("name_similarity").round(3),
                                 another_fits=pl.lit(False)).select(LINK_COLUMNS)
     return exact, holders
@@ -219,9 +220,6 @@ def another_record_fits(con: duckdb.DuckDBPyConnection, exact: pl.DataFrame, hol
         return mark_another_fits(exact, records_fitting_another(con, "_holder_facts", dukcapil))
     finally:
         con.unregister("_holder_facts")
-
-
-HOLDER_FACT_COLUMNS = ["id_dtks", "nik", "name_std", "tanggal_lahir", "holder_kk", "holder_name", "holder_born"]
 
 
 def records_fitting_another(con: duckdb.DuckDBPyConnection, facts: str, dukcapil: str = "dukcapil_records") -> pl.DataFrame:
