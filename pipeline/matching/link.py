@@ -141,19 +141,23 @@ def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str
     return link_exact_and_holders(con, dtks, dukcapil)[0]
 
 
-def link_exact_and_holders(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame,
-                           dukcapil: str = "dukcapil_records") -> tuple[pl.DataFrame, pl.DataFrame]:
+def link_exact_and_holders(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str = "dukcapil_records",
+                           holders_table: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame | str]:
     """link_exact, and for each link not a mismatch the row's NIK, name and birth date
     beside the KK, name and birth date of the record under its NIK (HOLDER_FACT_COLUMNS),
     read in the same join (another_record_fits needs them; a second join of every link
-    with the civil registry took 11.6 s at 10M rows)."""
+    with the civil registry took 11.6 s at 10M rows). `holders_table`: leave the holder
+    facts in that DuckDB table and return its name instead of a frame (at 10M rows,
+    fetching every judged column and splitting it in polars raised the stage's peak by
+    1.8 GB)."""
     _register_reference(con)
     # Only the columns the join reads: the registered frame is copied for DuckDB (at 3M rows
     # the whole standardised record took 2.7 GB more than these).
     con.register("link_dtks", dtks.select(EXACT_LINK_COLUMNS + ["nik_format_ok"]).filter(pl.col("nik_format_ok")))
     con.execute(f"CREATE OR REPLACE TEMP VIEW link_cap AS SELECT * FROM {dukcapil} WHERE nik IN (SELECT nik FROM link_dtks)")
-    scored = con.sql(
+    con.execute(
         f"""
+        CREATE OR REPLACE TEMP TABLE exact_judged AS
         WITH pairs AS (
           SELECT d.id_dtks, c.source_line AS dukcapil_source_line, c.person AS dukcapil_person, c.nik AS dukcapil_nik,
                  d.nik AS row_nik, d.name_std AS row_name, d.tanggal_lahir AS row_born,
@@ -189,19 +193,26 @@ def link_exact_and_holders(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame,
           PARTITION BY id_dtks
           ORDER BY CASE identity WHEN 'strong' THEN 0 WHEN 'consistent' THEN 1 ELSE 2 END,
                    name_similarity DESC, dukcapil_source_line) = 1
-        ORDER BY id_dtks
         """
-    ).pl()
+    )
     con.unregister("link_dtks")
     con.execute("DROP VIEW link_cap")
-    holders = scored.filter(pl.col("identity") != "mismatch").rename(
-        {"row_nik": "nik", "row_name": "name_std", "row_born": "tanggal_lahir"}).select(HOLDER_FACT_COLUMNS)
-    exact = scored.with_columns(link_method=pl.lit("exact_nik"), name_similarity=pl.col("name_similarity").round(3),
-                                another_fits=pl.lit(False)).select(LINK_COLUMNS)
+    judged = [c for c in LINK_COLUMNS if c not in ("link_method", "another_fits")]
+    exact = con.sql(f"SELECT {', '.join(judged)} FROM exact_judged ORDER BY id_dtks").pl().with_columns(
+        link_method=pl.lit("exact_nik"), name_similarity=pl.col("name_similarity").round(3), another_fits=pl.lit(False),
+    ).select(LINK_COLUMNS)
+    holder_facts = ("SELECT id_dtks, row_nik AS nik, row_name AS name_std, row_born AS tanggal_lahir, holder_kk, holder_name, "
+                    "holder_born FROM exact_judged WHERE identity <> 'mismatch' ORDER BY id_dtks")
+    if holders_table:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {holders_table} AS {holder_facts}")
+        holders: pl.DataFrame | str = holders_table
+    else:
+        holders = con.sql(holder_facts).pl().select(HOLDER_FACT_COLUMNS)
+    con.execute("DROP TABLE exact_judged")
     return exact, holders
 
 
-def another_record_fits(con: duckdb.DuckDBPyConnection, exact: pl.DataFrame, holders: pl.DataFrame,
+def another_record_fits(con: duckdb.DuckDBPyConnection, exact: pl.DataFrame, holders: pl.DataFrame | str,
                         dukcapil: str = "dukcapil_records") -> pl.DataFrame:
     """`another_fits`: the civil registry holds another person born the same day, in the
     NIK's kecamatan or the holder's KK, under the row's very name: a twin or sibling.
@@ -214,7 +225,12 @@ def another_record_fits(con: duckdb.DuckDBPyConnection, exact: pl.DataFrame, hol
     two the row is: resolve() marks the resolution `namesake`. `holders`: from
     link_exact_and_holders. In a partitioned round the same steps run bucket by bucket
     (pipeline/partitioned.py): the holders per NIK bucket, records_fitting_another per
-    bucket of (name, birth date)."""
+    bucket of (name, birth date). A table name for `holders` is dropped once read."""
+    if isinstance(holders, str):
+        try:
+            return mark_another_fits(exact, records_fitting_another(con, holders, dukcapil))
+        finally:
+            con.execute(f"DROP TABLE IF EXISTS {holders}")
     con.register("_holder_facts", holders)
     try:
         return mark_another_fits(exact, records_fitting_another(con, "_holder_facts", dukcapil))
