@@ -306,7 +306,7 @@ def link_query(ctx) -> dict:
     exact.write_parquet(parts / "exact.parquet")
     records = dedupe.mark_verified(records, exact)
     records.write_parquet(parts / "link_records.parquet")
-    query = records.filter(~pl.col("nik_verified")).select(link.LINK_RECORD_COLUMNS + ["id_dtks"])
+    query = records.filter(~pl.col("nik_verified")).select(link.FUZZY_QUERY_COLUMNS)
     query.write_parquet(parts / "query.parquet")
     model = ctx.link_model()
     con = ctx.connect()

@@ -357,3 +357,19 @@ def test_a_member_two_dead_namesakes_could_be_counts_as_gone_one_who_may_live_do
     gone = anomalies.filter(pl.col("anomaly_code") == CODE.HOUSEHOLD_ALL_GONE)
     assert gone["id_dtks"].to_list() == ["A1"] and "tidak pasti" in gone["detail"].item()
     assert anomalies.filter(pl.col("anomaly_code") == CODE.DECEASED).height == 0  # nobody is declared dead on it
+
+
+def test_the_list_model_reads_only_what_a_list_row_has():
+    # The list link reuses the civil-registry link model; a level reading a DTKS-only fact
+    # (whether any civil-registry record holds the row's number) must be left out of it.
+    from pipeline.findings.ineligible import RIGHT_COLUMNS, list_model, standardise_list
+
+    entries = pl.DataFrame({"nik": ["3201014501900012"], "nama": ["SITI AMINAH"], "tanggal_lahir": [dt.date(1990, 1, 5)],
+                            "jenis": ["pns"], "sumber": ["BKN"], "tanggal": ["2025-05-31"]})
+    list_columns = set(standardise_list(entries, 2026).columns)
+    model = list_model(load_model(LINK_MODEL_PATH))
+    conditions = " ".join(level["when"] for comparison in model["comparisons"] for level in comparison["levels"])
+    assert set(re.findall(r"\bl\.(\w+)", conditions)) <= list_columns
+    assert set(re.findall(r"\br\.(\w+)", conditions)) <= set(RIGHT_COLUMNS)
+    full = " ".join(level["when"] for comparison in load_model(LINK_MODEL_PATH)["comparisons"] for level in comparison["levels"])
+    assert "l.nik_found" in full and "l.nik_found" not in conditions

@@ -91,6 +91,16 @@ MISSING_OWN_NUMBER = ("M1A", make_nik(KEC, "1988-08-08", False, 1), _kk(10), "HE
 NAMESAKE_DUKCAPIL = f"{make_nik(KEC, '1988-08-08', False, 12)},{_kk(11)},HENDRA GUNAWAN,L,BOGOR,1988-08-08,JL MELATI,{KEC}1002,2024-02-02"
 
 
+# The same in his own desa: a namesake with the same name and birth date and his own KK.
+# Name, birth date and desa outweigh the number there, so only the rule keeps them apart.
+MISSING_OWN_NUMBER_SAME_DESA = ("M2A", make_nik(KEC, "1983-06-16", False, 1), _kk(21), "DEDI KURNIAWAN", "L", "1983-06-16", None)
+NAMESAKE_SAME_DESA_DUKCAPIL = f"{make_nik(KEC, '1983-06-16', False, 23)},{_kk(22)},DEDI KURNIAWAN,L,BOGOR,1983-06-16,JL MAWAR,{DESA},"
+# Control: a number two typos from the one Dukcapil holds for the same name, birth date and
+# KK is still a typo; the link suggests the right number.
+TWO_TYPOS_SAME_KK = ("M3A", make_nik(KEC, "1977-03-13", False, 1), _kk(23), "EKO PRASETYO", "L", "1977-03-13", None)
+TWO_TYPOS_SAME_KK_DUKCAPIL = f"{make_nik(KEC, '1977-03-13', False, 23)},{_kk(23)},EKO PRASETYO,L,BOGOR,1977-03-13,JL MAWAR,{DESA},"
+
+
 # A living twin missing from Dukcapil, listed with her dead sister's card: one vowel apart.
 LIVING_TWIN_ON_DEAD_TWIN_S_CARD = ("T7B", make_nik(KEC, "1990-10-10", True, 1), _kk(17), "NANI SUHARTINI", "P", "1990-10-10", None)
 DEAD_TWIN_DUKCAPIL = f"{make_nik(KEC, '1990-10-10', True, 1)},{_kk(17)},NANA SUHARTINI,P,BOGOR,1990-10-10,JL MAWAR,{DESA},2025-01-01"
@@ -100,6 +110,10 @@ LIVING_NAMESAKE_TWIN = ("T8B", make_nik(KEC, "1994-12-01", False, 1), _kk(18), "
 DEAD_NAMESAKE_TWIN_DUKCAPIL = f"{make_nik(KEC, '1994-12-01', False, 1)},{_kk(18)},MUHAMMAD RIZKI,L,BOGOR,1994-12-01,JL MAWAR,{DESA},2024-06-06"
 
 
+EXTRA_ROWS = [MISSING_OWN_NUMBER, LIVING_TWIN_ON_DEAD_TWIN_S_CARD, LIVING_NAMESAKE_TWIN, MISSING_OWN_NUMBER_SAME_DESA,
+              TWO_TYPOS_SAME_KK]
+
+
 @pytest.fixture(scope="module")
 def look_alike_round(tmp_path_factory) -> Path:
     return run_csv_round(tmp_path_factory.mktemp("lookalike"), *_look_alike_lines())
@@ -107,9 +121,9 @@ def look_alike_round(tmp_path_factory) -> Path:
 
 def _look_alike_lines() -> tuple[list[str], list[str]]:
     dtks, dukcapil = [], []
-    dukcapil += [NAMESAKE_DUKCAPIL, DEAD_TWIN_DUKCAPIL, DEAD_NAMESAKE_TWIN_DUKCAPIL]
-    for id_dtks, nik, kk, name, sex, born, in_dukcapil in ROWS + [MISSING_OWN_NUMBER, LIVING_TWIN_ON_DEAD_TWIN_S_CARD,
-                                                                 LIVING_NAMESAKE_TWIN]:
+    dukcapil += [NAMESAKE_DUKCAPIL, DEAD_TWIN_DUKCAPIL, DEAD_NAMESAKE_TWIN_DUKCAPIL, NAMESAKE_SAME_DESA_DUKCAPIL,
+                 TWO_TYPOS_SAME_KK_DUKCAPIL]
+    for id_dtks, nik, kk, name, sex, born, in_dukcapil in ROWS + EXTRA_ROWS:
         dtks.append(f"{id_dtks},{nik},{kk},{name},{sex},BOGOR,{born},JL MAWAR,{DESA},PKH")
         if in_dukcapil == "own":
             dukcapil.append(f"{nik},{kk},{name},{sex},BOGOR,{born},JL MAWAR,{DESA},")
@@ -151,7 +165,7 @@ def test_resolution_is_a_visible_output(look_alike_round):
     assert by_id["N1A"]["dukcapil_person"] != by_id["N1B"]["dukcapil_person"]
     assert by_id["T1B"]["resolution"] == "unresolved"  # missing from Dukcapil: not pinned on her twin
     assert by_id["D2B"]["resolution"] == "fuzzy" and by_id["D2B"]["dukcapil_person"] == by_id["D2A"]["dukcapil_person"]
-    assert resolution.height == len(ROWS) + 3
+    assert resolution.height == len(ROWS) + len(EXTRA_ROWS)
     assert by_id["M1A"]["resolution"] == "unresolved"  # a namesake's number two edits from his own is not his
 
 
@@ -159,6 +173,17 @@ def test_someone_missing_from_dukcapil_is_not_declared_dead_through_a_namesake(l
     anomalies = pl.read_parquet(look_alike_round / "anomalies.parquet").filter(pl.col("id_dtks") == "M1A")
     assert "DECEASED" not in anomalies["anomaly_code"].to_list()
     assert "NIK_NOT_FOUND" in anomalies["anomaly_code"].to_list()
+
+
+def test_a_number_nobody_holds_is_not_pinned_on_a_namesake_in_another_kk(look_alike_round):
+    fuzzy = pl.read_parquet(look_alike_round / "dukcapil_links.parquet").filter(pl.col("link_method") == "fuzzy")
+    suggested = dict(zip(fuzzy["id_dtks"], fuzzy["dukcapil_nik"]))
+    assert "M1A" not in suggested and "M2A" not in suggested  # no namesake's number offered as theirs
+    assert suggested["M3A"] == TWO_TYPOS_SAME_KK_DUKCAPIL.split(",")[0]  # the KK vouches for a typo
+    anomalies = pl.read_parquet(look_alike_round / "anomalies.parquet").filter(pl.col("id_dtks") == "M2A")
+    assert sorted(anomalies["anomaly_code"]) == ["KK_NOT_FOUND", "NIK_NOT_FOUND"]  # his KK is missing too
+    namesake_nik = NAMESAKE_SAME_DESA_DUKCAPIL.split(",")[0]
+    assert not any(namesake_nik in (text or "") for text in anomalies["detail"].to_list() + anomalies["evidence"].to_list())
 
 
 def test_exclusion_needs_declared_strong_evidence_never_a_fuzzy_resolution(look_alike_round):

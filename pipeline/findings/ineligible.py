@@ -50,13 +50,16 @@ RIGHT_COLUMNS = [
 
 def list_model(link_model: dict) -> dict:
     """The civil-registry link model without the comparisons a list cannot answer (it
-    has no address or KK): those would count as disagreement; and with the blocking rules
-    a list needs besides (eligibility.toml)."""
+    has no address or KK): those would count as disagreement; without the levels of DTKS
+    facts a list row lacks; and with the blocking rules a list needs besides
+    (eligibility.toml)."""
     settings = eligibility_rules()["ineligible_link"]
     ignored = set(settings.get("ignore_comparisons", ()))
     model = copy.deepcopy(link_model)
     model["comparisons"] = [c for c in model["comparisons"] if c["name"] not in ignored]
+    ignored_levels = settings.get("ignore_levels", {})
     for comparison in model["comparisons"]:
+        comparison["levels"] = [lv for lv in comparison["levels"] if lv["label"] not in ignored_levels.get(comparison["name"], ())]
         if comparison["name"] == "dob":
             # A birth date read from the list's own NIK repeats the NIK's date digits: the
             # NIK comparison already weighs them, so it may find candidates but not count twice.

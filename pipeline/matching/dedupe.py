@@ -42,9 +42,11 @@ def prepare_records(dtks: pl.DataFrame | pl.LazyFrame, nik_facts: pl.DataFrame |
 
 
 def mark_verified(records: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
-    """nik_verified: the NIK is in Dukcapil and its Dukcapil identity fits this row."""
+    """nik_verified: the NIK is in Dukcapil and its Dukcapil identity fits this row;
+    nik_found: some Dukcapil record holds the NIK (`links`: every exact-NIK link)."""
     verified = links.filter(pl.col("identity").is_in(["strong", "consistent"])).select("id_dtks")
-    return records.with_columns(nik_verified=pl.col("id_dtks").is_in(verified["id_dtks"].implode()))
+    return records.with_columns(nik_verified=pl.col("id_dtks").is_in(verified["id_dtks"].implode()),
+                                nik_found=pl.col("id_dtks").is_in(links["id_dtks"].implode()))
 
 
 def find_duplicates(

@@ -49,6 +49,9 @@ LINK_RECORD_COLUMNS = [
 ]
 # What the link stage reads of the standardised DTKS records (round.link_civil_registry).
 LINK_STAGE_COLUMNS = ["id_dtks", *LINK_RECORD_COLUMNS]
+# A fuzzy query row: a record, and whether any civil-registry record holds its NIK
+# (dedupe.mark_verified), which tells a number nobody holds from someone else's.
+FUZZY_QUERY_COLUMNS = [*LINK_RECORD_COLUMNS, "id_dtks", "nik_found"]
 EXACT_LINK_COLUMNS = ["id_dtks", "nik", "name_std", "name_sorted", "key_name", "tanggal_lahir", "jenis_kelamin", "kode_wilayah"]
 DUKCAPIL_COLUMNS = ["source_line", "nik", "no_kk", "nama", "jenis_kelamin", "tanggal_lahir", "kode_wilayah", "deceased", "tanggal_meninggal"]
 
@@ -319,7 +322,7 @@ def link_fuzzy(con: duckdb.DuckDBPyConnection, query: pl.DataFrame, model: dict,
     blocking statistics. `vectors`: comparison vectors computed bucket by bucket
     (pipeline/partitioned.py) instead of blocking and comparing here."""
     thresholds = model["thresholds"]
-    con.register("_query", query.select(LINK_RECORD_COLUMNS + ["id_dtks"]))
+    con.register("_query", query.select(FUZZY_QUERY_COLUMNS))
     con.execute("CREATE OR REPLACE TEMP TABLE link_left AS SELECT * FROM _query")
     con.unregister("_query")
     stats = block_and_compare(con, model, "link_left", dukcapil, vectors)
