@@ -258,3 +258,25 @@ def test_server_follows_the_round_it_is_pointed_at(generated_round, tmp_path):
         dates.add(client.post("/api/cek", json=ask).json()["round_date"])
         time.sleep(0.05)
     assert dates <= {"2026-11-21", "2027-05-21"} and "2027-05-21" in dates
+
+
+def test_every_code_a_row_gives_makes_one_key_even_with_gaps_and_repeats():
+    from pipeline.lookup.index import key_texts
+
+    nik_a, nik_b, nik_c = "3201014501900012", "3201014501900013", "3201010101800001"
+    named = pl.DataFrame({
+        "id_dtks": ["R1", "R2", "R3"], "cluster_id": ["R1", "R2", "R3"], "person_id": ["R1", "R2", "R3"],
+        "status": ["terverifikasi", "diperiksa", "terverifikasi"], "reason": [None, None, None],
+        "nama_samaran": ["S*** A*****", "B*** S******", "A***"], "_other_row": [False, False, False],
+        "name_sorted": ["AMINAH SITI", "BUDI SANTOSO", "AGUS"],
+        "kode_wilayah": ["3201011001", "3201011001", None],
+        # R1: the original NIK repeats the NIK; R2: no NIK, only the original and a fuzzy
+        # link's; R3: the fuzzy link found the NIK the row already has.
+        "nik": [nik_a, None, nik_c], "nik_asli": [nik_a, nik_b, None], "fuzzy_nik": [None, nik_a, nik_c],
+    })
+    keys = sorted(key_texts(named)["key_text"].to_list())
+    assert keys == sorted([
+        f"N|{nik_a}|AMINAH SITI", "W|3201011001|AMINAH SITI",
+        f"N|{nik_b}|BUDI SANTOSO", f"N|{nik_a}|BUDI SANTOSO", "W|3201011001|BUDI SANTOSO",
+        f"N|{nik_c}|AGUS",
+    ])
