@@ -270,12 +270,13 @@ def exact_bucket(ctx, bucket: int) -> dict:
         link.identify_persons(con, "dukcapil_records")
         (parts / "dukcapil_records").mkdir(exist_ok=True)
         con.execute(f"COPY dukcapil_records TO {sql_path(parts / 'dukcapil_records' / f'b{bucket:05d}.parquet')} (FORMAT parquet)")
-        exact, holders = link.link_exact_and_holders(con, pl.read_parquet(_bucket_files(parts / "dtks_nik" / "nik", bucket)))
+        exact = link.link_exact(con, pl.read_parquet(_bucket_files(parts / "dtks_nik" / "nik", bucket)))
+        (parts / "holders").mkdir(exist_ok=True)
+        con.execute(f"COPY {link.HOLDER_FACTS_TABLE} TO {sql_path(parts / 'holders' / f'b{bucket:05d}.parquet')} (FORMAT parquet)")
     finally:
         con.close()
-    for name, frame in (("exact", exact), ("holders", holders)):
-        (parts / name).mkdir(exist_ok=True)
-        frame.write_parquet(parts / name / f"b{bucket:05d}.parquet")
+    (parts / "exact").mkdir(exist_ok=True)
+    exact.write_parquet(parts / "exact" / f"b{bucket:05d}.parquet")
     return {"links": exact.height}
 
 

@@ -278,7 +278,7 @@ def link_civil_registry(ctx: RoundContext) -> dict:
     con = ctx.connect()
     try:
         link.load_dukcapil(con, str(ctx.staging_dir / "dukcapil.parquet"))
-        exact = link.another_record_fits(con, *link.link_exact_and_holders(con, records, holders_table="holder_facts"))
+        exact = link.another_record_fits(con, link.link_exact(con, records))
         records = dedupe.mark_verified(records, exact)
         fuzzy, blocking = link.link_fuzzy(con, records.filter(~pl.col("nik_verified")), model)
     finally:

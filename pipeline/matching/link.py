@@ -31,8 +31,9 @@ LINK_COLUMNS = [
     "dukcapil_kode_wilayah",
 ]
 # Of each trusted exact link: the row's NIK, name and birth date, and the KK, name and birth
-# date of the record under its NIK (link_exact_and_holders, another_record_fits).
+# date of the record under its NIK (link_exact, another_record_fits).
 HOLDER_FACT_COLUMNS = ["id_dtks", "nik", "name_std", "tanggal_lahir", "holder_kk", "holder_name", "holder_born"]
+HOLDER_FACTS_TABLE = "holder_facts"  # the DuckDB table link_exact leaves them in
 
 
 def _register_reference(con: duckdb.DuckDBPyConnection) -> None:
@@ -136,22 +137,16 @@ def identify_persons(con: duckdb.DuckDBPyConnection, table: str) -> None:
     con.execute("DROP TABLE _same_person")
 
 
-def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str = "dukcapil_records") -> pl.DataFrame:
+def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str = "dukcapil_records",
+               holders: str = HOLDER_FACTS_TABLE) -> pl.DataFrame:
     """One row per DTKS row whose NIK has 16 digits and is found in Dukcapil.
 
     `dtks` holds standardised records (standardise_records); `dukcapil` names the table
-    load_dukcapil made."""
-    return link_exact_and_holders(con, dtks, dukcapil)[0]
-
-
-def link_exact_and_holders(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str = "dukcapil_records",
-                           holders_table: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame | str]:
-    """link_exact, and for each link not a mismatch the row's NIK, name and birth date
-    beside the KK, name and birth date of the record under its NIK (HOLDER_FACT_COLUMNS),
-    read in the same join (another_record_fits needs them; a second join of every link
-    with the civil registry took 11.6 s at 10M rows). `holders_table`: leave the holder
-    facts in that DuckDB table and return its name instead of a frame (at 10M rows,
-    fetching every judged column and splitting it in polars raised the stage's peak by
+    load_dukcapil made. For each link not a mismatch, the row's NIK, name and birth date
+    beside the KK, name and birth date of the record under its NIK (HOLDER_FACT_COLUMNS)
+    are left in the DuckDB table `holders` for another_record_fits: read in the same join
+    (a second join of every link with the civil registry took 11.6 s at 10M rows) and kept
+    in DuckDB (fetched into polars with the links, they raised the 10M stage's peak by
     1.8 GB)."""
     _register_reference(con)
     # Only the columns the join reads: the registered frame is copied for DuckDB (at 3M rows
@@ -204,19 +199,17 @@ def link_exact_and_holders(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, d
     exact = con.sql(f"SELECT {', '.join(judged)} FROM exact_judged ORDER BY id_dtks").pl().with_columns(
         link_method=pl.lit("exact_nik"), name_similarity=pl.col("name_similarity").round(3), another_fits=pl.lit(False),
     ).select(LINK_COLUMNS)
-    holder_facts = ("SELECT id_dtks, row_nik AS nik, row_name AS name_std, row_born AS tanggal_lahir, holder_kk, holder_name, "
-                    "holder_born FROM exact_judged WHERE identity <> 'mismatch' ORDER BY id_dtks")
-    if holders_table:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {holders_table} AS {holder_facts}")
-        holders: pl.DataFrame | str = holders_table
-    else:
-        holders = con.sql(holder_facts).pl().select(HOLDER_FACT_COLUMNS)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {holders} AS
+            SELECT id_dtks, row_nik AS nik, row_name AS name_std, row_born AS tanggal_lahir, holder_kk, holder_name, holder_born
+            FROM exact_judged WHERE identity <> 'mismatch' ORDER BY id_dtks"""
+    )
     con.execute("DROP TABLE exact_judged")
-    return exact, holders
+    return exact
 
 
-def another_record_fits(con: duckdb.DuckDBPyConnection, exact: pl.DataFrame, holders: pl.DataFrame | str,
-                        dukcapil: str = "dukcapil_records") -> pl.DataFrame:
+def another_record_fits(con: duckdb.DuckDBPyConnection, exact: pl.DataFrame, dukcapil: str = "dukcapil_records",
+                        holders: str = HOLDER_FACTS_TABLE) -> pl.DataFrame:
     """`another_fits`: the civil registry holds another person born the same day, in the
     NIK's kecamatan or the holder's KK, under the row's very name: a twin or sibling.
     When the record under the row's NIK has another name or birth date, the row is that
@@ -225,20 +218,14 @@ def another_record_fits(con: duckdb.DuckDBPyConnection, exact: pl.DataFrame, hol
     the same phonetic key), or a birth date a year off, is the other person's, so the link
     is a mismatch, the row goes to review and the fuzzy link suggests its own NIK. When the
     holder has the row's name too (twins given one name), the NIK alone says which of the
-    two the row is: resolve() marks the resolution `namesake`. `holders`: from
-    link_exact_and_holders. In a partitioned round the same steps run bucket by bucket
-    (pipeline/partitioned.py): the holders per NIK bucket, records_fitting_another per
-    bucket of (name, birth date). A table name for `holders` is dropped once read."""
-    if isinstance(holders, str):
-        try:
-            return mark_another_fits(exact, records_fitting_another(con, holders, dukcapil))
-        finally:
-            con.execute(f"DROP TABLE IF EXISTS {holders}")
-    con.register("_holder_facts", holders)
+    two the row is: resolve() marks the resolution `namesake`. `holders`: the table
+    link_exact left, dropped once read. In a partitioned round the same steps run bucket
+    by bucket (pipeline/partitioned.py): the holders per NIK bucket,
+    records_fitting_another per bucket of (name, birth date)."""
     try:
-        return mark_another_fits(exact, records_fitting_another(con, "_holder_facts", dukcapil))
+        return mark_another_fits(exact, records_fitting_another(con, holders, dukcapil))
     finally:
-        con.unregister("_holder_facts")
+        con.execute(f"DROP TABLE IF EXISTS {holders}")
 
 
 def records_fitting_another(con: duckdb.DuckDBPyConnection, facts: str, dukcapil: str = "dukcapil_records") -> pl.DataFrame:
