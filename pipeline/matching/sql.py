@@ -24,6 +24,11 @@ MACROS = {
     "one_edit": """(a, b) AS CASE WHEN a IS NULL OR b IS NULL THEN NULL WHEN a = '' OR b = '' THEN length(a) + length(b) = 1
         WHEN length(a) = length(b) THEN hamming(a, b) = 1 OR (hamming(a, b) = 2 AND damerau_levenshtein(a, b) = 1)
         WHEN abs(length(a) - length(b)) = 1 THEN levenshtein(a, b) = 1 ELSE FALSE END""",
+    # Two spellings of one name (standardised names a, b with phonetic keys ka, kb): one
+    # phonetic key, Jaro-Winkler 0.88, one typo, or one name covering the other token by
+    # token. What the household vetoes of both models accept as the same given name.
+    "one_name_spelled": """(a, b, ka, kb) AS (ka = kb OR jaro_winkler_similarity(a, b) >= 0.88 OR one_edit(a, b)
+        OR tokens_covered(a, b))""",
     # One vowel changed for another, nothing else: RINA / RINI, PUTRA / PUTRI, HASAN / HASIN.
     # Parents name twins and siblings so; a second registration misspells a name otherwise
     # (an H, a doubled letter, OE, an added or dropped letter).
