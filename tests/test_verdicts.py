@@ -106,6 +106,11 @@ TWO_TYPOS_SAME_KK_DUKCAPIL = f"{make_nik(KEC, '1977-03-13', False, 23)},{_kk(23)
 MISSING_NEXT_KECAMATAN = ("M4A", make_nik(KEC, "1986-07-17", False, 1), _kk(26), "AGUS SETIAWAN", "L", "1986-07-17", None)
 NAMESAKE_NEXT_KECAMATAN_DUKCAPIL = (f"{make_nik('320102', '1986-07-17', False, 1)},3201020101150027,AGUS SETIAWAN,L,BOGOR,"
                                     f"1986-07-17,JL KENANGA,3201021003,2025-03-03")
+# The same in his own kecamatan: a dead namesake born that day with the next serial, in
+# another desa and another KK.
+MISSING_NEXT_SERIAL = ("M6A", make_nik(KEC, "1991-01-19", False, 1), _kk(29), "RUDI HARTONO", "L", "1991-01-19", None)
+NAMESAKE_NEXT_SERIAL_DUKCAPIL = (f"{make_nik(KEC, '1991-01-19', False, 2)},{_kk(30)},RUDI HARTONO,L,BOGOR,1991-01-19,JL KENANGA,"
+                                 f"{KEC}1002,2025-04-04")
 # Control: a kecamatan digit mistyped by someone the civil registry holds in the row's own
 # desa (the row's KK blank): the desa vouches for a typo, the link suggests the right number.
 REGION_TYPO_SAME_DESA = ("M5A", make_nik("320102", "1979-11-21", False, 1), "", "BAMBANG SUSILO", "L", "1979-11-21", None)
@@ -122,7 +127,7 @@ DEAD_NAMESAKE_TWIN_DUKCAPIL = f"{make_nik(KEC, '1994-12-01', False, 1)},{_kk(18)
 
 
 EXTRA_ROWS = [MISSING_OWN_NUMBER, LIVING_TWIN_ON_DEAD_TWIN_S_CARD, LIVING_NAMESAKE_TWIN, MISSING_OWN_NUMBER_SAME_DESA,
-              TWO_TYPOS_SAME_KK, MISSING_NEXT_KECAMATAN, REGION_TYPO_SAME_DESA]
+              TWO_TYPOS_SAME_KK, MISSING_NEXT_KECAMATAN, REGION_TYPO_SAME_DESA, MISSING_NEXT_SERIAL]
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +138,8 @@ def look_alike_round(tmp_path_factory) -> Path:
 def _look_alike_lines() -> tuple[list[str], list[str]]:
     dtks, dukcapil = [], []
     dukcapil += [NAMESAKE_DUKCAPIL, DEAD_TWIN_DUKCAPIL, DEAD_NAMESAKE_TWIN_DUKCAPIL, NAMESAKE_SAME_DESA_DUKCAPIL,
-                 TWO_TYPOS_SAME_KK_DUKCAPIL, NAMESAKE_NEXT_KECAMATAN_DUKCAPIL, REGION_TYPO_SAME_DESA_DUKCAPIL]
+                 TWO_TYPOS_SAME_KK_DUKCAPIL, NAMESAKE_NEXT_KECAMATAN_DUKCAPIL, REGION_TYPO_SAME_DESA_DUKCAPIL,
+                 NAMESAKE_NEXT_SERIAL_DUKCAPIL]
     for id_dtks, nik, kk, name, sex, born, in_dukcapil in ROWS + EXTRA_ROWS:
         dtks.append(f"{id_dtks},{nik},{kk},{name},{sex},BOGOR,{born},JL MAWAR,{DESA},PKH")
         if in_dukcapil == "own":
@@ -197,11 +203,12 @@ def test_a_number_nobody_holds_is_not_pinned_on_a_namesake_in_another_kk(look_al
     assert not any(namesake_nik in (text or "") for text in anomalies["detail"].to_list() + anomalies["evidence"].to_list())
 
 
-def test_a_number_nobody_holds_is_not_pinned_on_a_namesake_one_kecamatan_digit_away(look_alike_round):
+@pytest.mark.parametrize("row", ["M4A", "M6A"])
+def test_a_number_nobody_holds_is_not_pinned_on_a_namesake_one_digit_away_in_another_desa(look_alike_round, row):
     fuzzy = pl.read_parquet(look_alike_round / "dukcapil_links.parquet").filter(pl.col("link_method") == "fuzzy")
     suggested = dict(zip(fuzzy["id_dtks"], fuzzy["dukcapil_nik"]))
-    assert "M4A" not in suggested  # the namesake in the next kecamatan is not him
-    anomalies = pl.read_parquet(look_alike_round / "anomalies.parquet").filter(pl.col("id_dtks") == "M4A")
+    assert row not in suggested  # the namesake next door is not him
+    anomalies = pl.read_parquet(look_alike_round / "anomalies.parquet").filter(pl.col("id_dtks") == row)
     assert "DECEASED" not in anomalies["anomaly_code"].to_list()  # nor is his death
     assert suggested["M5A"] == REGION_TYPO_SAME_DESA_DUKCAPIL.split(",")[0]  # the desa vouches for a typo
 
