@@ -29,6 +29,10 @@ MACROS = {
     # token. What the household vetoes of both models accept as the same given name.
     "one_name_spelled": """(a, b, ka, kb) AS (ka = kb OR jaro_winkler_similarity(a, b) >= 0.88 OR one_edit(a, b)
         OR tokens_covered(a, b))""",
+    # NOT one_name_spelled written as a chain of ANDs, which DuckDB stops evaluating for a
+    # pair at the first false one (under NOT, every alternative is computed for every pair).
+    "names_spelled_apart": """(a, b, ka, kb) AS (ka <> kb AND jaro_winkler_similarity(a, b) < 0.88 AND NOT one_edit(a, b)
+        AND NOT tokens_covered(a, b))""",
     # One vowel changed for another, nothing else: RINA / RINI, PUTRA / PUTRI, HASAN / HASIN.
     # Parents name twins and siblings so; a second registration misspells a name otherwise
     # (an H, a doubled letter, OE, an added or dropped letter).
