@@ -20,9 +20,10 @@ MACROS = {
     # damerau_levenshtein(a, b) = 1 without computing the distance: one substitution (or
     # two neighbours swapped) between strings of one length, one letter more or less
     # otherwise. The full distance cost half of every comparison of NIK digits and names.
-    # (hamming() and levenshtein() refuse empty strings.)
+    # (hamming() and levenshtein() refuse empty strings.) A CASE, not OR and AND: those
+    # computed the distance for every pair of one length (5.3M pairs of NIKs: 17 s, now 0.5 s).
     "one_edit": """(a, b) AS CASE WHEN a IS NULL OR b IS NULL THEN NULL WHEN a = '' OR b = '' THEN length(a) + length(b) = 1
-        WHEN length(a) = length(b) THEN hamming(a, b) = 1 OR (hamming(a, b) = 2 AND damerau_levenshtein(a, b) = 1)
+        WHEN length(a) = length(b) THEN CASE hamming(a, b) WHEN 1 THEN TRUE WHEN 2 THEN damerau_levenshtein(a, b) = 1 ELSE FALSE END
         WHEN abs(length(a) - length(b)) = 1 THEN levenshtein(a, b) = 1 ELSE FALSE END""",
     # Two spellings of one name (standardised names a, b with phonetic keys ka, kb): one
     # phonetic key, Jaro-Winkler 0.88, one typo, or one name covering the other token by
@@ -36,9 +37,11 @@ MACROS = {
     # One vowel changed for another, nothing else: RINA / RINI, PUTRA / PUTRI, HASAN / HASIN.
     # Parents name twins and siblings so; a second registration misspells a name otherwise
     # (an H, a doubled letter, OE, an added or dropped letter).
-    # CASE, not AND: hamming() refuses strings of different lengths.
+    # CASE, not AND: hamming() refuses strings of different lengths, and under AND both
+    # regular expressions ran for every pair of one length (5.3M name pairs: 1.5 s, now 0.3 s).
     "one_vowel_apart": """(a, b) AS CASE WHEN length(a) = length(b) AND a <> b
-        THEN hamming(a, b) = 1 AND regexp_replace(a, '[AEIOU]', '_', 'g') = regexp_replace(b, '[AEIOU]', '_', 'g')
+        THEN CASE WHEN hamming(a, b) = 1 THEN regexp_replace(a, '[AEIOU]', '_', 'g') = regexp_replace(b, '[AEIOU]', '_', 'g')
+                  ELSE FALSE END
         ELSE FALSE END""",
 }
 
