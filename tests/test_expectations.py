@@ -237,8 +237,15 @@ def test_chunked_validation_gives_the_whole_extract_s_results(tmp_path):
     path = tmp_path / "dtks.parquet"
     frame.write_parquet(path)
     whole = validate_extract(frame, "dtks")
-    chunked = validate_extract(str(path), "dtks", chunk_rows=300)
-    assert [r for r in chunked["results"]] == [r for r in whole["results"]]
+    for chunk_rows in (300, 700):  # 7 chunks scattered in one pass over the file; 3 read by a filter each
+        chunked = validate_extract(str(path), "dtks", chunk_rows=chunk_rows)
+        assert [r for r in chunked["results"]] == [r for r in whole["results"]]
+        assert chunked["rows"] == whole["rows"] == 2000
     unique = next(r for r in whole["results"] if r["rule"] == "id_dtks.unique")
     assert unique["unexpected_count"] == 200 and not unique["success"]
-    assert chunked["rows"] == whole["rows"] == 2000
+    assert [p.name for p in tmp_path.iterdir()] == ["dtks.parquet"]  # the chunks' files are gone
+
+    # More chunks than the hash fills: the empty ones are validated as empty frames.
+    few = frame.head(6)
+    few.write_parquet(path)
+    assert validate_extract(str(path), "dtks", chunk_rows=1)["results"] == validate_extract(few, "dtks")["results"]

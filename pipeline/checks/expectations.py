@@ -40,10 +40,12 @@ import datetime as dt  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import re  # noqa: E402
+import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from functools import lru_cache  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import great_expectations as gx  # noqa: E402
@@ -338,6 +340,12 @@ def _summarize(spec: dict[str, Any], res: Any, today: dt.date) -> dict[str, Any]
 
 
 CHUNK_ROWS = 1_000_000
+# From this many chunks on, a Parquet extract is scattered into its chunks in one pass
+# instead of being read once per chunk (a filter each). Measured alone: at 1M rows, 3
+# chunks of Dukcapil 2.2 s by filters, 3.0 s scattered; at 10M, 25 chunks 66.3 s by
+# filters, 35.2 s scattered (DTKS, 10 chunks: 24.9 s, 20.5 s). Filters grow with the
+# square of the rows, the scatter with the rows.
+SCATTER_MIN_PARTS = 5
 
 
 def _validate_frame(frame: pl.DataFrame, kind: str, today: dt.date) -> list[dict[str, Any]]:
@@ -383,18 +391,50 @@ def _combine(spec: dict[str, Any], parts: list[dict[str, Any]], rows: int) -> di
     return out
 
 
-def _chunks(frame: pl.LazyFrame, kind: str, rows: int, chunk_rows: int):
+def _chunks(frame: pl.LazyFrame, kind: str, rows: int, chunk_rows: int, path: str | None = None):
     """The extract in about rows / chunk_rows chunks. Rows sharing a value of a column that
     must be unique fall in the same chunk (hash of that column), so duplicates are counted
-    exactly as over the whole extract."""
+    exactly as over the whole extract. From a Parquet `path` with many chunks they are
+    written out in one pass over the file (_scatter), not read by a filter each."""
     parts = max(1, math.ceil(rows / chunk_rows))
     if parts == 1:
         yield frame.collect()
         return
     unique = [s["kwargs"]["column"] for s in SUITE_SPECS[kind] if s["type"] == "expect_column_values_to_be_unique"]
     key = pl.col(unique[0]).hash(seed=0) if unique else pl.col("source_line").hash(seed=0)
-    for part in range(parts):
-        yield frame.filter(key % parts == part).collect()
+    if path is None or parts < SCATTER_MIN_PARTS:
+        for part in range(parts):
+            yield frame.filter(key % parts == part).collect()
+        return
+    # Beside the extract, in the round's work folder, and removed when done.
+    with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".expectation-chunks-") as folder:
+        written = _scatter(path, key, parts, chunk_rows, Path(folder))
+        for part in range(parts):
+            yield pl.read_ipc(written[part]) if part in written else frame.limit(0).collect()
+
+
+def _scatter(path: str, key: pl.Expr, parts: int, batch_rows: int, folder: Path) -> dict[int, Path]:
+    """Each row of the Parquet file at `path` into the file of its part (key % parts), in
+    the file's order: the chunks hold the rows a filter per part would, in the same order.
+    Arrow IPC files: written and read back at memory speed (Parquet cost more than the scans
+    it saves at 1M rows)."""
+    import pyarrow as pa
+
+    source = pl.scan_parquet(path)
+    rows = source.select(pl.len()).collect().item()
+    writers: dict[int, Any] = {}
+    try:
+        for offset in range(0, rows, batch_rows):
+            frame = source.slice(offset, batch_rows).with_columns(_part=key % parts).collect()
+            for (part,), piece in frame.partition_by("_part", as_dict=True, maintain_order=True).items():
+                table = piece.drop("_part").to_arrow()
+                if part not in writers:
+                    writers[part] = pa.ipc.new_file(folder / f"{part}.arrow", table.schema)
+                writers[part].write_table(table)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return {part: folder / f"{part}.arrow" for part in writers}
 
 
 def validate_extract(source: pl.DataFrame | pl.LazyFrame | str, kind: str, chunk_rows: int = CHUNK_ROWS) -> dict[str, Any]:
@@ -412,7 +452,8 @@ def validate_extract(source: pl.DataFrame | pl.LazyFrame | str, kind: str, chunk
     started = time.perf_counter()
     today = dt.date.today()
     rows = frame.select(pl.len()).collect().item()
-    per_chunk = [_validate_frame(chunk, kind, today) for chunk in _chunks(frame, kind, rows, chunk_rows)]
+    path = source if isinstance(source, str) else None
+    per_chunk = [_validate_frame(chunk, kind, today) for chunk in _chunks(frame, kind, rows, chunk_rows, path)]
     if len(per_chunk) == 1:
         results = per_chunk[0]
     else:
