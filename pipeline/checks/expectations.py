@@ -408,25 +408,23 @@ def _chunks(frame: pl.LazyFrame, kind: str, rows: int, chunk_rows: int, path: st
         return
     # Beside the extract, in the round's work folder, and removed when done.
     with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".expectation-chunks-") as folder:
-        written = _scatter(path, key, parts, chunk_rows, Path(folder))
+        written = _scatter(frame, rows, key, parts, chunk_rows, Path(folder))
         for part in range(parts):
             yield pl.read_ipc(written[part]) if part in written else frame.limit(0).collect()
 
 
-def _scatter(path: str, key: pl.Expr, parts: int, batch_rows: int, folder: Path) -> dict[int, Path]:
-    """Each row of the Parquet file at `path` into the file of its part (key % parts), in
-    the file's order: the chunks hold the rows a filter per part would, in the same order.
-    Arrow IPC files: written and read back at memory speed (Parquet cost more than the scans
-    it saves at 1M rows)."""
+def _scatter(source: pl.LazyFrame, rows: int, key: pl.Expr, parts: int, batch_rows: int, folder: Path) -> dict[int, Path]:
+    """Each of the `rows` rows of `source` (a Parquet scan, read slice by slice) into the
+    file of its part (key % parts), in the file's order: the chunks hold the rows a filter
+    per part would, in the same order. Arrow IPC files: written and read back at memory
+    speed (Parquet cost more than the scans it saves at 1M rows)."""
     import pyarrow as pa
 
-    source = pl.scan_parquet(path)
-    rows = source.select(pl.len()).collect().item()
     writers: dict[int, Any] = {}
     try:
         for offset in range(0, rows, batch_rows):
-            frame = source.slice(offset, batch_rows).with_columns(_part=key % parts).collect()
-            for (part,), piece in frame.partition_by("_part", as_dict=True, maintain_order=True).items():
+            batch = source.slice(offset, batch_rows).with_columns(_part=key % parts).collect()
+            for (part,), piece in batch.partition_by("_part", as_dict=True, maintain_order=True).items():
                 table = piece.drop("_part").to_arrow()
                 if part not in writers:
                     writers[part] = pa.ipc.new_file(folder / f"{part}.arrow", table.schema)
