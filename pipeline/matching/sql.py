@@ -8,6 +8,10 @@ from pathlib import Path
 import duckdb
 
 TOKEN_MATCH = 0.88
+# Two spellings of one name (standardised names a, b with phonetic keys ka, kb): one
+# phonetic key, Jaro-Winkler 0.88, one typo, or one name covering the other token by
+# token. What the household vetoes of both models accept as the same given name.
+ONE_NAME_SPELLINGS = ("ka = kb", "jaro_winkler_similarity(a, b) >= 0.88", "one_edit(a, b)", "tokens_covered(a, b)")
 
 MACROS = {
     # Every token of x has a partner in y with Jaro-Winkler >= TOKEN_MATCH.
@@ -25,15 +29,10 @@ MACROS = {
     "one_edit": """(a, b) AS CASE WHEN a IS NULL OR b IS NULL THEN NULL WHEN a = '' OR b = '' THEN length(a) + length(b) = 1
         WHEN length(a) = length(b) THEN CASE hamming(a, b) WHEN 1 THEN TRUE WHEN 2 THEN damerau_levenshtein(a, b) = 1 ELSE FALSE END
         WHEN abs(length(a) - length(b)) = 1 THEN levenshtein(a, b) = 1 ELSE FALSE END""",
-    # Two spellings of one name (standardised names a, b with phonetic keys ka, kb): one
-    # phonetic key, Jaro-Winkler 0.88, one typo, or one name covering the other token by
-    # token. What the household vetoes of both models accept as the same given name.
-    "one_name_spelled": """(a, b, ka, kb) AS (ka = kb OR jaro_winkler_similarity(a, b) >= 0.88 OR one_edit(a, b)
-        OR tokens_covered(a, b))""",
-    # NOT one_name_spelled written as a chain of ANDs, which DuckDB stops evaluating for a
-    # pair at the first false one (under NOT, every alternative is computed for every pair).
-    "names_spelled_apart": """(a, b, ka, kb) AS (ka <> kb AND jaro_winkler_similarity(a, b) < 0.88 AND NOT one_edit(a, b)
-        AND NOT tokens_covered(a, b))""",
+    "one_name_spelled": "(a, b, ka, kb) AS (" + " OR ".join(ONE_NAME_SPELLINGS) + ")",
+    # NOT one_name_spelled as a chain of ANDs, which DuckDB stops evaluating for a pair at
+    # the first false one (under NOT, every alternative is computed for every pair).
+    "names_spelled_apart": "(a, b, ka, kb) AS (" + " AND ".join(f"NOT ({test})" for test in ONE_NAME_SPELLINGS) + ")",
     # One vowel changed for another, nothing else: RINA / RINI, PUTRA / PUTRI, HASAN / HASIN.
     # Parents name twins and siblings so; a second registration misspells a name otherwise
     # (an H, a doubled letter, OE, an added or dropped letter).
