@@ -293,8 +293,8 @@ def write_links(ctx: RoundContext, records: pl.DataFrame, exact: pl.DataFrame, f
     """The link stage's outputs from its exact and fuzzy links (one process or partitioned).
     `standardised`: the file of the whole records when `records` holds only the link's
     columns (and nik_verified)."""
-    anomalies = pl.concat([link.link_anomalies(records, exact), link.fuzzy_anomalies(fuzzy)])
     resolution = link.resolve(records, exact, fuzzy, model["thresholds"]["resolve_probability"])
+    anomalies = pl.concat([link.link_anomalies(records, exact, resolution), link.fuzzy_anomalies(fuzzy)])
     resolution.write_parquet(ctx.path("resolution.parquet"))
     whole = records.lazy() if standardised is None else pl.scan_parquet(standardised).join(
         records.lazy().select("id_dtks", "nik_verified"), on="id_dtks", how="left", maintain_order="left")

@@ -439,3 +439,29 @@ def test_a_partitioned_round_finds_the_same_twins_on_each_other_s_cards(look_ali
     for name in ("dukcapil_links.parquet", "resolution.parquet", "duplicate_clusters.parquet", "anomalies.parquet"):
         assert pl.read_parquet(out / name).equals(pl.read_parquet(look_alike_round / name)), name
     assert pl.read_parquet(out / "dukcapil_links.parquet")["another_fits"].sum() >= 3  # T3B, T5A, T5B, N1A ...
+
+
+def test_a_misspelt_name_on_the_row_s_own_nik_is_no_identity_mismatch_once_the_evidence_resolves_it_to_the_holder():
+    """The exact link judges by name alone; when birth date, region, KK and NIK digits
+    resolve the row to the very holder of its NIK (the name misspelt: EKRI for ERNI), the
+    NIK is the row's own. A row resolved to someone else, or to nobody, keeps the flag."""
+    from pipeline.contract import CODE
+    from pipeline.matching.link import LINK_COLUMNS, RESOLUTION_COLUMNS, link_anomalies
+
+    ids = ["misspelt", "relative_s_card", "unresolved"]
+    links = pl.DataFrame({
+        "id_dtks": ids, "link_method": ["exact_nik"] * 3, "dukcapil_candidates": [1] * 3, "dukcapil_source_line": [2, 3, 4],
+        "dukcapil_person": [10, 20, 30], "dukcapil_nik": ["n1", "n2", "n3"], "name_similarity": [0.8] * 3,
+        "dob_agreement": ["exact"] * 3, "sex_agreement": [True] * 3, "identity": ["mismatch"] * 3, "another_fits": [False] * 3,
+        "deceased": [False] * 3, "tanggal_meninggal": [None] * 3, "kab_dtks": ["3201"] * 3, "kab_dukcapil": ["3201"] * 3,
+        "dukcapil_kode_wilayah": ["3201011001"] * 3,
+    }).with_columns(pl.col("tanggal_meninggal").cast(pl.Date)).select(LINK_COLUMNS)
+    resolution = pl.DataFrame({
+        "id_dtks": ids, "resolution": ["fuzzy", "fuzzy", "unresolved"], "dukcapil_person": [10, 21, None],
+        "dukcapil_nik": ["n1", "m2", None], "probability": [0.999, 0.999, None], "margin": [5.0, 5.0, None],
+        "namesake": [False] * 3, "not_dukcapil_person": [None, 20, 30],
+    }).select(RESOLUTION_COLUMNS)
+    dtks = pl.DataFrame({"id_dtks": ids, "nik": ["n1", "n2", "n3"], "nik_valid": [True] * 3})
+    anomalies = link_anomalies(dtks, links, resolution)
+    flagged = anomalies.filter(pl.col("anomaly_code") == CODE.IDENTITY_MISMATCH)["id_dtks"].to_list()
+    assert sorted(flagged) == ["relative_s_card", "unresolved"]

@@ -253,16 +253,22 @@ def mark_another_fits(exact: pl.DataFrame, fits: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def link_anomalies(dtks: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
+def link_anomalies(dtks: pl.DataFrame, links: pl.DataFrame, resolution: pl.DataFrame) -> pl.DataFrame:
     """NIK_NOT_FOUND, IDENTITY_MISMATCH, DECEASED, RELOCATED from the exact links.
-    `dtks` needs id_dtks, nik, nik_valid."""
+    `dtks` needs id_dtks, nik, nik_valid; `resolution` is resolve()'s. A mismatch judged on
+    the name alone is no IDENTITY_MISMATCH when the whole evidence (birth date, region, KK,
+    NIK digits) resolves the row to that very holder: the name is misspelt, the NIK is the
+    row's own (on nine generated registries of three kinds, 0 of 1,007 such rows carried
+    another person's NIK)."""
     not_found = dtks.filter(pl.col("nik_valid")).join(links, on="id_dtks", how="anti")
     trusted = links.filter(pl.col("identity") != "mismatch")
+    holder_after_all = resolution.filter(pl.col("resolution") == "fuzzy").select("id_dtks", "dukcapil_person")
+    mismatched = links.filter(pl.col("identity") == "mismatch").join(holder_after_all, on=["id_dtks", "dukcapil_person"], how="anti")
     return pl.concat(
         [
             anomaly_frame(not_found, CODE.NIK_NOT_FOUND, detail=pl.lit("NIK valid tetapi tidak ada di Dukcapil"), related_id=pl.col("nik")),
             anomaly_frame(
-                links.filter(pl.col("identity") == "mismatch"),
+                mismatched,
                 CODE.IDENTITY_MISMATCH,
                 detail=pl.when(pl.col("another_fits"))
                 .then(pl.lit("nama dan tanggal lahir cocok dengan orang lain di Dukcapil (kembar atau saudara?); ")).otherwise(pl.lit(""))
