@@ -1,6 +1,8 @@
 """The matching engine: each standardisation rule, blocking recall, hard negatives kept
 apart, no chaining, stable cluster ids, evidence present."""
 
+import math
+
 import duckdb
 import polars as pl
 import pytest
@@ -219,3 +221,43 @@ def test_fit_falls_back_to_the_declared_model_when_labels_are_few(records):
     result = find_duplicates(register_macros(duckdb.connect()), records, model)["model"]
     assert result["fit"]["status"].startswith("declared")
     assert [lv["m"] for c in result["comparisons"] for lv in c["levels"]] == [lv["m"] for c in model["comparisons"] for lv in c["levels"]]
+
+
+def _name_weights(also: list[str]) -> dict[str, float]:
+    """w_name of a query RAHMI against RAHMI (exact) and RAHMIA (a spelling away), and of a
+    query RUSMINAH against RUSMINAH, in a population where every third record is RAHMI."""
+    from pipeline.matching.compare import compare_pairs, score_pairs
+
+    model = {
+        "prior_log2_odds": -5.0,
+        "thresholds": {},
+        "blocking_rules": [],
+        "term_frequency": {"comparison": "name", "level": "exact", "column": "name_std", "also": also},
+        "comparisons": [{"name": "name", "levels": [
+            {"label": "exact", "when": "l.name_std = r.name_std", "m": 0.62, "u": 0.0008},
+            {"label": "spelling", "when": "jaro_winkler_similarity(l.name_std, r.name_std) >= 0.95", "m": 0.17, "u": 0.002},
+            {"label": "different", "when": "TRUE", "m": 0.01, "u": 0.88}]}],
+    }
+    con = register_macros(duckdb.connect())
+    con.execute("""CREATE TABLE population AS SELECT i AS rid, CASE WHEN i % 3 = 0 THEN 'RAHMI' ELSE 'PERSON ' || i END AS name_std
+                   FROM range(3000) t(i)""")
+    con.execute("INSERT INTO population VALUES (5000, 'RAHMIA'), (5001, 'RUSMINAH')")
+    con.execute("CREATE TABLE query AS SELECT * FROM (VALUES (1, 'RAHMI'), (2, 'RUSMINAH')) t(rid, name_std)")
+    con.execute("CREATE TABLE candidate_pairs AS SELECT * FROM (VALUES (1, 0, 'x'), (1, 5000, 'x'), (2, 5001, 'x')) t(rid_l, rid_r, rule)")
+    compare_pairs(con, model, "query", "population")
+    score_pairs(con, model, "query", "population", explain=False)
+    weights = dict(con.sql("SELECT rid_l || '-' || rid_r, w_name FROM scored_pairs").fetchall())
+    return {"common_exact": weights["1-0"], "common_spelling": weights["1-5000"], "rare_exact": weights["2-5001"]}
+
+
+def test_a_common_name_exact_never_weighs_less_than_its_misspelling_when_looser_levels_are_adjusted_too():
+    declared_exact, declared_spelling = math.log2(0.62 / 0.0008), math.log2(0.17 / 0.002)
+    exact_only = _name_weights([])
+    # The inversion the adjustment of the exact level alone makes: RAHMI's own record
+    # weighs less than her twin RAHMIA's.
+    assert exact_only["common_exact"] < exact_only["common_spelling"] == pytest.approx(declared_spelling)
+    both = _name_weights(["spelling"])
+    assert both["common_exact"] > both["common_spelling"]
+    assert both["common_exact"] - both["common_spelling"] == pytest.approx(declared_exact - declared_spelling)
+    assert both["rare_exact"] == pytest.approx(declared_exact)  # a rare name keeps its weight
+

@@ -108,8 +108,13 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: s
     tf_join = ""
     if tf:
         comparison = next(c for c in model["comparisons"] if c["name"] == tf["comparison"])
-        index = next(i for i, level in enumerate(comparison["levels"]) if level["label"] == tf["level"])
+        labels = [level["label"] for level in comparison["levels"]]
+        index = labels.index(tf["level"])
         level = comparison["levels"][index]
+        # The looser levels of one name written two ways (order, a vowel, spelling) agree
+        # by chance as often more for a common name as the exact level does: adjusted
+        # alike, an exact agreement never weighs less than a looser one.
+        adjusted = [index] + [labels.index(label) for label in tf.get("also", [])]
         column = tf["column"]
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _tf AS
@@ -119,10 +124,10 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: s
         # A value shared by more records than an ordinary one (the declared u) agrees by
         # chance more often: its exact level loses log2(share / u) bits.
         reference = level.get("declared", level)["u"]
+        gamma = "g_" + comparison["name"]
         weights[model["comparisons"].index(comparison)] = (
-            f"CASE WHEN g_{comparison['name']} = {index} THEN {level_weight(level)!r} "
-            f"- greatest(0.0, log2(greatest(tf.share, 1e-12) / {reference!r})) "
-            f"ELSE {_weight_case(comparison, 'g_' + comparison['name'])} END AS w_{comparison['name']}"
+            f"{_weight_case(comparison, gamma)} - CASE WHEN {gamma} IN ({', '.join(map(str, adjusted))}) "
+            f"THEN greatest(0.0, log2(greatest(tf.share, 1e-12) / {reference!r})) ELSE 0.0 END AS w_{comparison['name']}"
         )
         tf_join = f"JOIN {left} lr ON lr.rid = v.rid_l LEFT JOIN _tf tf ON tf.value = lr.{column}"
     names = [c["name"] for c in model["comparisons"]]
