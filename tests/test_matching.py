@@ -261,3 +261,26 @@ def test_a_common_name_exact_never_weighs_less_than_its_misspelling_when_looser_
     assert both["common_exact"] - both["common_spelling"] == pytest.approx(declared_exact - declared_spelling)
     assert both["rare_exact"] == pytest.approx(declared_exact)  # a rare name keeps its weight
 
+
+def test_a_fitted_model_prices_a_common_name_against_the_pairs_its_u_was_measured_on():
+    """The fitted u of exact name agreement is measured on labelled non-matches among the
+    candidate pairs; the term-frequency reference is the share of their names, so a name
+    as common as theirs loses nothing more, and only a commoner one loses bits."""
+    from pipeline.matching.estimate import term_frequency_reference
+
+    con = register_macros(duckdb.connect())
+    # 100 records: 40 RAHMI, 10 JONI, 50 of their own names; persons by rid.
+    con.execute("""CREATE TABLE records AS SELECT i AS rid, CASE WHEN i < 40 THEN 'RAHMI' WHEN i < 50 THEN 'JONI'
+                   ELSE 'P' || i END AS name_std, 'exact' AS cr_method, i AS cr_person FROM range(100) t(i)""")
+    # Labelled non-matches agreeing exactly: three RAHMI pairs and one JONI pair; a pair
+    # at another level and a labelled match do not count.
+    con.execute("""CREATE TABLE comparison_vectors AS SELECT * FROM (VALUES
+                   (0, 1, 0), (2, 3, 0), (4, 5, 0), (40, 41, 0), (42, 60, 1)) t(rid_l, rid_r, g_name)""")
+    model = {
+        "term_frequency": {"comparison": "name", "level": "exact", "column": "name_std"},
+        "estimation": {"non_match": "l.cr_method = 'exact' AND r.cr_method = 'exact' AND l.cr_person <> r.cr_person"},
+        "comparisons": [{"name": "name", "levels": [{"label": "exact"}, {"label": "other"}]}],
+    }
+    assert term_frequency_reference(con, model, "records") == pytest.approx((3 * 0.4 + 0.1) / 4)
+    con.execute("DELETE FROM comparison_vectors WHERE g_name = 0")
+    assert term_frequency_reference(con, model, "records") is None

@@ -121,9 +121,11 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: s
                 SELECT {column} AS value, count(*)::DOUBLE / (SELECT count(*) FROM {population}) AS share
                 FROM {population} GROUP BY {column}"""
         )
-        # A value shared by more records than an ordinary one (the declared u) agrees by
-        # chance more often: its exact level loses log2(share / u) bits.
-        reference = level.get("declared", level)["u"]
+        # A value shared by more records than an ordinary one agrees by chance more often:
+        # its exact level loses log2(share / reference) bits. The reference is the declared
+        # u, or for a model fitted on this round's pairs the share of the values its fitted
+        # u was measured on (estimate.term_frequency_reference).
+        reference = tf.get("reference_u", level.get("declared", level)["u"])
         gamma = "g_" + comparison["name"]
         weights[model["comparisons"].index(comparison)] = (
             f"{_weight_case(comparison, gamma)} - CASE WHEN {gamma} IN ({', '.join(map(str, adjusted))}) "

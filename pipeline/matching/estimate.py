@@ -109,12 +109,40 @@ def fit_from_labels(con: duckdb.DuckDBPyConnection, model: dict, left: str, righ
             if not _is_null_level(level):
                 declared_weight = math.log2(level["declared"]["m"] / level["declared"]["u"])
                 level["drift"] = round(math.log2(level["m"] / level["u"]) - declared_weight, 3)
+    reference = term_frequency_reference(con, fitted, left, right)
+    if reference is not None:
+        fitted["term_frequency"] = {**fitted["term_frequency"], "reference_u": reference}
     # The labelled share of matches among candidate pairs is measured at this registry's
     # size, so it replaces the declared prior and its size shift.
     fitted["prior_log2_odds"] = math.log2(matches / non_matches)
     fitted.pop("prior_reference_records", None)
     fitted["fit"] = {**summary, "status": "fitted", "prior_log2_odds_fitted": round(fitted["prior_log2_odds"], 4)}
     return fitted
+
+
+def term_frequency_reference(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None) -> float | None:
+    """The share of its value in the population (`right`, else `left`) of the average
+    labelled non-match agreeing at the term-frequency level: the fitted u of that level
+    was measured on those very pairs, so a value only as common as theirs is already
+    priced in, and only a commoner one loses bits (compare.score_pairs). Against the
+    declared u instead (a stranger's chance of one's exact name among all records), a
+    common name paid twice: in a registry of few names, exact agreement on a name held by
+    2 % of records weighed -6 bits, below no name agreement at all. None without labelled
+    non-matches at that level."""
+    tf = model.get("term_frequency")
+    if not tf:
+        return None
+    comparison = next(c for c in model["comparisons"] if c["name"] == tf["comparison"])
+    index = [level["label"] for level in comparison["levels"]].index(tf["level"])
+    population = right or left
+    share = con.execute(
+        f"""WITH tf AS (SELECT {tf['column']} AS value, count(*)::DOUBLE / (SELECT count(*) FROM {population}) AS share
+                        FROM {population} GROUP BY ALL)
+            SELECT avg(tf.share) FROM comparison_vectors v JOIN {left} l ON l.rid = v.rid_l
+            JOIN {population} r ON r.rid = v.rid_r JOIN tf ON tf.value = l.{tf['column']}
+            WHERE v.g_{comparison['name']} = {index} AND ({model['estimation']['non_match']})"""
+    ).fetchall()[0][0]
+    return None if share is None else float(share)
 
 
 def drift_table(model: dict) -> list[dict]:
