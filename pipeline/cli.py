@@ -53,7 +53,7 @@ def command_run(args: argparse.Namespace) -> int:
     if args.no_prefect:
         from pipeline.round import RoundContext, run_round
 
-        ctx = RoundContext(dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model,
+        ctx = RoundContext(dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model, link_model_path=args.link_model,
                            decisions=args.decisions, decision_log=args.decision_log or None,
                            objections=args.objections or None, full_nik=args.full_nik,
                            allow_partial_dukcapil=args.allow_partial_dukcapil, partitions=args.partitions,
@@ -73,7 +73,8 @@ def command_run(args: argparse.Namespace) -> int:
 
         with early_server.serving():
             summary = run_flow(
-                dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model, as_of=args.as_of, quiet=args.quiet,
+                dtks=args.dtks, dukcapil=args.dukcapil, out=out, model_path=args.model, link_model_path=args.link_model,
+                as_of=args.as_of, quiet=args.quiet,
                 decisions=args.decisions, decision_log=args.decision_log or None, objections=args.objections or None,
                 full_nik=args.full_nik, allow_partial_dukcapil=args.allow_partial_dukcapil, partitions=args.partitions,
                 workers=args.workers, cluster=partitioned.scheduler_address(args.cluster),
@@ -224,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dukcapil", required=True, help="Dukcapil extract: CSV, Parquet or XLSX")
     run.add_argument("--out", help="output folder: new, empty, or the --out of a previous round (default: reports/round-YYYYMMDD-HHMMSS)")
     run.add_argument("--model", help="matching model JSON (default: pipeline/rules/model.json)")
+    run.add_argument("--link-model", help="civil-registry link model JSON (default: pipeline/rules/link_model.json)")
     run.add_argument("--as-of", help="date of the round, YYYY-MM-DD (default: today in Asia/Jakarta)")
     run.add_argument("--decisions", nargs="+", metavar="FILE_OR_FOLDER",
                      help="filled workbooks of a round's anomalies/ folder, CSVs of the same columns, or folders of them")

@@ -24,14 +24,14 @@ import polars as pl
 
 from pipeline import __version__, contract, decisions, outdir, partitioned
 from pipeline.checks.nik import check_niks
-from pipeline.errors import InputError, StageError, VervalError
+from pipeline.errors import InputError, StageError, UsageError, VervalError
 from pipeline.contract import OUTCOME
 from pipeline.decide import check_paid_once, reconcile, row_outcomes, sort_anomalies, split_outcomes
 from pipeline.ingest import ingest_extract
 from pipeline.matching import dedupe, link
 from pipeline.matching.estimate import drift_table
 from pipeline.matching.sql import register_macros
-from pipeline.matching.model import LINK_MODEL_PATH, load_model, save_model, with_weights
+from pipeline.matching.model import DEFAULT_MODEL_PATH, LINK_MODEL_PATH, load_model, save_model, with_weights
 from pipeline.progress import StageClock
 
 JAKARTA = dt.timezone(dt.timedelta(hours=7))
@@ -137,9 +137,37 @@ def prepare(ctx: RoundContext) -> dict:
 
     for label, value in (("--dtks", ctx.dtks), ("--dukcapil", ctx.dukcapil), *(("--ineligible", f) for f in ctx.ineligible)):
         check_input_file(Path(value), label)
+    # A model file that cannot be used fails here, not minutes later in the stage that reads it.
+    for label, path in (("--model", ctx.model_path), ("--link-model", ctx.link_model_path)):
+        if path:
+            check_model_file(Path(path), label)
     _, notes = outdir.prepare_out(Path(ctx.out), ctx.round_id)  # creates ctx.work_dir
     ctx.staging_dir.mkdir(mode=0o700)
     return {"work": ctx.work, "notes": notes}
+
+
+def check_model_file(path: Path, label: str) -> None:
+    """UsageError naming the option, the file and what is wrong, when `path` is no
+    matching model load_model accepts."""
+    what = None
+    try:
+        load_model(path)
+    except FileNotFoundError:
+        what = "file not found"
+    except IsADirectoryError:
+        what = "a folder, not a file"
+    except UnicodeDecodeError:
+        what = "not UTF-8 text"
+    except json.JSONDecodeError as error:
+        what = f"not valid JSON (line {error.lineno}, column {error.colno})"
+    except ValueError as error:
+        what = str(error).removeprefix(f"{path}: ")
+    except (KeyError, TypeError, AttributeError, IndexError):
+        what = "not a matching model (each comparison needs levels with when, m and u)"
+    if what:
+        declared = DEFAULT_MODEL_PATH if label == "--model" else LINK_MODEL_PATH
+        raise UsageError(f"{label} {path}: {what}. Fix the file, or leave {label} out to use the declared model "
+                         f"(pipeline/rules/{declared.name}).")
 
 
 def ingest(ctx: RoundContext, kind: str) -> dict:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import polars as pl
+import pytest
 import yaml
 
 from pipeline.cli import main
@@ -91,6 +92,39 @@ def test_cli_missing_file_is_a_clear_error():
     )
     assert result.returncode == 2
     assert "--dtks nope.csv: file not found" in result.stderr
+
+
+@pytest.mark.parametrize("option,content,says", [
+    ("--model", None, "file not found"),
+    ("--model", '{"comparisons": []}', "matching model lacks 'prior_log2_odds'"),
+    ("--link-model", '{"prior_log2_odds": -6,\n "thresholds": ', "not valid JSON (line 2, column"),
+    ("--link-model", '{"prior_log2_odds": -6, "thresholds": {}, "blocking_rules": [], "comparisons": [{"name": "x"}]}',
+     "not a matching model"),
+])
+def test_a_model_file_that_cannot_be_used_stops_the_round_before_any_work(small_extracts, capsys, option, content, says):
+    model = small_extracts["dir"] / "model.json"
+    if content is not None:
+        model.write_text(content)
+    out = small_extracts["dir"] / "model-out"
+    code = main(["run", "--dtks", str(small_extracts["dtks"]), "--dukcapil", str(small_extracts["dukcapil"]),
+                 "--out", str(out), "--no-prefect", "--quiet", option, str(model)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{option} {model}: {says}" in err and "Traceback" not in err
+    assert not out.exists()  # nothing ingested, no folder left behind
+
+
+def test_the_link_model_can_be_given_for_a_round(small_extracts):
+    declared = json.loads((PROJECT_DIR / "pipeline" / "rules" / "link_model.json").read_text())
+    declared["description"] = "a stricter link for this round"
+    declared["thresholds"]["link_probability"] = 0.999999
+    model = small_extracts["dir"] / "strict_link.json"
+    model.write_text(json.dumps(declared))
+    out = small_extracts["dir"] / "link-model-out"
+    code = main(["run", "--dtks", str(small_extracts["dtks"]), "--dukcapil", str(small_extracts["dukcapil"]),
+                 "--out", str(out), "--no-prefect", "--quiet", "--as-of", "2026-11-21", "--link-model", str(model)])
+    assert code == 0
+    used = json.loads((out / "link_model.json").read_text())
+    assert used["description"] == "a stricter link for this round" and used["thresholds"]["link_probability"] == 0.999999
 
 
 def test_prefect_yaml_schedules_twice_a_year_in_jakarta():

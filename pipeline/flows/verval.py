@@ -110,6 +110,7 @@ def verval_round(
     dukcapil: str,
     out: str,
     model_path: str | None = None,
+    link_model_path: str | None = None,
     as_of: str | None = None,
     quiet: bool = False,
     decisions: str | list[str] | None = None,
@@ -122,7 +123,8 @@ def verval_round(
     workers: int = 0,
     cluster: str | None = None,
 ) -> dict:
-    ctx = RoundContext(dtks=dtks, dukcapil=dukcapil, out=out, model_path=model_path, decisions=decisions,
+    ctx = RoundContext(dtks=dtks, dukcapil=dukcapil, out=out, model_path=model_path, link_model_path=link_model_path,
+                       decisions=decisions,
                        decision_log=decision_log, objections=objections, full_nik=full_nik,
                        allow_partial_dukcapil=allow_partial_dukcapil, partitions=partitions, workers=workers, cluster=cluster,
                        ineligible=list(ineligible or []))
