@@ -137,6 +137,12 @@ def prepare(ctx: RoundContext) -> dict:
 
     for label, value in (("--dtks", ctx.dtks), ("--dukcapil", ctx.dukcapil), *(("--ineligible", f) for f in ctx.ineligible)):
         check_input_file(Path(value), label)
+    try:
+        if len(ctx.as_of) != 10:  # fromisoformat also takes 20261121, which the stages do not
+            raise ValueError
+        dt.date.fromisoformat(ctx.as_of)
+    except (TypeError, ValueError):
+        raise UsageError(f"--as-of {ctx.as_of}: not a date; give the round's date as YYYY-MM-DD, e.g. 2026-11-21.") from None
     # A model file that cannot be used fails here, not minutes later in the stage that reads it.
     for label, path in (("--model", ctx.model_path), ("--link-model", ctx.link_model_path)):
         if path:
@@ -261,14 +267,17 @@ def gather_objections(ctx: RoundContext) -> dict:
     from pipeline.lookup import objections
 
     dtks_ids = pl.read_parquet(ctx.staging_dir / "dtks.parquet", columns=["id_dtks"])["id_dtks"]
-    anomalies, state = objections.objection_cases(
-        objections.read_queue(Path(ctx.objections) if ctx.objections else None),
-        pl.read_parquet(ctx.staging_dir / "decisions.parquet"), dtks_ids,
-    )
+    queue, skipped = objections.read_queue_lines(Path(ctx.objections) if ctx.objections else None)
+    anomalies, state = objections.objection_cases(queue, pl.read_parquet(ctx.staging_dir / "decisions.parquet"), dtks_ids)
     anomalies.write_parquet(ctx.staging_dir / "anomalies_obj.parquet")
     state.write_parquet(ctx.path("objections.parquet"))
     counts = dict(state.group_by("state").len().iter_rows())
-    return {"queue": ctx.objections, "objections": state.height,
+    # A line cut short by a crash is expected at the end; any other means a citizen's
+    # objection may be lost, so the round says where to look.
+    shown = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
+    warnings = [f"--objections {ctx.objections}: {len(skipped)} line(s) are no complete objection and were skipped "
+                f"(line {shown}); a write cut short leaves only the last line so: check the file"] if skipped else []
+    return {"queue": ctx.objections, "objections": state.height, "warnings": warnings,
             **{key: counts.get(key, 0) for key in ("open", "accepted", "rejected", "stale")}}
 
 
@@ -625,7 +634,7 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly, fan_out=N
                 "as_of": ctx.as_of,
                 **decided,
                 "warnings": prepared["notes"] + gathered["warnings"] + [w for kind in contract.EXTRACT_KINDS for w in ingested[kind]["warnings"]]
-                + checked["warnings"] + eligibility["warnings"],
+                + checked["warnings"] + eligibility["warnings"] + objected.pop("warnings"),
                 "ingest": ingested,
                 "data_quality": quality,
                 "nik_checks": nik,

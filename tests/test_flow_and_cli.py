@@ -113,6 +113,27 @@ def test_a_model_file_that_cannot_be_used_stops_the_round_before_any_work(small_
     assert not out.exists()  # nothing ingested, no folder left behind
 
 
+@pytest.mark.parametrize("as_of", ["2026-13-45", "21/11/2026", "20261121"])
+def test_a_round_date_that_is_not_yyyy_mm_dd_stops_the_round_before_any_work(small_extracts, capsys, as_of):
+    out = small_extracts["dir"] / "as-of-out"
+    code = main(["run", "--dtks", str(small_extracts["dtks"]), "--dukcapil", str(small_extracts["dukcapil"]),
+                 "--out", str(out), "--no-prefect", "--quiet", "--as-of", as_of])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--as-of {as_of}: not a date" in err and not out.exists()
+
+
+def test_a_damaged_objections_queue_is_named_in_the_round_s_warnings(small_extracts, capsys):
+    queue = small_extracts["dir"] / "objections.jsonl"
+    queue.write_text('{"id": "TGP-1", "id_dtks": "D001", "filed_at": "2026-11-01"}\nedited by hand {\n')
+    out = small_extracts["dir"] / "queue-out"
+    code = main(["run", "--dtks", str(small_extracts["dtks"]), "--dukcapil", str(small_extracts["dukcapil"]),
+                 "--out", str(out), "--no-prefect", "--quiet", "--as-of", "2026-11-21", "--objections", str(queue)])
+    assert code == 0
+    warnings = json.loads((out / "summary.json").read_text())["warnings"]
+    assert any("1 line(s) are no complete objection" in w and "(line 2)" in w for w in warnings)
+    assert "objections" in json.loads((out / "summary.json").read_text())
+
+
 def test_the_link_model_can_be_given_for_a_round(small_extracts):
     declared = json.loads((PROJECT_DIR / "pipeline" / "rules" / "link_model.json").read_text())
     declared["description"] = "a stricter link for this round"

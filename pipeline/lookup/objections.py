@@ -81,18 +81,26 @@ def file_objection(queue: Path, id_dtks: str, category: str, reason: str | None,
 
 def read_queue(queue: Path | None) -> pl.DataFrame:
     """Every objection in the queue (empty when there is none). A line that is not a
-    complete JSON object (a write cut short by a crash) is skipped."""
+    complete objection (a write cut short by a crash) is skipped: read_queue_lines says
+    which."""
+    return read_queue_lines(queue)[0]
+
+
+def read_queue_lines(queue: Path | None) -> tuple[pl.DataFrame, list[int]]:
+    """read_queue's objections, and the numbers (from 1) of the non-blank lines skipped."""
     if not queue or not Path(queue).is_file():
-        return pl.DataFrame(schema=QUEUE_SCHEMA)
-    records = []
-    for line in Path(queue).read_text(encoding="utf-8").splitlines():
+        return pl.DataFrame(schema=QUEUE_SCHEMA), []
+    records, skipped = [], []
+    for number, line in enumerate(Path(queue).read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            record = None
         if isinstance(record, dict) and record.get("id") and record.get("id_dtks"):
             records.append({key: (None if record.get(key) is None else str(record[key])) for key in QUEUE_SCHEMA})
-    return pl.DataFrame(records, schema=QUEUE_SCHEMA) if records else pl.DataFrame(schema=QUEUE_SCHEMA)
+        elif line.strip():
+            skipped.append(number)
+    return (pl.DataFrame(records, schema=QUEUE_SCHEMA) if records else pl.DataFrame(schema=QUEUE_SCHEMA)), skipped
 
 
 # --------------------------------------------------------------------------- the next round
