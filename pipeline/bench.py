@@ -219,6 +219,7 @@ def print_scores(out_dir: Path, truth_dir: Path) -> dict:
     console.print(f"quarantine: {result['quarantine']}")
     console.print(f"DECEASED per person (exact and fuzzy links): {result['deceased_per_person']}")
     console.print(f"fuzzy links to Dukcapil: {result['fuzzy_links']}")
+    console.print(f"rows resolved through a fuzzy link: {result['fuzzy_resolutions']}")
     console.print(f"hard negatives merged: {result['hard_negatives']}")
     console.print(f"harm: {result['harm']}")
     console.print(f"NOT_ELIGIBLE exclusions of people on no list: {result['not_eligible_exclusions_of_people_not_listed']}")

@@ -77,6 +77,16 @@ def fuzzy_link_scores(links: pl.DataFrame, truth_rows: pl.DataFrame) -> dict:
     return {"links": fuzzy.height, "correct": correct, "precision": correct / fuzzy.height if fuzzy.height else None}
 
 
+def fuzzy_resolution_scores(resolution: pl.DataFrame, truth_rows: pl.DataFrame) -> dict:
+    """Rows the round resolved to a civil-registry person through the fuzzy link (what
+    households, the duplicate search and review build on; a fuzzy link the exact NIK
+    overrides is not one), and how many of them to the person's true NIK."""
+    fuzzy = resolution.filter(pl.col("resolution") == "fuzzy").join(truth_rows.select("id_dtks", "true_nik"), on="id_dtks")
+    correct = fuzzy.filter(pl.col("dukcapil_nik") == pl.col("true_nik")).height
+    return {"resolved": fuzzy.height, "correct": correct, "wrong": fuzzy.height - correct,
+            "precision": correct / fuzzy.height if fuzzy.height else None}
+
+
 RELATION_CLASSES = ("twin", "father_son", "sibling_close")
 
 
@@ -207,6 +217,7 @@ def evaluate_round(out_dir: Path, truth_dir: Path) -> dict:
             pl.read_parquet(out_dir / "staging" / "dtks.parquet").select("id_dtks", "no_kk", "nik"),
         ),
         "fuzzy_links": fuzzy_link_scores(pl.read_parquet(out_dir / "dukcapil_links.parquet"), truth_rows),
+        "fuzzy_resolutions": fuzzy_resolution_scores(pl.read_parquet(out_dir / "resolution.parquet"), truth_rows),
         "harm": harm_scores(out_dir, truth_rows, listed),
         "not_eligible_exclusions_of_people_not_listed": wrongly_listed.height,
         "quarantine": {"expected": expected_quarantine.height, OUTCOME.quarantined: quarantined.height},

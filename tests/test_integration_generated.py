@@ -76,3 +76,6 @@ def test_reconciliation_and_one_verified_row_per_person(generated_round):
 
 def test_fuzzy_links_suggest_the_right_nik(scores):
     assert scores["fuzzy_links"]["precision"] >= 0.9, scores["fuzzy_links"]
+    resolved = scores["fuzzy_resolutions"]
+    assert resolved["resolved"] > 0 and resolved["correct"] + resolved["wrong"] == resolved["resolved"]
+    assert resolved["precision"] >= 0.99, resolved
