@@ -77,6 +77,13 @@ def effective_prior(con: duckdb.DuckDBPyConnection, model: dict, population: str
     return float(model["prior_log2_odds"]) - math.log2(max(records, 1) / reference)
 
 
+def value_shares_sql(column: str, population: str) -> str:
+    """(value, share): each value of `column` and the share of `population`'s records
+    carrying it, the term frequencies."""
+    return f"""SELECT {column} AS value, count(*)::DOUBLE / (SELECT count(*) FROM {population}) AS share
+               FROM {population} GROUP BY {column}"""
+
+
 def evidence_sql(model: dict, pair: str = "", labelled: bool = False) -> str:
     """A pair's readable evidence, per comparison its level label and weight, from the
     g_ and w_ columns of scored_pairs (`pair`: the table alias in the query); `labelled`:
@@ -111,16 +118,12 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: s
         labels = [level["label"] for level in comparison["levels"]]
         index = labels.index(tf["level"])
         level = comparison["levels"][index]
-        # The looser levels of one name written two ways (order, a vowel, spelling) agree
-        # by chance as often more for a common name as the exact level does: adjusted
-        # alike, an exact agreement never weighs less than a looser one.
+        # The looser levels of one name written two ways (order, a vowel, spelling) also
+        # agree by chance more often for a common name: adjusted alike, an exact agreement
+        # never weighs less than a looser one.
         adjusted = [index] + [labels.index(label) for label in tf.get("also", [])]
         column = tf["column"]
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _tf AS
-                SELECT {column} AS value, count(*)::DOUBLE / (SELECT count(*) FROM {population}) AS share
-                FROM {population} GROUP BY {column}"""
-        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _tf AS {value_shares_sql(column, population)}")
         # A value shared by more records than an ordinary one agrees by chance more often:
         # its exact level loses log2(share / reference) bits. The reference is the declared
         # u, or for a model fitted on this round's pairs the share of the values its fitted

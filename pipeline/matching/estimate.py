@@ -32,6 +32,8 @@ import math
 import duckdb
 import numpy as np
 
+from pipeline.matching.compare import value_shares_sql
+
 FLOOR = 1e-9
 
 
@@ -136,8 +138,7 @@ def term_frequency_reference(con: duckdb.DuckDBPyConnection, model: dict, left: 
     index = [level["label"] for level in comparison["levels"]].index(tf["level"])
     population = right or left
     share = con.execute(
-        f"""WITH tf AS (SELECT {tf['column']} AS value, count(*)::DOUBLE / (SELECT count(*) FROM {population}) AS share
-                        FROM {population} GROUP BY ALL)
+        f"""WITH tf AS ({value_shares_sql(tf['column'], population)})
             SELECT avg(tf.share) FROM comparison_vectors v JOIN {left} l ON l.rid = v.rid_l
             JOIN {population} r ON r.rid = v.rid_r JOIN tf ON tf.value = l.{tf['column']}
             WHERE v.g_{comparison['name']} = {index} AND ({model['estimation']['non_match']})"""
