@@ -77,6 +77,13 @@ def effective_prior(con: duckdb.DuckDBPyConnection, model: dict, population: str
     return float(model["prior_log2_odds"]) - math.log2(max(records, 1) / reference)
 
 
+def term_frequency_level(model: dict) -> tuple[dict, int]:
+    """The comparison the model's term_frequency adjusts, and the index of its level."""
+    tf = model["term_frequency"]
+    comparison = next(c for c in model["comparisons"] if c["name"] == tf["comparison"])
+    return comparison, [level["label"] for level in comparison["levels"]].index(tf["level"])
+
+
 def value_shares_sql(column: str, population: str) -> str:
     """(value, share): each value of `column` and the share of `population`'s records
     carrying it, the term frequencies."""
@@ -114,9 +121,8 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: s
     tf = model.get("term_frequency")
     tf_join = ""
     if tf:
-        comparison = next(c for c in model["comparisons"] if c["name"] == tf["comparison"])
+        comparison, index = term_frequency_level(model)
         labels = [level["label"] for level in comparison["levels"]]
-        index = labels.index(tf["level"])
         level = comparison["levels"][index]
         # The looser levels of one name written two ways (order, a vowel, spelling) also
         # agree by chance more often for a common name: adjusted alike, an exact agreement

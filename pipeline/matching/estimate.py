@@ -32,7 +32,7 @@ import math
 import duckdb
 import numpy as np
 
-from pipeline.matching.compare import value_shares_sql
+from pipeline.matching.compare import term_frequency_level, value_shares_sql
 
 FLOOR = 1e-9
 
@@ -134,8 +134,7 @@ def term_frequency_reference(con: duckdb.DuckDBPyConnection, model: dict, left: 
     tf = model.get("term_frequency")
     if not tf:
         return None
-    comparison = next(c for c in model["comparisons"] if c["name"] == tf["comparison"])
-    index = [level["label"] for level in comparison["levels"]].index(tf["level"])
+    comparison, index = term_frequency_level(model)
     population = right or left
     share = con.execute(
         f"""WITH tf AS ({value_shares_sql(tf['column'], population)})
