@@ -267,7 +267,7 @@ def gather_objections(ctx: RoundContext) -> dict:
     from pipeline.lookup import objections
 
     dtks_ids = pl.read_parquet(ctx.staging_dir / "dtks.parquet", columns=["id_dtks"])["id_dtks"]
-    queue, skipped = objections.read_queue_lines(Path(ctx.objections) if ctx.objections else None)
+    queue, skipped = objections.read_queue(Path(ctx.objections) if ctx.objections else None)
     anomalies, state = objections.objection_cases(queue, pl.read_parquet(ctx.staging_dir / "decisions.parquet"), dtks_ids)
     anomalies.write_parquet(ctx.staging_dir / "anomalies_obj.parquet")
     state.write_parquet(ctx.path("objections.parquet"))

@@ -225,7 +225,7 @@ def test_server_answers_files_objections_and_logs_nothing_personal(client, rows,
     assert receipt.status_code == 200 and receipt.json()["nomor"].startswith("TGP-")
     assert client.post("/api/tanggapan", json={"handle": "0" * 16, "kategori": "masih_hidup"}).status_code == 404
 
-    queue = read_queue(settings.objections_path)
+    queue, _ = read_queue(settings.objections_path)
     assert queue.select("id", "id_dtks", "category", "status_at_filing").row(0) == (
         receipt.json()["nomor"], person["id_dtks"], "masih_hidup", "tidak_memenuhi_syarat")
     assert person["nik"] not in queue["reason"][0] and "1960-**-**" in queue["reason"][0]

@@ -10,7 +10,6 @@ from pipeline.contract import anomaly_rules
 from pipeline.decide import row_outcomes
 from pipeline.decisions import EMPTY_LOG
 from pipeline.lookup.objections import (
-    read_queue_lines,
     QUEUE_SCHEMA,
     clean_reason,
     file_objection,
@@ -72,7 +71,7 @@ def test_queue_is_append_only_owner_only_and_scrubbed(tmp_path):
     assert path.stat().st_mode & 0o077 == 0
     with open(path, "a", encoding="utf-8") as handle:
         handle.write('{"id": "TGP-CUT')  # a write cut short: skipped, the rest is read
-    frame = read_queue(path)
+    frame, _ = read_queue(path)
     assert frame["id"].to_list() == [first["id"], frame["id"][1]] and frame["id"][0].startswith("TGP-")
     assert "3201014501900012" not in first["reason"] and "**-**-1990" in first["reason"] and "\n" not in first["reason"]
     assert len(clean_reason("y" * 1000)) == 280
@@ -88,6 +87,6 @@ def test_a_damaged_queue_line_is_skipped_and_named(tmp_path):
     second = file_objection(path, "D2", "lainnya", "", "2026-01-02", "terverifikasi")
     with open(path, "a", encoding="utf-8") as handle:
         handle.write('{"id": "TGP-CUT')
-    frame, skipped = read_queue_lines(path)
+    frame, skipped = read_queue(path)
     assert frame["id"].to_list() == [first["id"], second["id"]]
     assert skipped == [2, 5]  # the blank line 3 is no objection lost

@@ -79,15 +79,10 @@ def file_objection(queue: Path, id_dtks: str, category: str, reason: str | None,
     return record
 
 
-def read_queue(queue: Path | None) -> pl.DataFrame:
-    """Every objection in the queue (empty when there is none). A line that is not a
-    complete objection (a write cut short by a crash) is skipped: read_queue_lines says
-    which."""
-    return read_queue_lines(queue)[0]
-
-
-def read_queue_lines(queue: Path | None) -> tuple[pl.DataFrame, list[int]]:
-    """read_queue's objections, and the numbers (from 1) of the non-blank lines skipped."""
+def read_queue(queue: Path | None) -> tuple[pl.DataFrame, list[int]]:
+    """Every objection in the queue (empty when there is none), and the numbers (from 1)
+    of the non-blank lines skipped as no complete objection (a write cut short by a crash
+    leaves the last line so)."""
     if not queue or not Path(queue).is_file():
         return pl.DataFrame(schema=QUEUE_SCHEMA), []
     records, skipped = [], []
