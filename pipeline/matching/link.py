@@ -436,15 +436,19 @@ def resolve(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, min
     )
 
 
-def with_resolution(records: pl.LazyFrame, resolution: pl.DataFrame) -> pl.LazyFrame:
-    """cr_person / cr_method on each record: the civil-registry person it resolves to and
-    how ('exact' or 'fuzzy'), null when unresolved; cr_namesake: another civil-registry
-    person of the row's name was born that day nearby (resolve); cr_rejected: the person
-    its NIK points to but whose name says it is someone else."""
+def resolution_columns(resolution: pl.DataFrame) -> pl.DataFrame:
+    """id_dtks and, for each record, cr_person / cr_method: the civil-registry person it
+    resolves to and how ('exact' or 'fuzzy'), null when unresolved; cr_namesake: another
+    civil-registry person of the row's name was born that day nearby (resolve);
+    cr_rejected: the person its NIK points to but whose name says it is someone else."""
     method = pl.col("resolution").replace_strict({"exact_nik": "exact", "fuzzy": "fuzzy"}, default=None)
-    resolved = resolution.select("id_dtks", cr_person=pl.col("dukcapil_person"), cr_method=method,
-                                 cr_namesake=pl.col("namesake"), cr_rejected=pl.col("not_dukcapil_person"))
-    return records.join(resolved.lazy(), on="id_dtks", how="left", maintain_order="left")
+    return resolution.select("id_dtks", cr_person=pl.col("dukcapil_person"), cr_method=method,
+                             cr_namesake=pl.col("namesake"), cr_rejected=pl.col("not_dukcapil_person"))
+
+
+def with_resolution(records: pl.LazyFrame, resolution: pl.DataFrame) -> pl.LazyFrame:
+    """The records with their resolution_columns."""
+    return records.join(resolution_columns(resolution).lazy(), on="id_dtks", how="left", maintain_order="left")
 
 
 def fuzzy_anomalies(fuzzy: pl.DataFrame) -> pl.DataFrame:
