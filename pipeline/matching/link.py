@@ -90,17 +90,21 @@ def mark_unissued_numbers(records: pl.LazyFrame, dukcapil_staging: str, slack: i
     own numbers one serial apart, does not hold it against a duplicate. Estimated from each
     round's Dukcapil extract, not from a constant."""
     digits = pl.col("nik")
+    # Grouped on the number, not the text: at 10M rows (22.6M distinct prefixes of 25M NIKs)
+    # 4.2 s against 6.9 s. Twelve digits are one number and back, so nothing else changes.
+    number = pl.col("number")
     issued = (
         pl.scan_parquet(dukcapil_staging).select("nik")
         .filter(digits.str.contains(r"^[0-9]{16}$").fill_null(False))
-        .group_by(prefix=digits.str.slice(0, 12)).agg(top_serial=digits.str.slice(12, 4).cast(pl.Int32).max())
+        .select(number=digits.cast(pl.Int64))
+        .group_by(prefix=number // 10_000).agg(top_serial=(number % 10_000).max().cast(pl.Int32))
         .collect()
     )
     serial = pl.col("nik_digits").str.slice(12, 4).cast(pl.Int32, strict=False)
     unissued = ((pl.col("nik_digits").str.len_chars() == 16) & (serial > pl.col("top_serial") + slack)).fill_null(False)
     return (
-        records.join(issued.lazy(), left_on=pl.col("nik_digits").str.slice(0, 12), right_on="prefix", how="left",
-                     maintain_order="left")
+        records.join(issued.lazy(), left_on=pl.col("nik_digits").str.slice(0, 12).cast(pl.Int64, strict=False),
+                     right_on="prefix", how="left", maintain_order="left")
         .with_columns(nik_unissued=unissued)
         .with_columns(nik_consistent=pl.col("nik_consistent") & ~pl.col("nik_unissued"))
         .drop("prefix", "top_serial")
