@@ -152,7 +152,8 @@ def link_exact(con: duckdb.DuckDBPyConnection, dtks: pl.DataFrame, dukcapil: str
     """One row per DTKS row whose NIK has 16 digits and is found in Dukcapil.
 
     `dtks` holds standardised records (standardise_records); `dukcapil` names the table
-    load_dukcapil made. For each link not a mismatch, the row's NIK, name and birth date
+    load_dukcapil (or, for a bucket, identify_persons) made, with NIK_REPEATS_TABLE beside
+    it. For each link not a mismatch, the row's NIK, name and birth date
     beside the KK, name and birth date of the record under its NIK (HOLDER_FACT_COLUMNS)
     are left in the DuckDB table `holders` for another_record_fits: read in the same join
     (a second join of every link with the civil registry took 11.6 s at 10M rows) and kept
