@@ -284,3 +284,34 @@ def test_a_fitted_model_prices_a_common_name_against_the_pairs_its_u_was_measure
     assert term_frequency_reference(con, model, "records") == pytest.approx((3 * 0.4 + 0.1) / 4)
     con.execute("DELETE FROM comparison_vectors WHERE g_name = 0")
     assert term_frequency_reference(con, model, "records") is None
+
+
+def test_the_term_frequency_reference_is_the_same_whatever_the_threads():
+    """Summed in DuckDB's threads' order, an average of shares differed in its last bit
+    from one 1M-row round to the next, and with it model.json and every match weight. The
+    reference is the exact mean share, rounded once, with one thread or four."""
+    from fractions import Fraction
+
+    from pipeline.matching.estimate import term_frequency_reference
+
+    model = {
+        "term_frequency": {"comparison": "name", "level": "exact", "column": "name_std"},
+        "estimation": {"non_match": "l.cr_person <> r.cr_person"},
+        "comparisons": [{"name": "name", "levels": [{"label": "exact"}, {"label": "other"}]}],
+    }
+    # Enough pairs for several of DuckDB's row groups; names of uneven, awkward shares.
+    records, pairs = 30_011, 600_000
+    answers = []
+    for threads in (1, 4):
+        con = duckdb.connect(config={"threads": threads})
+        con.execute(f"""CREATE TABLE records AS SELECT i AS rid, 'N' || (i * i % 997) AS name_std, i AS cr_person
+                        FROM range({records}) t(i)""")
+        con.execute(f"""CREATE TABLE comparison_vectors AS SELECT i % {records} AS rid_l, (i * 7 + 1) % {records} AS rid_r,
+                        0 AS g_name FROM range({pairs}) t(i)""")
+        answers.append(term_frequency_reference(con, model, "records"))
+        counts = dict(con.execute("SELECT name_std, count(*) FROM records GROUP BY ALL").fetchall())
+        names = dict(con.execute("SELECT rid, name_std FROM records").fetchall())
+        left = con.execute("SELECT l.rid_l FROM comparison_vectors l JOIN records a ON a.rid = l.rid_l "
+                           "JOIN records b ON b.rid = l.rid_r WHERE a.cr_person <> b.cr_person").fetchall()
+    exact = Fraction(sum(counts[names[rid]] for (rid,) in left), len(left) * records)
+    assert answers[0] == answers[1] == float(exact)

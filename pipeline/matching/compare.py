@@ -85,9 +85,9 @@ def term_frequency_level(model: dict) -> tuple[dict, int]:
 
 
 def value_shares_sql(column: str, population: str) -> str:
-    """(value, share): each value of `column` and the share of `population`'s records
-    carrying it, the term frequencies."""
-    return f"""SELECT {column} AS value, count(*)::DOUBLE / (SELECT count(*) FROM {population}) AS share
+    """(value, records, share): each value of `column`, the number of `population`'s
+    records carrying it and their share, the term frequencies."""
+    return f"""SELECT {column} AS value, count(*) AS records, count(*)::DOUBLE / (SELECT count(*) FROM {population}) AS share
                FROM {population} GROUP BY {column}"""
 
 

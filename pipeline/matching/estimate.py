@@ -136,13 +136,16 @@ def term_frequency_reference(con: duckdb.DuckDBPyConnection, model: dict, left: 
         return None
     comparison, index = term_frequency_level(model)
     population = right or left
-    share = con.execute(
+    # Summed as whole numbers and divided once: an average of the shares summed in
+    # DuckDB's threads' order differed in the last bit from one run to the next (1M rows).
+    records, pairs, total = con.execute(
         f"""WITH tf AS ({value_shares_sql(tf['column'], population)})
-            SELECT avg(tf.share) FROM comparison_vectors v JOIN {left} l ON l.rid = v.rid_l
+            SELECT sum(tf.records)::HUGEINT, count(*), (SELECT count(*) FROM {population})
+            FROM comparison_vectors v JOIN {left} l ON l.rid = v.rid_l
             JOIN {population} r ON r.rid = v.rid_r JOIN tf ON tf.value = l.{tf['column']}
             WHERE v.g_{comparison['name']} = {index} AND ({model['estimation']['non_match']})"""
-    ).fetchall()[0][0]
-    return None if share is None else float(share)
+    ).fetchall()[0]
+    return None if not pairs else int(records) / (pairs * total)
 
 
 def drift_table(model: dict) -> list[dict]:
