@@ -83,6 +83,18 @@ def test_tokens_covered_macro():
     assert [r[0] for r in rows] == [True, True, False, False]
 
 
+def test_two_names_as_long_cover_each_other_both_ways():
+    """Both tokens of AHMAD AHMADI have a partner in AHMAD YANI, but YANI has none in
+    AHMAD AHMADI: of two names of as many tokens, neither covers the other, whichever is
+    written first. A changed order or a typo still covers."""
+    con = register_macros(duckdb.connect())
+    rows = con.sql(
+        "SELECT tokens_covered(a, b), tokens_covered(b, a) FROM (VALUES ('AHMAD AHMADI', 'AHMAD YANI'), "
+        "('MUHAMMAD MUHAMM', 'MUHAMMAD HAKIM'), ('SITI AMINAH', 'AMINA SITI')) t(a, b)"
+    ).fetchall()
+    assert rows == [(False, False), (False, False), (True, True)]
+
+
 def test_clustering_does_not_chain_strangers():
     """A~B and B~C link, A and C never matched: C must not join A's cluster."""
     con = duckdb.connect()

@@ -18,9 +18,12 @@ MACROS = {
     "tokens_within": f"""(x, y) AS list_bool_and(list_transform(string_split(x, ' '),
         lambda t: list_max(list_transform(string_split(y, ' '), lambda u: jaro_winkler_similarity(t, u))) >= {TOKEN_MATCH}))""",
     # The shorter name is covered by the longer one: typos, an added or dropped token, a
-    # changed order. A shared common token alone (SITI, a marga) is not enough.
-    "tokens_covered": """(a, b) AS CASE WHEN len(string_split(a, ' ')) <= len(string_split(b, ' '))
-        THEN tokens_within(a, b) ELSE tokens_within(b, a) END""",
+    # changed order. A shared common token alone (SITI, a marga) is not enough. Of two
+    # names as long, each covers the other: else both tokens of AHMAD AHMADI found a
+    # partner in AHMAD YANI, and a twin's row passed as her sibling's.
+    "tokens_covered": """(a, b) AS CASE WHEN len(string_split(a, ' ')) < len(string_split(b, ' ')) THEN tokens_within(a, b)
+        WHEN len(string_split(a, ' ')) > len(string_split(b, ' ')) THEN tokens_within(b, a)
+        WHEN tokens_within(a, b) THEN tokens_within(b, a) ELSE tokens_within(a, b) END""",
     # damerau_levenshtein(a, b) = 1 without computing the distance: one substitution (or
     # two neighbours swapped) between strings of one length, one letter more or less
     # otherwise. The full distance cost half of every comparison of NIK digits and names.
