@@ -23,7 +23,7 @@ MACROS = {
     # partner in AHMAD YANI, and a twin's row passed as her sibling's.
     "tokens_covered": """(a, b) AS CASE WHEN len(string_split(a, ' ')) < len(string_split(b, ' ')) THEN tokens_within(a, b)
         WHEN len(string_split(a, ' ')) > len(string_split(b, ' ')) THEN tokens_within(b, a)
-        WHEN tokens_within(a, b) THEN tokens_within(b, a) ELSE tokens_within(a, b) END""",
+        WHEN tokens_within(a, b) THEN tokens_within(b, a) WHEN a IS NULL OR b IS NULL THEN NULL ELSE FALSE END""",
     # damerau_levenshtein(a, b) = 1 without computing the distance: one substitution (or
     # two neighbours swapped) between strings of one length, one letter more or less
     # otherwise. The full distance cost half of every comparison of NIK digits and names.
