@@ -166,10 +166,8 @@ def check_model_file(path: Path, label: str) -> None:
         what = "not UTF-8 text"
     except json.JSONDecodeError as error:
         what = f"not valid JSON (line {error.lineno}, column {error.colno})"
-    except ValueError as error:
+    except ValueError as error:  # validate_model's, which says what the file lacks
         what = str(error).removeprefix(f"{path}: ")
-    except (KeyError, TypeError, AttributeError, IndexError):
-        what = "not a matching model (each comparison needs levels with when, m and u)"
     if what:
         declared = DEFAULT_MODEL_PATH if label == "--model" else LINK_MODEL_PATH
         raise UsageError(f"{label} {path}: {what}. Fix the file, or leave {label} out to use the declared model "

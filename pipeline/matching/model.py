@@ -26,10 +26,21 @@ def save_model(model: dict, path: Path) -> None:
 
 
 def validate_model(model: dict, source: Path | str = "model") -> None:
+    """ValueError saying what is wrong when `model` is no matching model the stages can
+    read (its structure first, so no KeyError or TypeError escapes from a stranger's file)."""
+    if not isinstance(model, dict):
+        raise ValueError(f"{source}: not a matching model (a JSON object is needed)")
     for key in ("prior_log2_odds", "thresholds", "blocking_rules", "comparisons"):
         if key not in model:
             raise ValueError(f"{source}: matching model lacks '{key}'")
     for comparison in model["comparisons"]:
+        levels = comparison.get("levels") if isinstance(comparison, dict) else None
+        if not isinstance(levels, list) or not levels or not all(
+            isinstance(level, dict) and {"label", "when", "m", "u"} <= level.keys() and isinstance(level["when"], str)
+            and all(isinstance(level[k], (int, float)) for k in ("m", "u")) for level in levels
+        ) or not isinstance(comparison.get("name"), str):
+            raise ValueError(f"{source}: not a matching model (each comparison needs a name and levels with "
+                             "label, when, m and u)")
         if comparison["levels"][-1]["when"].strip().upper() != "TRUE":
             raise ValueError(f"{source}: comparison '{comparison['name']}' must end with a catch-all level (when: TRUE)")
         for level in comparison["levels"]:
