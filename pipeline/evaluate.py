@@ -69,11 +69,16 @@ def deceased_scores(anomalies: pl.DataFrame, truth_rows: pl.DataFrame) -> dict:
             OUTCOME.excluded: excluded.height, "living_people_excluded": wrongly_excluded}
 
 
+def _to_true_nik(rows: pl.DataFrame, truth_rows: pl.DataFrame) -> int:
+    """How many of `rows` (id_dtks, dukcapil_nik) point at the person's true NIK."""
+    joined = rows.join(truth_rows.select("id_dtks", "true_nik"), on="id_dtks")
+    return joined.filter(pl.col("dukcapil_nik") == pl.col("true_nik")).height
+
+
 def fuzzy_link_scores(links: pl.DataFrame, truth_rows: pl.DataFrame) -> dict:
     """Share of fuzzy links (not ambiguous) whose suggested NIK is the person's true NIK."""
     fuzzy = links.filter((pl.col("link_method") == "fuzzy") & ~pl.col("ambiguous").fill_null(False))
-    joined = fuzzy.join(truth_rows.select("id_dtks", "true_nik"), on="id_dtks")
-    correct = joined.filter(pl.col("dukcapil_nik") == pl.col("true_nik")).height
+    correct = _to_true_nik(fuzzy, truth_rows)
     return {"links": fuzzy.height, "correct": correct, "precision": correct / fuzzy.height if fuzzy.height else None}
 
 
@@ -81,8 +86,8 @@ def fuzzy_resolution_scores(resolution: pl.DataFrame, truth_rows: pl.DataFrame) 
     """Rows the round resolved to a civil-registry person through the fuzzy link (what
     households, the duplicate search and review build on; a fuzzy link the exact NIK
     overrides is not one), and how many of them to the person's true NIK."""
-    fuzzy = resolution.filter(pl.col("resolution") == "fuzzy").join(truth_rows.select("id_dtks", "true_nik"), on="id_dtks")
-    correct = fuzzy.filter(pl.col("dukcapil_nik") == pl.col("true_nik")).height
+    fuzzy = resolution.filter(pl.col("resolution") == "fuzzy")
+    correct = _to_true_nik(fuzzy, truth_rows)
     return {"resolved": fuzzy.height, "correct": correct, "wrong": fuzzy.height - correct,
             "precision": correct / fuzzy.height if fuzzy.height else None}
 
