@@ -14,12 +14,20 @@ finds exactly the pairs, block sizes and comparison levels the whole table would
                   computes the comparison vectors of its candidate pairs;
   duplicates      per blocking rule, every record hashed by the rule's keys (a person
                   listed in two provinces still meets himself: no rule is split by region
-                  alone); each bucket computes its comparison vectors.
+                  alone), with the number of records sharing its name (term frequency).
+                  Each bucket first lists its giant blocks per rule (blocking.skipped_blocks);
+                  then, per rule, its candidate pairs less those an earlier rule finds
+                  (blocking.drop_found_earlier: a pair keeps its first rule, as in one
+                  process), their comparison vectors, and what the fit counts in them
+                  (labelled level patterns, term-frequency sums). The driver fits m and u
+                  on the summed counts (estimate.fit_from_patterns); each bucket scores
+                  its pairs with that model and keeps those at or above half the link
+                  probability; only those reach the driver, for the global clustering.
 
-The comparison vectors (small integers per pair) are gathered; a pair found by several
-rules keeps its first rule, as in one process; then fitting, scoring, the best link and
-the global clustering run once, on all pairs (blocking.gather_vectors). Outputs are
-sorted, so they are identical for any P and any number of workers.
+For the fuzzy link the comparison vectors (small integers per pair) are gathered; a pair
+found by several rules keeps its first rule; scoring and the best link per row run once,
+on all pairs (blocking.gather_vectors). Outputs are sorted, so they are identical for any
+P and any number of workers.
 
 On a cluster (not with --partitions alone) the reviewers' workbooks and the status index
 are partition tasks too: batches of whole kabupaten/kota, each written by
@@ -41,11 +49,12 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
-from pipeline.matching import dedupe, link
+from pipeline.matching import blocking, dedupe, estimate, link
 from pipeline.matching.blocking import new_pairs_table, rule_pairs
-from pipeline.matching.compare import compare_pairs
+from pipeline.matching.compare import compare_pairs, score_pairs
 from pipeline.matching.sql import sql_path
 
 # Records per bucket when --partitions is not given: a duplicate-search bucket of 250k
@@ -54,6 +63,8 @@ ROWS_PER_PARTITION = 250_000
 NIK_SPEC = {"name": "nik", "keys": ["nik"], "all_rows": True}
 # Another civil-registry person of a row's name and birth date (link.records_fitting_another).
 NAME_DOB_SPEC = {"name": "name_dob", "keys": ["name_std", "tanggal_lahir"]}
+# The duplicate records' column with the number of records sharing their term-frequency value.
+TF_RECORDS = "_tf_records"
 
 FanOut = Callable[[str, Callable, list[tuple]], list]
 Step = Callable[..., object]
@@ -426,22 +437,153 @@ def _partition_summary(ctx, runs: list[list[dict]], scatters: list[list[dict]], 
 
 
 def dedupe_split(ctx) -> dict:
+    """The records of the duplicate search, each with the number of records sharing its
+    term-frequency value (a name), which a bucket cannot count."""
     shutil.rmtree(_parts(ctx), ignore_errors=True)
     _parts(ctx).mkdir(parents=True)
-    rows = pl.scan_parquet(ctx.staging_dir / "records.parquet").select(pl.len()).collect().item()
+    records = pl.scan_parquet(ctx.staging_dir / "records.parquet").select(dedupe.RECORD_COLUMNS)
+    tf = ctx.duplicate_model().get("term_frequency")
+    if tf:
+        records = records.with_columns(pl.len().over(tf["column"]).cast(pl.Int64).alias(TF_RECORDS))
+    records.sink_parquet(_parts(ctx) / "dup_records.parquet")
+    rows = pl.scan_parquet(_parts(ctx) / "dup_records.parquet").select(pl.len()).collect().item()
     return {"rows": rows}
 
 
-def dedupe_bucket(ctx, bucket: int) -> list[dict]:
-    """Comparison vectors of every duplicate rule inside bucket `bucket`."""
-    return _rule_vectors(ctx, ctx.duplicate_model(), bucket, "dup", {"records": "dup"}, "dup_vectors")
+def _load_bucket(con, ctx, rule: int, bucket: int, columns: str = "*", view: bool = False) -> None:
+    """Table (or view: read where used, only the columns a query needs) `records`: rule
+    number `rule`'s bucket `bucket` of the duplicate records."""
+    paths = ", ".join(sql_path(Path(p)) for p in _bucket_files(_parts(ctx) / "dup" / f"r{rule:02d}", bucket))
+    kind = "VIEW" if view else "TABLE"
+    con.execute(f"CREATE OR REPLACE TEMP {kind} records AS SELECT {columns} FROM read_parquet([{paths}])")
 
 
-def dedupe_finish(ctx, bucket_stats: list[dict]) -> dict:
+def dedupe_skipped(ctx, bucket: int) -> int:
+    """The giant blocks of every duplicate rule inside bucket `bucket` (their keys)."""
+    model = ctx.duplicate_model()
+    found = 0
+    con = _task_connection(ctx, f"dup-skipped-{bucket}")
+    try:
+        for index, rule in enumerate(model["blocking_rules"]):
+            _load_bucket(con, ctx, index, bucket, view=True)
+            keys = blocking.skipped_blocks(con, rule, "records")
+            path = _parts(ctx) / "dup_skipped" / f"r{index:02d}" / f"b{bucket:05d}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            keys.write_parquet(path)
+            found += keys.height
+    finally:
+        con.close()
+    return found
+
+
+def dedupe_skipped_gather(ctx) -> dict:
+    """Each rule's giant blocks of every bucket in one file, which every bucket reads."""
+    found = {}
+    for index in range(len(ctx.duplicate_model()["blocking_rules"])):
+        folder = _parts(ctx) / "dup_skipped" / f"r{index:02d}"
+        keys = pl.read_parquet(sorted(folder.glob("*.parquet")))
+        keys.write_parquet(folder.with_suffix(".parquet"))
+        found[f"r{index:02d}"] = keys.height
+    return found
+
+
+def _skipped_tables(con, ctx, rules: int) -> dict[int, str | None]:
+    """Each rule's giant blocks (dedupe_skipped_gather) as a table, None for a rule without."""
+    tables: dict[int, str | None] = {}
+    for index in range(rules):
+        path = _parts(ctx) / "dup_skipped" / f"r{index:02d}.parquet"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _skipped_{index} AS SELECT * FROM read_parquet({sql_path(path)})")
+        tables[index] = f"_skipped_{index}" if con.execute(f"SELECT count(*) FROM _skipped_{index}").fetchall()[0][0] else None
+    return tables
+
+
+def _tf_table(con, model: dict, population: int) -> str | None:
+    """Table _tf (value, records, share) of the values in this bucket's records, counted
+    over the whole population (dedupe_split)."""
+    tf = model.get("term_frequency")
+    if not tf:
+        return None
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _tf AS
+                    SELECT DISTINCT {tf['column']} AS value, {TF_RECORDS} AS records, {TF_RECORDS}::DOUBLE / {population} AS share
+                    FROM records""")
+    return "_tf"
+
+
+def dedupe_bucket(ctx, bucket: int, population: int) -> dict:
+    """Inside bucket `bucket`, per duplicate rule: candidate pairs, comparison vectors, less
+    the pairs an earlier rule finds; what the fit counts in them (labelled level patterns,
+    term-frequency sums). The vectors stay in the partition folder for dedupe_score."""
+    model = ctx.duplicate_model()
+    stats, patterns, tf_records, tf_pairs = [], [], 0, 0
+    con = _task_connection(ctx, f"dup-{bucket}")
+    try:
+        skipped = _skipped_tables(con, ctx, len(model["blocking_rules"]))
+        for index, rule in enumerate(model["blocking_rules"]):
+            _load_bucket(con, ctx, index, bucket)
+            new_pairs_table(con)
+            stats.append(rule_pairs(con, index, rule, "records"))
+            blocking.drop_found_earlier(con, model, index, "records", skipped)
+            stats[-1]["distinct_pairs"] = con.execute("SELECT count(*) FROM _pairs").fetchall()[0][0]
+            compare_pairs(con, model, "records", pairs="_pairs")
+            if model.get("estimation"):
+                labels, levels, counts = estimate.labelled_patterns(con, model, "records")
+                patterns += [(int(label), *map(int, pattern), int(count)) for label, pattern, count in zip(labels, levels, counts)]
+                sums = estimate.term_frequency_sums(con, model, "records", tf_table=_tf_table(con, model, population),
+                                                    population_size=population)
+                if sums:
+                    tf_records, tf_pairs = tf_records + sums[0], tf_pairs + sums[1]
+            path = _parts(ctx) / "dup_vectors" / f"r{index:02d}-b{bucket:05d}.parquet"
+            path.parent.mkdir(exist_ok=True)
+            con.execute(f"COPY comparison_vectors TO {sql_path(path)} (FORMAT parquet)")
+    finally:
+        con.close()
+    return {"stats": stats, "patterns": patterns, "tf_sums": (tf_records, tf_pairs)}
+
+
+def dedupe_fit(ctx, buckets: list[dict], population: int) -> dict:
+    """The duplicate model fitted on the labels of every bucket (what one process fits on
+    all candidate pairs), as a JSON-ready dict."""
+    model = ctx.duplicate_model()
+    width = len(model["comparisons"])
+    rows = np.array([row for result in buckets for row in result["patterns"]], dtype=np.int64).reshape(-1, width + 2)
+    tf_sums = None
+    if model.get("term_frequency") and model.get("estimation"):
+        tf_sums = (sum(r["tf_sums"][0] for r in buckets), sum(r["tf_sums"][1] for r in buckets), population)
+    return estimate.fit_from_patterns(model, rows[:, 0], rows[:, 1:-1], rows[:, -1].astype(float), tf_sums)
+
+
+def dedupe_score(ctx, bucket: int, model: dict, population: int) -> int:
+    """Inside bucket `bucket`, per rule: its candidate pairs scored with the fitted model;
+    those at or above the reported probability are written for the clustering."""
+    kept = 0
+    tf = model.get("term_frequency")
+    columns = ", ".join(["rid", *([tf["column"], TF_RECORDS] if tf else [])])
+    con = _task_connection(ctx, f"dup-score-{bucket}")
+    try:
+        for index in range(len(model["blocking_rules"])):
+            _load_bucket(con, ctx, index, bucket, columns)
+            con.execute("CREATE OR REPLACE TEMP TABLE comparison_vectors AS SELECT * FROM read_parquet($path)",
+                        {"path": str(_parts(ctx) / "dup_vectors" / f"r{index:02d}-b{bucket:05d}.parquet")})
+            score_pairs(con, model, "records", min_probability=dedupe.reported_probability(model),
+                        tf_table=_tf_table(con, model, population), population_size=population)
+            path = _parts(ctx) / "dup_scored" / f"r{index:02d}-b{bucket:05d}.parquet"
+            path.parent.mkdir(exist_ok=True)
+            con.execute(f"COPY scored_pairs TO {sql_path(path)} (FORMAT parquet)")
+            kept += con.execute("SELECT count(*) FROM scored_pairs").fetchall()[0][0]
+    finally:
+        con.close()
+    return kept
+
+
+def dedupe_finish(ctx, buckets: list[dict], model: dict) -> dict:
+    """The kept pairs of every bucket -> clusters and the stage's outputs, as in one process."""
     from pipeline.round import find_duplicates
 
-    vectors = sorted(str(p) for p in (_parts(ctx) / "dup_vectors").glob("*.parquet"))
-    return find_duplicates(ctx, vectors=(vectors, bucket_stats))
+    stats = [row for result in buckets for row in result["stats"]]
+    scored = dedupe.ScoredBuckets(
+        paths=sorted(str(p) for p in (_parts(ctx) / "dup_scored").glob("*.parquet")),
+        stats=stats, candidate_pairs=sum(row["distinct_pairs"] for row in stats), model=model)
+    return find_duplicates(ctx, scored=scored)
 
 
 def find_duplicates(ctx, step: Step, fan_out: FanOut) -> dict:
@@ -451,13 +593,19 @@ def find_duplicates(ctx, step: Step, fan_out: FanOut) -> dict:
         ctx.partitions = partition_count(ctx, plan["rows"])
     chunks = row_chunks(plan["rows"], ctx.partitions)
     specs = _spec_names(ctx.duplicate_model()["blocking_rules"])
+    columns = pl.scan_parquet(_parts(ctx) / "dup_records.parquet").collect_schema().names()
     runs = [fan_out("duplicates-scatter", measured(scatter), [
-        (ctx, str(ctx.staging_dir / "records.parquet"), offset, size, specs, str(_parts(ctx) / "dup"), i, None, None,
-         dedupe.RECORD_COLUMNS) for i, (offset, size) in enumerate(chunks)])]
-    runs.append(fan_out("duplicates-buckets", measured(dedupe_bucket), [(ctx, b) for b in range(ctx.partitions)]))
-    stats = [row for task in runs[-1] for row in task["result"]]
-    found = step("duplicates-gather", dedupe_finish, ctx, stats)
-    found["partitions"] = _partition_summary(ctx, runs, runs[:1])
+        (ctx, str(_parts(ctx) / "dup_records.parquet"), offset, size, specs, str(_parts(ctx) / "dup"), i, None, None, columns)
+        for i, (offset, size) in enumerate(chunks)])]
+    buckets = range(ctx.partitions)
+    runs.append(fan_out("duplicates-skipped", measured(dedupe_skipped), [(ctx, b) for b in buckets]))
+    step("duplicates-skipped-gather", dedupe_skipped_gather, ctx)
+    runs.append(fan_out("duplicates-buckets", measured(dedupe_bucket), [(ctx, b, plan["rows"]) for b in buckets]))
+    counted = [task["result"] for task in runs[-1]]
+    model = step("duplicates-fit", dedupe_fit, ctx, counted, plan["rows"])
+    runs.append(fan_out("duplicates-score", measured(dedupe_score), [(ctx, b, model, plan["rows"]) for b in buckets]))
+    found = step("duplicates-gather", dedupe_finish, ctx, counted, model)
+    found["partitions"] = _partition_summary(ctx, runs, runs[:1], pairs_to_driver=sum(task["result"] for task in runs[-1]))
     return found
 
 

@@ -359,14 +359,14 @@ def write_links(ctx: RoundContext, records: pl.DataFrame, exact: pl.DataFrame, f
     }
 
 
-def find_duplicates(ctx: RoundContext, vectors: tuple[list[str], list[dict]] | None = None) -> dict:
-    """`vectors`: comparison vectors computed bucket by bucket (pipeline/partitioned.py)."""
+def find_duplicates(ctx: RoundContext, scored: dedupe.ScoredBuckets | None = None) -> dict:
+    """`scored`: the pairs scored bucket by bucket (pipeline/partitioned.py)."""
     model = ctx.duplicate_model()
     records_path = ctx.staging_dir / "records.parquet"
     cannot_link = decisions.cannot_link_pairs(pl.read_parquet(ctx.staging_dir / "decisions.parquet"))
     con = ctx.connect()
     try:
-        found = dedupe.find_duplicates(con, str(records_path), model, cannot_link=cannot_link, vectors=vectors)
+        found = dedupe.find_duplicates(con, str(records_path), model, cannot_link=cannot_link, scored=scored)
     finally:
         con.close()
     clusters = found["clusters"]

@@ -72,6 +72,10 @@ def test_local_dask_cluster_gives_the_single_process_round(generated_round, pref
         assert len(partitions["worker_peak_mib"]) >= 2 and str(os.getpid()) not in partitions["worker_peak_mib"]
         # A worker of one thread runs polars on one thread too, whatever the host's cores.
         assert partitions["polars_threads_per_task"] == [1]
+    # The duplicate search is fitted and scored in the buckets: only the pairs it keeps
+    # reach the driver, not every candidate pair.
+    found = summary["duplicates"]
+    assert found["partitions"]["pairs_to_driver"] == found["pairs_scored_reported"] < found["blocking"][0]["total_candidate_pairs"] / 2
     for stage in ("workbooks", "lookup"):  # written by the workers too
         partitions = summary[stage]["partitions"]
         assert partitions["count"] >= 2 and str(os.getpid()) not in partitions["worker_peak_mib"]

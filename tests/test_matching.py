@@ -327,3 +327,44 @@ def test_the_term_frequency_reference_is_the_same_whatever_the_threads():
                            "JOIN records b ON b.rid = l.rid_r WHERE a.cr_person <> b.cr_person").fetchall()
     exact = Fraction(sum(counts[names[rid]] for (rid,) in left), len(left) * records)
     assert answers[0] == answers[1] == float(exact)
+
+
+def test_each_rules_pairs_less_those_an_earlier_rule_finds_are_the_candidate_pairs(records):
+    """What a bucket does (pipeline/partitioned.py): each rule's pairs, less those an
+    earlier rule finds unless that rule skips their giant block, give the candidate pairs
+    and the first rule of each, as one grouping over all rules' pairs does."""
+    from pipeline.matching.blocking import candidate_pairs, drop_found_earlier, new_pairs_table, rule_pairs, skipped_blocks
+    from pipeline.matching.dedupe import RECORD_COLUMNS
+
+    model = load_model()
+    # Small blocks for the early rules, so pairs of their giant blocks must stay with a later rule.
+    for rule in model["blocking_rules"][:6]:
+        rule["max_block_size"] = 2
+    con = register_macros(duckdb.connect())
+    con.register("_records", records.select(RECORD_COLUMNS))
+    con.execute("CREATE TABLE recs AS SELECT * FROM _records")
+    candidate_pairs(con, model, "recs")
+    expected = con.sql("SELECT rid_l, rid_r, rule::SMALLINT AS rule FROM candidate_pairs ORDER BY ALL").pl()
+    skipped = {}
+    for index, rule in enumerate(model["blocking_rules"]):
+        keys = skipped_blocks(con, rule, "recs")
+        con.register(f"_skipped_{index}", keys)
+        skipped[index] = f"_skipped_{index}" if keys.height else None
+    assert sum(table is not None for table in skipped.values()) >= 3
+    found = []
+    for index, rule in enumerate(model["blocking_rules"]):
+        new_pairs_table(con)
+        rule_pairs(con, index, rule, "recs")
+        drop_found_earlier(con, model, index, "recs", skipped)
+        found.append(con.sql("SELECT * FROM _pairs").pl())
+    got = pl.concat(found).sort(pl.all())
+    assert got.height == expected.height > 1000
+    assert got.equals(expected)
+    # Blind to the giant blocks, a later rule would drop pairs no earlier rule finds.
+    blind = []
+    for index in range(6, len(model["blocking_rules"])):
+        new_pairs_table(con)
+        rule_pairs(con, index, model["blocking_rules"][index], "recs")
+        drop_found_earlier(con, model, index, "recs", {})
+        blind.append(con.sql("SELECT count(*) FROM _pairs").fetchall()[0][0])
+    assert sum(blind) < expected.filter(pl.col("rule") >= 6).height

@@ -111,11 +111,60 @@ def gather_vectors(con: duckdb.DuckDBPyConnection, model: dict, vectors: list[st
         {"paths": vectors},
     )
     total = con.execute("SELECT count(*) FROM comparison_vectors").fetchall()[0][0]
+    return summed_stats(model, stats, total)
+
+
+def summed_stats(model: dict, stats: list[dict], total: int) -> pl.DataFrame:
+    """Per-rule statistics of several buckets (rule_pairs) summed, beside the number of
+    distinct candidate pairs."""
     summed = {rule["name"]: {"rule": rule["name"], "pairs": 0, "records_in_skipped_blocks": 0} for rule in model["blocking_rules"]}
     for row in stats:
         summed[row["rule"]]["pairs"] += row["pairs"]
         summed[row["rule"]]["records_in_skipped_blocks"] += row["records_in_skipped_blocks"]
     return blocking_stats(list(summed.values()), total)
+
+
+def skipped_blocks(con: duckdb.DuckDBPyConnection, rule: dict, table: str) -> pl.DataFrame:
+    """The keys (k0, k1 ...) of the rule's blocks in `table` that hold more records than
+    its max_block_size: the giant blocks rule_pairs skips."""
+    _keyed(con, table, rule, "_giant")
+    keys = con.sql(f"SELECT * EXCLUDE (block_size) FROM _giant_sizes WHERE block_size > {int(rule['max_block_size'])} ORDER BY ALL").pl()
+    con.execute("DROP TABLE _giant")
+    con.execute("DROP TABLE _giant_sizes")
+    return keys
+
+
+def drop_found_earlier(con: duckdb.DuckDBPyConnection, model: dict, index: int, records: str, skipped: dict[int, str | None],
+                       pairs: str = "_pairs") -> None:
+    """Delete from `pairs` (rid_l, rid_r: pairs of rule number `index` in one deduplicated
+    bucket of `records`) every pair an earlier rule finds: both records pass its `where`,
+    share its keys, and their block is not one it skips (`skipped`: earlier rule index ->
+    table of its giant blocks' keys over the whole table, skipped_blocks; None when it
+    skips none). So each pair stays with the first rule that finds it, as
+    candidate_pairs' min(rule) does, without the pairs of all rules in one place."""
+    if index == 0:
+        return
+    columns, found = [], []
+    for earlier, rule in enumerate(model["blocking_rules"][:index]):
+        keys = [f"({key})" for key in rule["keys"]]
+        passes = " AND ".join([f"({rule.get('where', 'TRUE')})", *(f"{key} IS NOT NULL" for key in keys)])
+        if skipped.get(earlier):
+            aliases = ", ".join(f"k{i}" for i in range(len(keys)))
+            passes += f" AND ({', '.join(keys)}) NOT IN (SELECT ({aliases}) FROM {skipped[earlier]})"
+        columns.append(f"coalesce({passes}, FALSE) AS e{earlier}")
+        columns += [f"{key} AS e{earlier}_k{i}" for i, key in enumerate(keys)]
+        same = " AND ".join(f"l.e{earlier}_k{i} = r.e{earlier}_k{i}" for i in range(len(keys)))
+        found.append(f"(l.e{earlier} AND r.e{earlier} AND {same})")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _earlier AS SELECT rid, {", ".join(columns)} FROM {records}
+            WHERE rid IN (SELECT rid_l FROM {pairs} UNION ALL SELECT rid_r FROM {pairs})"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {pairs} AS
+            SELECT p.* FROM {pairs} p JOIN _earlier l ON l.rid = p.rid_l JOIN _earlier r ON r.rid = p.rid_r
+            WHERE NOT ({" OR ".join(found)})"""
+    )
+    con.execute("DROP TABLE _earlier")
 
 
 def blocking_recall(pairs: pl.DataFrame, true_pairs: pl.DataFrame, rules: list[str]) -> pl.DataFrame:

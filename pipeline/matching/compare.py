@@ -65,7 +65,7 @@ def compare_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right:
     )
 
 
-def effective_prior(con: duckdb.DuckDBPyConnection, model: dict, population: str) -> float:
+def effective_prior(con: duckdb.DuckDBPyConnection, model: dict, population: str, population_size: int | None = None) -> float:
     """The prior log2 odds for this run. Strangers who share a name and a birth date grow
     with the square of the registry while each person's duplicates do not, so the odds
     that a candidate pair is one person fall as 1/N: a model calibrated at
@@ -73,7 +73,7 @@ def effective_prior(con: duckdb.DuckDBPyConnection, model: dict, population: str
     reference = model.get("prior_reference_records")
     if not reference:
         return float(model["prior_log2_odds"])
-    records = con.execute(f"SELECT count(*) FROM {population}").fetchall()[0][0]
+    records = population_size if population_size is not None else con.execute(f"SELECT count(*) FROM {population}").fetchall()[0][0]
     return float(model["prior_log2_odds"]) - math.log2(max(records, 1) / reference)
 
 
@@ -106,14 +106,17 @@ def evidence_sql(model: dict, pair: str = "", labelled: bool = False) -> str:
 
 
 def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None,
-                min_probability: float | None = None, explain: bool = True) -> None:
+                min_probability: float | None = None, explain: bool = True, tf_table: str | None = None,
+                population_size: int | None = None) -> None:
     """Create table scored_pairs from comparison_vectors: per-comparison weights, the
     total, the probability and a readable evidence string. Term frequencies come from
     `right` (the population searched: Dukcapil when linking) or `left` when deduplicating.
     `min_probability`: keep only the pairs scoring at least that; the evidence strings,
     the dearest part, are then built for those alone (at 10M rows, 20M candidate pairs of
     which 0.4M are kept). `explain` False leaves out the evidence strings (evidence_sql
-    then builds them for the pairs a query picks)."""
+    then builds them for the pairs a query picks). `tf_table` (value, records, share) and
+    `population_size`: the term frequencies and size of the whole population, when the
+    tables hold one bucket of it (pipeline/partitioned.py)."""
     population = right or left
     weights = []
     for comparison in model["comparisons"]:
@@ -129,7 +132,8 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: s
         # never weighs less than a looser one.
         adjusted = [index] + [labels.index(label) for label in tf.get("also", [])]
         column = tf["column"]
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _tf AS {value_shares_sql(column, population)}")
+        if tf_table is None:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _tf AS {value_shares_sql(column, population)}")
         # A value shared by more records than an ordinary one agrees by chance more often:
         # its exact level loses log2(share / reference) bits. The reference is the declared
         # u, or for a model fitted on this round's pairs the share of the values its fitted
@@ -140,12 +144,12 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: s
             f"{_weight_case(comparison, gamma)} - CASE WHEN {gamma} IN ({', '.join(map(str, adjusted))}) "
             f"THEN greatest(0.0, log2(greatest(tf.share, 1e-12) / {reference!r})) ELSE 0.0 END AS w_{comparison['name']}"
         )
-        tf_join = f"JOIN {left} lr ON lr.rid = v.rid_l LEFT JOIN _tf tf ON tf.value = lr.{column}"
+        tf_join = f"JOIN {left} lr ON lr.rid = v.rid_l LEFT JOIN {tf_table or '_tf'} tf ON tf.value = lr.{column}"
     names = [c["name"] for c in model["comparisons"]]
     # One column per comparison with its level label, for the declared evidence rules.
     labels = ", ".join(f"{_label_case(c, 'g_' + c['name'])} AS {c['name']}" for c in model["comparisons"])
     total = " + ".join(f"w_{n}" for n in names)
-    prior = effective_prior(con, model, population)
+    prior = effective_prior(con, model, population, population_size)
     kept = "TRUE" if min_probability is None else f"match_probability >= {min_probability!r}"
     explained = (f"""SELECT * EXCLUDE ({", ".join(names)}), {evidence_sql(model, labelled=True)} AS evidence,
                             {strong_evidence_sql(model)} AS strong_evidence

@@ -4,11 +4,14 @@ NIK_SHARED for a NIK carried by rows of different clusters (different people).""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import duckdb
 import polars as pl
 
 from pipeline.contract import CODE, anomaly_frame
 from pipeline.matching.cluster import cluster_records
+from pipeline.matching.blocking import summed_stats
 from pipeline.matching.compare import block_and_compare, score_pairs
 from pipeline.matching.estimate import fit_from_labels
 from pipeline.matching.standardise import standardise_records
@@ -21,6 +24,18 @@ RECORD_COLUMNS = [
     "kode_wilayah", "kab", "completeness", "nik_digits", "birth_year",
 ]
 OPTIONAL_FIELDS = ("no_kk", "tempat_lahir", "alamat", "program")
+
+
+@dataclass(frozen=True)
+class ScoredBuckets:
+    """Candidate pairs scored bucket by bucket (pipeline/partitioned.py): the Parquet files
+    of the pairs at or above reported_probability, the per-bucket rule statistics, the
+    number of distinct candidate pairs, and the model they were scored with (fitted on
+    all buckets' labels)."""
+    paths: list[str]
+    stats: list[dict]
+    candidate_pairs: int
+    model: dict
 
 
 def prepare_records(dtks: pl.DataFrame | pl.LazyFrame, nik_facts: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
@@ -54,12 +69,12 @@ def mark_verified(records: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
 def find_duplicates(
     con: duckdb.DuckDBPyConnection, records: pl.DataFrame | str, model: dict, id_column: str = "id_dtks",
     columns: list[str] | None = RECORD_COLUMNS, cannot_link: pl.DataFrame | None = None,
-    vectors: tuple[list[str], list[dict]] | None = None,
+    scored: ScoredBuckets | None = None,
 ) -> dict:
     """Returns clusters (every record), pairs (scored, at or above half the link
-    probability, for audit), blocking statistics and the model as used. `vectors`: the
-    comparison vectors already computed bucket by bucket (Parquet files, per-bucket
-    statistics; pipeline/partitioned.py) instead of blocking and comparing here."""
+    probability, for audit), blocking statistics and the model as used. `scored`: the
+    pairs already blocked, compared, fitted and scored bucket by bucket
+    (pipeline/partitioned.py) instead of here."""
     if isinstance(records, str):
         # A Parquet path: DuckDB reads it directly, no second copy in Python memory.
         selected = ", ".join(columns) if columns else "*"
@@ -68,11 +83,15 @@ def find_duplicates(
         con.register("_records_frame", records.select(columns) if columns else records)
         con.execute("CREATE OR REPLACE TEMP TABLE records AS SELECT * FROM _records_frame")
         con.unregister("_records_frame")
-    blocking_stats = block_and_compare(con, model, "records", vectors=vectors)
-    model = fit_from_labels(con, model, "records")
+    if scored is None:
+        blocking_stats = block_and_compare(con, model, "records")
+        model = fit_from_labels(con, model, "records")
+        score_pairs(con, model, "records", min_probability=reported_probability(model))
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE scored_pairs AS SELECT * FROM read_parquet($paths)", {"paths": scored.paths})
+        blocking_stats, model = summed_stats(model, scored.stats, scored.candidate_pairs), scored.model
     thresholds = model["thresholds"]
-    reported = thresholds["link_probability"] / 2  # pairs kept for audit, beside those that link
-    score_pairs(con, model, "records", min_probability=reported)
+    reported = reported_probability(model)
     if cannot_link is not None and cannot_link.height:
         _apply_cannot_link(con, cannot_link, id_column)
     cluster_records(con, "records", thresholds["link_probability"], model.get("cluster", {}).get("canonical_order"))
@@ -104,6 +123,11 @@ def find_duplicates(
     for table in ("candidate_pairs", "comparison_vectors", "scored_pairs", "clusters", "records"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return {"clusters": clusters, "pairs": pairs, "blocking": blocking_stats, "model": model}
+
+
+def reported_probability(model: dict) -> float:
+    """Pairs scoring at least this are kept for audit, beside those that link."""
+    return model["thresholds"]["link_probability"] / 2
 
 
 def _apply_cannot_link(con: duckdb.DuckDBPyConnection, cannot_link: pl.DataFrame, id_column: str) -> None:

@@ -73,10 +73,19 @@ def _fit_distribution(counts: np.ndarray, declared: np.ndarray, free: np.ndarray
 def fit_from_labels(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None) -> dict:
     """The model with m, u and the prior fitted on labelled candidate pairs (see module
     docstring), or the declared model with the reason when labels are too few."""
+    if not model.get("estimation"):
+        return model
+    return fit_from_patterns(model, *labelled_patterns(con, model, left, right), term_frequency_sums(con, model, left, right))
+
+
+def fit_from_patterns(model: dict, labels: np.ndarray, patterns: np.ndarray, counts: np.ndarray,
+                      tf_sums: tuple[int, int, int] | None) -> dict:
+    """fit_from_labels from what it counts in the pairs (labelled_patterns and
+    term_frequency_sums), so counts made bucket by bucket and summed give the same model
+    (pipeline/partitioned.py)."""
     spec = model.get("estimation")
     if not spec:
         return model
-    labels, patterns, counts = labelled_patterns(con, model, left, right)
     matches, non_matches = float(counts[labels == 1].sum()), float(counts[labels == 0].sum())
     fitted = copy.deepcopy(model)
     summary = {"labelled_matches": int(matches), "labelled_non_matches": int(non_matches),
@@ -111,7 +120,7 @@ def fit_from_labels(con: duckdb.DuckDBPyConnection, model: dict, left: str, righ
             if not _is_null_level(level):
                 declared_weight = math.log2(level["declared"]["m"] / level["declared"]["u"])
                 level["drift"] = round(math.log2(level["m"] / level["u"]) - declared_weight, 3)
-    reference = term_frequency_reference(con, fitted, left, right)
+    reference = reference_share(tf_sums)
     if reference is not None:
         fitted["term_frequency"] = {**fitted["term_frequency"], "reference_u": reference}
     # The labelled share of matches among candidate pairs is measured at this registry's
@@ -131,21 +140,39 @@ def term_frequency_reference(con: duckdb.DuckDBPyConnection, model: dict, left: 
     common name paid twice: in a registry of few names, exact agreement on a name held by
     2 % of records weighed -6 bits, below no name agreement at all. None without labelled
     non-matches at that level."""
+    return reference_share(term_frequency_sums(con, model, left, right))
+
+
+def reference_share(tf_sums: tuple[int, int, int] | None) -> float | None:
+    if not tf_sums:
+        return None
+    records, pairs, total = tf_sums
+    return None if not pairs else records / (pairs * total)
+
+
+def term_frequency_sums(con: duckdb.DuckDBPyConnection, model: dict, left: str, right: str | None = None,
+                        tf_table: str | None = None, population_size: int | None = None) -> tuple[int, int, int] | None:
+    """(records, pairs, population): over the labelled non-matches agreeing at the
+    term-frequency level, the pairs and the sum of their value's records in the
+    population, and the population's size (term_frequency_reference). `tf_table` and
+    `population_size`: the term frequencies and size of the whole population, when
+    `right`/`left` hold only a bucket of it (compare.score_pairs)."""
     tf = model.get("term_frequency")
-    if not tf:
+    if not tf or not model.get("estimation"):
         return None
     comparison, index = term_frequency_level(model)
     population = right or left
+    shares = tf_table or f"({value_shares_sql(tf['column'], population)})"
     # Summed as whole numbers and divided once: an average of the shares summed in
     # DuckDB's threads' order differed in the last bit from one run to the next (1M rows).
-    records, pairs, total = con.execute(
-        f"""WITH tf AS ({value_shares_sql(tf['column'], population)})
-            SELECT sum(tf.records)::HUGEINT, count(*), (SELECT count(*) FROM {population})
+    records, pairs = con.execute(
+        f"""SELECT coalesce(sum(tf.records), 0)::HUGEINT, count(*)
             FROM comparison_vectors v JOIN {left} l ON l.rid = v.rid_l
-            JOIN {population} r ON r.rid = v.rid_r JOIN tf ON tf.value = l.{tf['column']}
+            JOIN {population} r ON r.rid = v.rid_r JOIN {shares} tf ON tf.value = l.{tf['column']}
             WHERE v.g_{comparison['name']} = {index} AND ({model['estimation']['non_match']})"""
     ).fetchall()[0]
-    return None if not pairs else int(records) / (pairs * total)
+    total = population_size if population_size is not None else con.execute(f"SELECT count(*) FROM {population}").fetchall()[0][0]
+    return int(records), int(pairs), int(total)
 
 
 def drift_table(model: dict) -> list[dict]:
