@@ -587,21 +587,27 @@ def ingest_extract(path: Path, kind: str, staging_dir: Path, today: str, name: s
     label = f"--{kind}"
     staging_dir.mkdir(parents=True, exist_ok=True)
     staging_path = staging_dir / f"{name}.parquet"
-    quarantine_path = staging_dir / f"{name}_quarantine.parquet"
     # A Parquet extract is staged chunk by chunk (DTKS's rule for a repeated id_dtks, which
     # looks at the whole file, is settled first from the id column: _dtks_repeats).
     if path.suffix.lower() in PARQUET_SUFFIXES:
-        check_input_file(path, label)
-        staged_rows, quarantined, info, mapping = _stage_parquet_in_chunks(path, kind, label, staging_path, today)
-        staged_lines = None
-    else:
-        raw, rejects, info = read_extract(path, kind, label, staging_dir)
-        mapping = map_columns([c for c in raw.columns if not c.startswith("_")], kind, path, label)
-        staged, quarantined = normalise(raw, kind, mapping, today)
-        quarantined = pl.concat([quarantined, rejects.select(
-            "line", "lines", id_dtks=pl.lit(None, dtype=pl.String), reason=pl.col("reason"), raw=pl.col("raw"))])
-        staged_rows, staged_lines = staged.height, int(staged["_lines"].sum() or 0)
-        staged.drop("_lines").sort("source_line").write_parquet(staging_path)
+        plan = plan_parquet(path, kind, today)
+        chunks = (stage_parquet_chunk(plan, offset, length) for offset, length in parquet_chunks(plan.row_count))
+        return write_parquet_staging(plan, chunks, staging_dir, name)
+    raw, rejects, info = read_extract(path, kind, label, staging_dir)
+    mapping = map_columns([c for c in raw.columns if not c.startswith("_")], kind, path, label)
+    staged, quarantined = normalise(raw, kind, mapping, today)
+    quarantined = pl.concat([quarantined, rejects.select(
+        "line", "lines", id_dtks=pl.lit(None, dtype=pl.String), reason=pl.col("reason"), raw=pl.col("raw"))])
+    staged_rows, staged_lines = staged.height, int(staged["_lines"].sum() or 0)
+    staged.drop("_lines").sort("source_line").write_parquet(staging_path)
+    return _staged_result(path, kind, staging_dir, name, staged_rows, staged_lines, quarantined, info, mapping)
+
+
+def _staged_result(path: Path, kind: str, staging_dir: Path, name: str, staged_rows: int, staged_lines: int | None,
+                   quarantined: pl.DataFrame, info: dict, mapping: dict[str, str]) -> IngestResult:
+    """The quarantine written and the rows reconciled with the independent count."""
+    label = f"--{kind}"
+    staging_path, quarantine_path = staging_dir / f"{name}.parquet", staging_dir / f"{name}_quarantine.parquet"
     quarantine = quarantined.sort("line").with_columns(
         source=pl.lit(kind), file=pl.lit(path.name)
     ).select("source", "file", "line", "lines", "id_dtks", "reason", "raw")
@@ -624,36 +630,89 @@ def ingest_extract(path: Path, kind: str, staging_dir: Path, today: str, name: s
     )
 
 
-def _stage_parquet_in_chunks(path: Path, kind: str, label: str, staging_path: Path,
-                             today: str) -> tuple[int, pl.DataFrame, dict, dict[str, str]]:
-    """Stage a Parquet extract PARQUET_CHUNK_ROWS rows at a time (same rows, values and order
-    as reading it whole). Returns the rows staged, the rows quarantined, the file's facts
-    and the column mapping."""
-    import pyarrow.parquet as pq
+@dataclass
+class ParquetPlan:
+    """What every chunk of a Parquet extract is staged with: its footer's row count (the
+    independent count), the column mapping and, for DTKS, the repeated ids' reasons."""
+    path: Path
+    kind: str
+    today: str
+    row_count: int
+    mapping: dict[str, str]
+    repeats: pl.DataFrame | None
 
+    @property
+    def label(self) -> str:
+        return f"--{self.kind}"
+
+
+def plan_parquet(path: Path, kind: str, today: str) -> ParquetPlan:
+    label = f"--{kind}"
+    check_input_file(path, label)
     source = _open_parquet(path, label)
-    row_count = source.metadata.num_rows  # the independent count: the file's own footer
     mapping = map_columns([c for c in source.schema_arrow.names if not c.startswith("_")], kind, path, label)
     repeats = _dtks_repeats(path, label, source, mapping, today) if kind == "dtks" else None
-    writer, staged_rows, first_line, quarantined, dropped = None, 0, 1, [], {}
+    return ParquetPlan(path=path, kind=kind, today=today, row_count=source.metadata.num_rows, mapping=mapping, repeats=repeats)
+
+
+def parquet_chunks(row_count: int) -> list[tuple[int, int]]:
+    """(offset, length) of each PARQUET_CHUNK_ROWS rows of an extract: what one process
+    stages at a time and what a partition task stages (an empty file: one empty chunk)."""
+    return [(offset, min(PARQUET_CHUNK_ROWS, row_count - offset)) for offset in range(0, row_count, PARQUET_CHUNK_ROWS)] or [(0, 0)]
+
+
+def _parquet_rows(plan: ParquetPlan, offset: int, length: int):
+    """Rows [offset, offset + length) of the extract as one Arrow chunk, read from the row
+    groups that hold them."""
+    source = _open_parquet(plan.path, plan.label)
+    if length == 0:
+        return source.schema_arrow.empty_table()
+    groups, start, first = [], 0, None
+    for index in range(source.metadata.num_row_groups):
+        rows = source.metadata.row_group(index).num_rows
+        if start < offset + length and start + rows > offset:
+            groups.append(index)
+            first = start if first is None else first
+        start += rows
     try:
-        for batch in _parquet_batches(source, path, label):
-            frame, chunk_dropped = _parquet_as_text(pl.from_arrow(batch), path, label)
+        table = source.read_row_groups(groups).slice(offset - (first or 0), length)
+    except Exception:
+        raise _damaged_parquet(plan.path, plan.label) from None
+    if table.num_rows != length:
+        raise ReconciliationError(f"{plan.label} {plan.path}: rows {offset + 1}-{offset + length} are missing although the "
+                                  "file's footer counts them; copy it again.")
+    return table.combine_chunks()
+
+
+def stage_parquet_chunk(plan: ParquetPlan, offset: int, length: int) -> tuple:
+    """One chunk of a Parquet extract normalised: (staged rows as Arrow, quarantined rows,
+    values of float KK columns dropped, rows read)."""
+    frame, dropped = _parquet_as_text(pl.from_arrow(_parquet_rows(plan, offset, length)), plan.path, plan.label)
+    staged, bad = normalise(_numbered(frame, offset + 1), plan.kind, plan.mapping, plan.today, plan.repeats)
+    return staged.drop("_lines").to_arrow(), bad, dropped, frame.height
+
+
+def write_parquet_staging(plan: ParquetPlan, chunks, staging_dir: Path, name: str) -> IngestResult:
+    """The staged chunks (stage_parquet_chunk, in order) written as one staging file, the
+    same bytes whoever staged them; then the quarantine and the reconciliation."""
+    import pyarrow.parquet as pq
+
+    writer, staged_rows, rows_read, quarantined, dropped = None, 0, 0, [], {}
+    try:
+        for table, bad, chunk_dropped, rows in chunks:
             for column, n in chunk_dropped.items():
                 dropped[column] = dropped.get(column, 0) + n
-            staged, bad = normalise(_numbered(frame, first_line), kind, mapping, today, repeats)
-            first_line += frame.height
-            table = staged.drop("_lines").to_arrow()
             if writer is None:
-                writer = pq.ParquetWriter(staging_path, table.schema, compression="zstd")
+                writer = pq.ParquetWriter(staging_dir / f"{name}.parquet", table.schema, compression="zstd")
             writer.write_table(table.cast(writer.schema))
-            staged_rows += staged.height
+            staged_rows += table.num_rows
+            rows_read += rows
             quarantined.append(bad)
     finally:
         if writer is not None:
             writer.close()
-    info = _parquet_info(path, label, first_line - 1, row_count, dropped)
-    return staged_rows, pl.concat(quarantined), info, mapping
+    info = _parquet_info(plan.path, plan.label, rows_read, plan.row_count, dropped)
+    return _staged_result(plan.path, plan.kind, staging_dir, name, staged_rows, None, pl.concat(quarantined), info, plan.mapping)
 
 
 def _parquet_batches(source, path: Path, label: str):

@@ -1,6 +1,10 @@
-"""The civil-registry link and the duplicate search as many partition tasks, for a round
-on a Dask cluster (`verval run --workers N`, `--cluster ADDRESS`) or in bounded memory on
-one machine (`--partitions P`).
+"""The staging of Parquet extracts, the civil-registry link and the duplicate search as
+many partition tasks, for a round on a Dask cluster (`verval run --workers N`, `--cluster
+ADDRESS`) or in bounded memory on one machine (`--partitions P`).
+
+A Parquet extract is staged a chunk of rows per task (ingest.stage_parquet_chunk, the code
+one process runs chunk by chunk); the chunks are written in order into the one staging
+file, with the bytes of one process.
 
 Each heavy step is split by hashing a key into P buckets. A bucket holds whole blocks
 (every record with a given key lands in the same bucket), so inside it the SAME code as
@@ -254,6 +258,84 @@ def scatter(ctx, source: str, offset: int, length: int | None, specs: list[dict]
 
 def _spec_names(rules: list[dict]) -> list[dict]:
     return [{**rule, "name": f"r{index:02d}"} for index, rule in enumerate(rules)]
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+def _ingest_folder(ctx, kind: str) -> Path:
+    return _parts(ctx) / f"ingest-{kind}"
+
+
+def _ingest_plan(ctx, kind: str, facts: dict):
+    from pipeline import ingest
+    from pipeline.round import extract_path
+
+    repeats = _ingest_folder(ctx, kind) / "repeats.parquet"
+    return ingest.ParquetPlan(path=extract_path(ctx, kind), kind=kind, today=ctx.as_of, row_count=facts["row_count"],
+                              mapping=facts["mapping"], repeats=pl.read_parquet(repeats) if repeats.exists() else None)
+
+
+def ingest_split(ctx, kind: str) -> dict:
+    """A Parquet extract's staging plan: its row count, column mapping and (DTKS) the
+    repeated ids' reasons, which need the whole id column, and its chunks."""
+    from pipeline import ingest
+    from pipeline.round import extract_path
+
+    plan = ingest.plan_parquet(extract_path(ctx, kind), kind, ctx.as_of)
+    folder = _ingest_folder(ctx, kind)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    if plan.repeats is not None:
+        plan.repeats.write_parquet(folder / "repeats.parquet")
+    return {"row_count": plan.row_count, "mapping": plan.mapping, "chunks": ingest.parquet_chunks(plan.row_count)}
+
+
+def ingest_chunk(ctx, kind: str, facts: dict, index: int, offset: int, length: int) -> dict:
+    """One chunk of a Parquet extract normalised (ingest.stage_parquet_chunk): its staged
+    rows and quarantined rows as Arrow IPC files, which keep every type and chunk as is."""
+    import pyarrow as pa
+
+    from pipeline import ingest
+
+    table, bad, dropped, rows = ingest.stage_parquet_chunk(_ingest_plan(ctx, kind, facts), offset, length)
+    folder = _ingest_folder(ctx, kind)
+    with pa.OSFile(str(folder / f"c{index:05d}.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    bad.write_ipc(folder / f"q{index:05d}.arrow")
+    return {"dropped": dropped, "rows": rows, "bytes": (folder / f"c{index:05d}.arrow").stat().st_size}
+
+
+def ingest_gather(ctx, kind: str, facts: dict, results: list[dict]) -> dict:
+    """The chunks written in order as the one staging file (the bytes one process writes),
+    then the quarantine and the reconciliation with the footer's count."""
+    import pyarrow as pa
+
+    from pipeline import ingest
+
+    folder = _ingest_folder(ctx, kind)
+
+    def chunks():
+        for index, result in enumerate(results):
+            with pa.memory_map(str(folder / f"c{index:05d}.arrow")) as source:
+                table = pa.ipc.open_file(source).read_all()
+            yield table, pl.read_ipc(folder / f"q{index:05d}.arrow"), result["dropped"], result["rows"]
+
+    staged = ingest.write_parquet_staging(_ingest_plan(ctx, kind, facts), chunks(), ctx.staging_dir, kind).to_dict()
+    shutil.rmtree(folder)
+    return staged
+
+
+def ingest_extract(ctx, kind: str, step: Step, fan_out: FanOut) -> dict:
+    """A Parquet extract staged as partition tasks, a chunk each (wiring only)."""
+    facts = step(f"ingest-{kind}-split", ingest_split, ctx, kind)
+    runs = fan_out(f"ingest-{kind}-chunks", measured(ingest_chunk),
+                   [(ctx, kind, facts, index, offset, length) for index, (offset, length) in enumerate(facts["chunks"])])
+    staged = step(f"ingest-{kind}-gather", ingest_gather, ctx, kind, facts, [task["result"] for task in runs])
+    staged["partitions"] = {"count": len(runs), "tasks": len(runs), "bytes_shuffled": sum(task["result"]["bytes"] for task in runs),
+                            "worker_peak_mib": worker_peaks([runs]),
+                            "polars_threads_per_task": sorted({task["polars_threads"] for task in runs})}
+    return staged
 
 
 # --------------------------------------------------------------------------- link

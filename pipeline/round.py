@@ -27,7 +27,7 @@ from pipeline.checks.nik import check_niks
 from pipeline.errors import InputError, StageError, UsageError, VervalError
 from pipeline.contract import OUTCOME
 from pipeline.decide import check_paid_once, reconcile, row_outcomes, sort_anomalies, split_outcomes
-from pipeline.ingest import ingest_extract
+from pipeline.ingest import PARQUET_SUFFIXES, ingest_extract
 from pipeline.matching import dedupe, link
 from pipeline.matching.estimate import drift_table
 from pipeline.matching.sql import register_macros
@@ -174,9 +174,16 @@ def check_model_file(path: Path, label: str) -> None:
                          f"(pipeline/rules/{declared.name}).")
 
 
+def extract_path(ctx: RoundContext, kind: str) -> Path:
+    return Path(ctx.dtks if kind == "dtks" else ctx.dukcapil)
+
+
+def is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in PARQUET_SUFFIXES
+
+
 def ingest(ctx: RoundContext, kind: str) -> dict:
-    source = ctx.dtks if kind == "dtks" else ctx.dukcapil
-    return ingest_extract(Path(source), kind, ctx.staging_dir, ctx.as_of).to_dict()
+    return ingest_extract(extract_path(ctx, kind), kind, ctx.staging_dir, ctx.as_of).to_dict()
 
 
 def expectations(ctx: RoundContext, kind: str) -> dict:
@@ -617,7 +624,8 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly, fan_out=N
         try:
             prepared = step("prepare", prepare, ctx)
             gathered = step("decisions", gather_decisions, ctx)
-            ingested = {kind: step(f"ingest-{kind}", ingest, ctx, kind) for kind in contract.EXTRACT_KINDS}
+            ingested = {kind: partitioned.ingest_extract(ctx, kind, step, fan) if ctx.partitioned and is_parquet(extract_path(ctx, kind))
+                        else step(f"ingest-{kind}", ingest, ctx, kind) for kind in contract.EXTRACT_KINDS}
             checked = step("check-extracts", check_extracts, ctx, ingested)
             validating = {kind: side.submit(expectations, ctx, kind) for kind in contract.EXTRACT_KINDS}
             nik = step("nik-checks", nik_checks, ctx)

@@ -101,6 +101,31 @@ def test_more_buckets_than_rows_in_one_process(small_extracts, tmp_path):
     assert not (tmp_path / "out7" / "staging" / "partitions").exists()  # partition files are not published
 
 
+def test_parquet_extracts_are_staged_chunk_by_chunk_in_partition_tasks(tmp_path, monkeypatch):
+    """A partitioned round stages each chunk of a Parquet extract in its own task and writes
+    the staging file, quarantine and every output with the bytes of one process."""
+    from pipeline import ingest
+    from pipeline.sample import generate_sample
+
+    generate_sample(3_000, 5, tmp_path / "data", fmt="parquet")
+    monkeypatch.setattr(ingest, "PARQUET_CHUNK_ROWS", 1_000)  # several chunks per extract
+    outs = {}
+    for partitions in (0, 3):
+        ctx = RoundContext(dtks=str(tmp_path / "data" / "dtks.parquet"), dukcapil=str(tmp_path / "data" / "dukcapil.parquet"),
+                           out=str(tmp_path / f"out{partitions}"), as_of="2026-11-21", partitions=partitions)
+        outs[partitions] = run_round(ctx, StageClock(quiet=True))
+    assert_same_round(tmp_path / "out0", tmp_path / "out3")
+    for name in ("dtks.parquet", "dukcapil.parquet", "dtks_quarantine.parquet", "dukcapil_quarantine.parquet"):
+        assert (tmp_path / "out3" / "staging" / name).read_bytes() == (tmp_path / "out0" / "staging" / name).read_bytes(), name
+    for kind, rows in (("dtks", 3_000), ("dukcapil", outs[0]["ingest"]["dukcapil"]["rows_in"])):
+        staged = outs[3]["ingest"][kind]
+        assert staged["partitions"]["tasks"] == -(-rows // 1_000) >= 3
+        facts = ("source", "file_format", "column_mapping", "rows_in", "rows_staged", "rows_quarantined", "counts", "warnings")
+        assert {k: staged[k] for k in facts} == {k: outs[0]["ingest"][kind][k] for k in facts}
+    timings = [t["stage"] for t in outs[3]["stage_timings"]]
+    assert "ingest-dtks-chunks" in timings and "ingest-dtks" not in timings
+
+
 def test_cluster_options_are_checked_before_any_work(small_extracts, tmp_path):
     base = [sys.executable, "-m", "pipeline.cli", "run", "--no-prefect", "--dtks", str(small_extracts["dtks"]),
             "--dukcapil", str(small_extracts["dukcapil"]), "--out", str(tmp_path / "out")]
