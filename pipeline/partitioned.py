@@ -64,6 +64,9 @@ from pipeline.matching.sql import sql_path
 # Records per bucket when --partitions is not given: a duplicate-search bucket of 250k
 # records holds a few hundred MB in DuckDB, whatever the registry's size.
 ROWS_PER_PARTITION = 250_000
+# Records per task of the duplicate search's scatter (scatter_chunks): a 1M-row chunk of
+# records held about 1 GB in polars while it was split.
+SCATTER_ROWS = 1_000_000
 NIK_SPEC = {"name": "nik", "keys": ["nik"], "all_rows": True}
 # Another civil-registry person of a row's name and birth date (link.records_fitting_another).
 NAME_DOB_SPEC = {"name": "name_dob", "keys": ["name_std", "tanggal_lahir"]}
@@ -181,6 +184,14 @@ def partition_count(ctx, rows: int) -> int:
     if ctx.partitions > 0:
         return ctx.partitions
     return max(2 * max(ctx.workers, 1), math.ceil(rows / ROWS_PER_PARTITION))
+
+
+def scatter_chunks(ctx, rows: int) -> list[tuple[int, int]]:
+    """The row chunks of a scatter over every blocking rule: each chunk writes a file per
+    rule and bucket, so the files grow as chunks x buckets (at 10M rows, 40 chunks of a
+    bucket's size wrote 20,800 files); chunks of SCATTER_ROWS write a quarter of them.
+    At least two per worker, to keep a cluster busy."""
+    return row_chunks(rows, max(2 * ctx.workers, math.ceil(rows / SCATTER_ROWS), 1))
 
 
 def row_chunks(rows: int, count: int) -> list[tuple[int, int]]:
@@ -673,7 +684,7 @@ def find_duplicates(ctx, step: Step, fan_out: FanOut) -> dict:
     plan = step("duplicates-split", dedupe_split, ctx)
     if ctx.partitions <= 0:
         ctx.partitions = partition_count(ctx, plan["rows"])
-    chunks = row_chunks(plan["rows"], ctx.partitions)
+    chunks = scatter_chunks(ctx, plan["rows"])
     specs = _spec_names(ctx.duplicate_model()["blocking_rules"])
     columns = pl.scan_parquet(_parts(ctx) / "dup_records.parquet").collect_schema().names()
     runs = [fan_out("duplicates-scatter", measured(scatter), [
