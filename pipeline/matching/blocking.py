@@ -136,7 +136,7 @@ def skipped_blocks(con: duckdb.DuckDBPyConnection, rule: dict, table: str) -> pl
 
 def drop_found_earlier(con: duckdb.DuckDBPyConnection, model: dict, index: int, records: str, skipped: dict[int, str | None],
                        pairs: str = "_pairs") -> None:
-    """Delete from `pairs` (rid_l, rid_r: pairs of rule number `index` in one deduplicated
+    """Remove from `pairs` (rid_l, rid_r: pairs of rule number `index` in one deduplicated
     bucket of `records`) every pair an earlier rule finds: both records pass its `where`,
     share its keys, and their block is not one it skips (`skipped`: earlier rule index ->
     table of its giant blocks' keys over the whole table, skipped_blocks; None when it

@@ -10,8 +10,8 @@ import duckdb
 import polars as pl
 
 from pipeline.contract import CODE, anomaly_frame
-from pipeline.matching.cluster import cluster_records
 from pipeline.matching.blocking import summed_stats
+from pipeline.matching.cluster import cluster_records
 from pipeline.matching.compare import block_and_compare, score_pairs
 from pipeline.matching.estimate import fit_from_labels
 from pipeline.matching.standardise import standardise_records

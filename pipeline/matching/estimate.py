@@ -144,6 +144,7 @@ def term_frequency_reference(con: duckdb.DuckDBPyConnection, model: dict, left: 
 
 
 def reference_share(tf_sums: tuple[int, int, int] | None) -> float | None:
+    """term_frequency_reference from term_frequency_sums (summed over buckets or not)."""
     if not tf_sums:
         return None
     records, pairs, total = tf_sums
