@@ -65,8 +65,9 @@ from pipeline.matching.sql import sql_path
 # Records per bucket when --partitions is not given: a duplicate-search bucket of 250k
 # records holds a few hundred MB in DuckDB, whatever the registry's size.
 ROWS_PER_PARTITION = 250_000
-# Records per task of the duplicate search's scatter (scatter_chunks): a task of 1M
-# records peaked at 1.7 GB, within a worker's 4 GB.
+# Rows per scatter task of a whole table (scatter_chunks). A task of 1M rows peaked at
+# 1.7 GB for the duplicate records (13 rules) and 1.1 GB for Dukcapil rows standardised
+# on the way: within a worker's 4 GB.
 SCATTER_ROWS = 1_000_000
 NIK_SPEC = {"name": "nik", "keys": ["nik"], "all_rows": True}
 # Another civil-registry person of a row's name and birth date (link.records_fitting_another).
@@ -188,10 +189,11 @@ def partition_count(ctx, rows: int) -> int:
 
 
 def scatter_chunks(ctx, rows: int) -> list[tuple[int, int]]:
-    """The row chunks of a scatter over every blocking rule: each chunk writes a file per
-    rule and bucket, so the files grow as chunks x buckets (at 10M rows, 40 chunks of a
-    bucket's size wrote 20,800 files); chunks of SCATTER_ROWS write a quarter of them.
-    At least two per worker, to keep a cluster busy."""
+    """The row chunks of a scatter of a whole table: each chunk writes a file per key (a
+    blocking rule, the NIK) and bucket, so the files grow as chunks x buckets (at 10M rows,
+    40 chunks of a bucket's size wrote 20,800 files for the duplicate search's 13 rules);
+    chunks of SCATTER_ROWS write a quarter of them. At least two per worker, to keep a
+    cluster busy."""
     return row_chunks(rows, max(2 * ctx.workers, math.ceil(rows / SCATTER_ROWS), 1))
 
 
@@ -491,9 +493,9 @@ def link_civil_registry(ctx, step: Step, fan_out: FanOut) -> dict:
     parts = _parts(ctx)
     runs = [fan_out("link-scatter-nik", measured(scatter), [
         *[(ctx, str(parts / "link_records.parquet"), offset, size, [{**NIK_SPEC, "where": "nik_format_ok"}],
-           str(parts / "dtks_nik"), i) for i, (offset, size) in enumerate(row_chunks(plan["rows"], ctx.partitions))],
+           str(parts / "dtks_nik"), i) for i, (offset, size) in enumerate(scatter_chunks(ctx, plan["rows"]))],
         *[(ctx, str(ctx.staging_dir / "dukcapil.parquet"), offset, size, [NIK_SPEC], str(parts / "dukcapil_nik"), i, "dukcapil")
-          for i, (offset, size) in enumerate(row_chunks(plan["dukcapil_rows"], ctx.partitions))],
+          for i, (offset, size) in enumerate(scatter_chunks(ctx, plan["dukcapil_rows"]))],
     ])]
     runs.append(fan_out("link-exact", measured(exact_bucket), [(ctx, b) for b in range(ctx.partitions)]))
     runs.append(fan_out("link-scatter-names", measured(scatter), [
