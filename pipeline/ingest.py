@@ -589,7 +589,7 @@ def ingest_extract(path: Path, kind: str, staging_dir: Path, today: str, name: s
     staging_path = staging_dir / f"{name}.parquet"
     # A Parquet extract is staged chunk by chunk (DTKS's rule for a repeated id_dtks, which
     # looks at the whole file, is settled first from the id column: _dtks_repeats).
-    if path.suffix.lower() in PARQUET_SUFFIXES:
+    if is_parquet(path):
         plan = plan_parquet(path, kind, today)
         chunks = (stage_parquet_chunk(plan, offset, length) for offset, length in parquet_chunks(plan.row_count))
         return write_parquet_staging(plan, chunks, staging_dir, name)
@@ -628,6 +628,11 @@ def _staged_result(path: Path, kind: str, staging_dir: Path, name: str, staged_r
         staging_path=str(staging_path),
         quarantine_path=str(quarantine_path),
     )
+
+
+def is_parquet(path: Path) -> bool:
+    """A Parquet extract, staged chunk by chunk (one process) or a chunk per partition task."""
+    return path.suffix.lower() in PARQUET_SUFFIXES
 
 
 @dataclass

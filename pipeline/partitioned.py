@@ -343,9 +343,8 @@ def ingest_extract(ctx, kind: str, step: Step, fan_out: FanOut) -> dict:
     runs = fan_out(f"ingest-{kind}-chunks", measured(ingest_chunk),
                    [(ctx, kind, facts, index, offset, length) for index, (offset, length) in enumerate(facts["chunks"])])
     staged = step(f"ingest-{kind}-gather", ingest_gather, ctx, kind, facts, [task["result"] for task in runs])
-    staged["partitions"] = {"count": len(runs), "tasks": len(runs), "bytes_shuffled": sum(task["result"]["bytes"] for task in runs),
-                            "worker_peak_mib": worker_peaks([runs]),
-                            "polars_threads_per_task": sorted({task["polars_threads"] for task in runs})}
+    staged["partitions"] = _partition_summary(len(runs), [runs], tasks=len(runs),
+                                              bytes_shuffled=sum(task["result"]["bytes"] for task in runs))
     return staged
 
 
@@ -515,15 +514,22 @@ def link_civil_registry(ctx, step: Step, fan_out: FanOut) -> dict:
     runs.append(fan_out("link-fuzzy", measured(fuzzy_bucket), [(ctx, b) for b in range(ctx.partitions)]))
     stats = [row for task in runs[-1] for row in task["result"]]
     linked = step("link-gather", link_finish, ctx, stats)
-    linked["partitions"] = _partition_summary(ctx, runs, [runs[0], runs[2], runs[4]], fuzzy_queries=queried["fuzzy_queries"])
+    linked["partitions"] = _shuffle_summary(ctx, runs, [runs[0], runs[2], runs[4]], fuzzy_queries=queried["fuzzy_queries"])
     return linked
 
 
-def _partition_summary(ctx, runs: list[list[dict]], scatters: list[list[dict]], **extra) -> dict:
-    return {"count": ctx.partitions, "tasks": sum(len(run) for run in runs),
-            "bytes_shuffled": sum(task["result"] for run in scatters for task in run),
-            "worker_peak_mib": worker_peaks(runs),
-            "polars_threads_per_task": sorted({task["polars_threads"] for run in runs for task in run}), **extra}
+def _partition_summary(count: int, runs: list[list[dict]], **extra) -> dict:
+    """What summary.json says of a partitioned stage: its partitions, the peak memory of
+    each worker process and the polars threads its tasks had (`runs`: measured tasks)."""
+    return {"count": count, **extra, "worker_peak_mib": worker_peaks(runs),
+            "polars_threads_per_task": sorted({task["polars_threads"] for run in runs for task in run})}
+
+
+def _shuffle_summary(ctx, runs: list[list[dict]], scatters: list[list[dict]], **extra) -> dict:
+    """_partition_summary of a stage whose scatters (tasks returning the bytes they wrote)
+    move its rows into ctx.partitions buckets."""
+    return _partition_summary(ctx.partitions, runs, tasks=sum(len(run) for run in runs),
+                              bytes_shuffled=sum(task["result"] for run in scatters for task in run), **extra)
 
 
 # --------------------------------------------------------------------------- duplicates
@@ -702,7 +708,7 @@ def find_duplicates(ctx, step: Step, fan_out: FanOut) -> dict:
     model = step("duplicates-fit", dedupe_fit, ctx, counted, plan["rows"])
     runs.append(fan_out("duplicates-score", measured(dedupe_score), [(ctx, b, model, plan["rows"]) for b in buckets]))
     found = step("duplicates-gather", dedupe_finish, ctx, counted, model)
-    found["partitions"] = _partition_summary(ctx, runs, runs[:1], pairs_to_driver=sum(task["result"] for task in runs[-1]))
+    found["partitions"] = _shuffle_summary(ctx, runs, runs[:1], pairs_to_driver=sum(task["result"] for task in runs[-1]))
     return found
 
 
@@ -761,8 +767,7 @@ def write_workbooks(ctx, step: Step, fan_out: FanOut) -> dict:
     plan = step("workbooks-split", workbooks_split, ctx)
     runs = [fan_out("workbooks-write", measured(workbook_batch), [(ctx, path, jobs) for path, jobs in plan["batches"]])]
     written = step("workbooks-national", workbooks_finish, ctx, plan, runs)
-    written["partitions"] = {"count": len(plan["batches"]), "worker_peak_mib": worker_peaks(runs),
-                             "polars_threads_per_task": sorted({task["polars_threads"] for task in runs[0]})}
+    written["partitions"] = _partition_summary(len(plan["batches"]), runs)
     return written
 
 
@@ -809,8 +814,7 @@ def write_lookup_index(ctx, step: Step, fan_out: FanOut) -> dict:
     plan = step("lookup-split", lookup_split, ctx)
     runs = [fan_out("lookup-slices", measured(lookup_slice), [(ctx, path) for path in plan["paths"]])]
     built = step("lookup-gather", lookup_finish, ctx, plan)
-    built["partitions"] = {"count": len(plan["paths"]), "worker_peak_mib": worker_peaks(runs),
-                           "polars_threads_per_task": sorted({task["polars_threads"] for task in runs[0]})}
+    built["partitions"] = _partition_summary(len(plan["paths"]), runs)
     return built
 
 

@@ -27,7 +27,7 @@ from pipeline.checks.nik import check_niks
 from pipeline.errors import InputError, StageError, UsageError, VervalError
 from pipeline.contract import OUTCOME
 from pipeline.decide import check_paid_once, reconcile, row_outcomes, sort_anomalies, split_outcomes
-from pipeline.ingest import PARQUET_SUFFIXES, ingest_extract
+from pipeline.ingest import ingest_extract, is_parquet
 from pipeline.matching import dedupe, link
 from pipeline.matching.estimate import drift_table
 from pipeline.matching.sql import register_macros
@@ -176,10 +176,6 @@ def check_model_file(path: Path, label: str) -> None:
 
 def extract_path(ctx: RoundContext, kind: str) -> Path:
     return Path(ctx.dtks if kind == "dtks" else ctx.dukcapil)
-
-
-def is_parquet(path: Path) -> bool:
-    return path.suffix.lower() in PARQUET_SUFFIXES
 
 
 def ingest(ctx: RoundContext, kind: str) -> dict:
