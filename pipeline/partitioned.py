@@ -4,7 +4,7 @@ ADDRESS`) or in bounded memory on one machine (`--partitions P`).
 
 A Parquet extract is staged a chunk of rows per task (ingest.stage_parquet_chunk, the code
 one process runs chunk by chunk); the chunks are written in order into the one staging
-file, with the bytes of one process.
+file, with the bytes of one process. A DTKS chunk's NIKs are checked in the same task.
 
 Each heavy step is split by hashing a key into P buckets. A bucket holds whole blocks
 (every record with a given key lands in the same bucket), so inside it the SAME code as
@@ -57,6 +57,7 @@ import numpy as np
 import polars as pl
 
 from pipeline import ingest
+from pipeline.checks.nik import NIK_CHECK_INPUT, check_counts, check_niks
 from pipeline.matching import blocking, dedupe, estimate, link
 from pipeline.matching.blocking import new_pairs_table, rule_pairs
 from pipeline.matching.compare import compare_pairs, score_pairs
@@ -316,7 +317,35 @@ def ingest_chunk(ctx, kind: str, facts: dict, index: int, offset: int, length: i
     with pa.OSFile(str(folder / f"c{index:05d}.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     bad.write_ipc(folder / f"q{index:05d}.arrow", compression="zstd")
-    return {"dropped": dropped, "rows": rows, "bytes": (folder / f"c{index:05d}.arrow").stat().st_size}
+    checked = nik_checks_chunk(ctx, index, table) if kind == "dtks" else None
+    return {"dropped": dropped, "rows": rows, "bytes": (folder / f"c{index:05d}.arrow").stat().st_size, "nik_checks": checked}
+
+
+def _nik_folder(ctx) -> Path:
+    return _parts(ctx) / "nik-checks"
+
+
+def nik_checks_chunk(ctx, index: int, staged) -> dict:
+    """The NIK checks of one staged DTKS chunk (Arrow), while it is in hand: each row is
+    judged on its own, so the chunks' facts and anomalies are those of the whole table."""
+    facts, anomalies = check_niks(pl.from_arrow(staged.select(NIK_CHECK_INPUT)))
+    folder = _nik_folder(ctx)
+    folder.mkdir(parents=True, exist_ok=True)
+    facts.write_ipc(folder / f"f{index:05d}.arrow", compression="zstd")
+    anomalies.write_ipc(folder / f"a{index:05d}.arrow", compression="zstd")
+    return check_counts(facts, anomalies)
+
+
+def nik_checks_gather(ctx, chunks: list[dict]) -> dict:
+    """The chunks' NIK facts and anomalies streamed, chunk after chunk, into the stage's
+    two staging files. One process lists the anomalies code by code; nothing downstream
+    depends on that (the link joins the facts by id_dtks, decide sorts the anomalies)."""
+    folder = _nik_folder(ctx)
+    for prefix, name in (("f", "nik_checks"), ("a", "anomalies_nik")):
+        pieces = [pl.scan_ipc(folder / f"{prefix}{index:05d}.arrow") for index in range(len(chunks))]
+        pl.concat(pieces).sink_parquet(ctx.staging_dir / f"{name}.parquet")
+    shutil.rmtree(folder)
+    return {key: sum(chunk[key] for chunk in chunks) for key in chunks[0]}
 
 
 def ingest_gather(ctx, kind: str, facts: dict, results: list[dict]) -> dict:
@@ -342,7 +371,10 @@ def ingest_extract(ctx, kind: str, step: Step, fan_out: FanOut) -> dict:
     facts = step(f"ingest-{kind}-split", ingest_split, ctx, kind)
     runs = fan_out(f"ingest-{kind}-chunks", measured(ingest_chunk),
                    [(ctx, kind, facts, index, offset, length) for index, (offset, length) in enumerate(facts["chunks"])])
-    staged = step(f"ingest-{kind}-gather", ingest_gather, ctx, kind, facts, [task["result"] for task in runs])
+    results = [task["result"] for task in runs]
+    staged = step(f"ingest-{kind}-gather", ingest_gather, ctx, kind, facts, results)
+    if kind == "dtks":
+        staged["nik_checks"] = [result["nik_checks"] for result in results]
     staged["partitions"] = _partition_summary(len(runs), [runs], tasks=len(runs),
                                               bytes_shuffled=sum(task["result"]["bytes"] for task in runs))
     return staged

@@ -23,7 +23,7 @@ import duckdb
 import polars as pl
 
 from pipeline import __version__, contract, decisions, outdir, partitioned
-from pipeline.checks.nik import check_niks
+from pipeline.checks.nik import NIK_CHECK_INPUT, check_counts, check_niks
 from pipeline.errors import InputError, StageError, UsageError, VervalError
 from pipeline.contract import OUTCOME
 from pipeline.decide import check_paid_once, reconcile, row_outcomes, sort_anomalies, split_outcomes
@@ -283,11 +283,11 @@ def gather_objections(ctx: RoundContext) -> dict:
 
 
 def nik_checks(ctx: RoundContext) -> dict:
-    dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet", columns=["id_dtks", "nik", "jenis_kelamin", "tanggal_lahir"])
+    dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet", columns=NIK_CHECK_INPUT)
     facts, anomalies = check_niks(dtks)
     facts.write_parquet(ctx.staging_dir / "nik_checks.parquet")
     anomalies.write_parquet(ctx.staging_dir / "anomalies_nik.parquet")
-    return {"rows": facts.height, "valid": int(facts["nik_valid"].sum()), "anomalies": anomalies.height}
+    return check_counts(facts, anomalies)
 
 
 def link_records(ctx: RoundContext, model: dict) -> pl.LazyFrame:
@@ -624,7 +624,9 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly, fan_out=N
                         else step(f"ingest-{kind}", ingest, ctx, kind) for kind in contract.EXTRACT_KINDS}
             checked = step("check-extracts", check_extracts, ctx, ingested)
             validating = {kind: side.submit(expectations, ctx, kind) for kind in contract.EXTRACT_KINDS}
-            nik = step("nik-checks", nik_checks, ctx)
+            # A DTKS extract staged in chunks had its NIKs checked there too.
+            nik = (step("nik-checks-gather", partitioned.nik_checks_gather, ctx, ingested["dtks"].pop("nik_checks"))
+                   if "nik_checks" in ingested["dtks"] else step("nik-checks", nik_checks, ctx))
             if ctx.partitioned:
                 linked = partitioned.link_civil_registry(ctx, step, fan)
                 duplicates = partitioned.find_duplicates(ctx, step, fan)

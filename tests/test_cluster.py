@@ -124,6 +124,13 @@ def test_parquet_extracts_are_staged_chunk_by_chunk_in_partition_tasks(tmp_path,
         assert {k: staged[k] for k in facts} == {k: outs[0]["ingest"][kind][k] for k in facts}
     timings = [t["stage"] for t in outs[3]["stage_timings"]]
     assert "ingest-dtks-chunks" in timings and "ingest-dtks" not in timings
+    # The NIKs are checked in the same chunk tasks: the same facts and anomalies, only
+    # the anomalies' order differs (chunk by chunk instead of code by code).
+    assert "nik-checks-gather" in timings and "nik-checks" not in timings
+    assert outs[3]["nik_checks"] == outs[0]["nik_checks"] and outs[0]["nik_checks"]["anomalies"] > 30
+    for name, key in (("nik_checks.parquet", ["id_dtks"]), ("anomalies_nik.parquet", ["id_dtks", "anomaly_code"])):
+        one, chunked = (pl.read_parquet(tmp_path / out / "staging" / name).sort(key) for out in ("out0", "out3"))
+        assert chunked.equals(one), name
 
 
 def test_cluster_options_are_checked_before_any_work(small_extracts, tmp_path):
