@@ -211,34 +211,8 @@ def _bucket_sql(keys: list[str], partitions: int) -> str:
     return f"hash({', '.join(f'({key})' for key in keys)}) % {partitions}"
 
 
-def _chunk_files(folder: Path) -> list[str]:
-    return sorted(str(p) for p in folder.glob("c*.parquet"))
-
-
-def _bucket_rows(folder: Path, bucket: int, columns: str | None = None) -> str:
-    """SQL: the rows of bucket `bucket` in a scatter's folder (a file per chunk, sorted by
-    bucket: _write_buckets), chunk after chunk; the reader skips the other buckets' row
-    groups by their statistics."""
-    paths = ", ".join(sql_path(Path(p)) for p in _chunk_files(folder))
-    return f"SELECT {columns or '* EXCLUDE (_bucket)'} FROM read_parquet([{paths}]) WHERE _bucket = {bucket}"
-
-
-def _bucket_frame(folder: Path, bucket: int) -> pl.DataFrame:
-    """_bucket_rows as a polars frame, with the types polars wrote."""
-    return pl.scan_parquet(_chunk_files(folder)).filter(pl.col("_bucket") == bucket).drop("_bucket").collect()
-
-
-def _write_buckets(rows: pl.DataFrame, path: Path, buckets: int) -> int:
-    """`rows` (with their _bucket) as one file sorted by bucket, the rows of a bucket in
-    chunk order, in row groups of a quarter of a bucket's share: a bucket's reader skips
-    the row groups of other buckets by their statistics and reads at most two groups'
-    worth of rows it does not need. Returns the bytes written. A file per chunk and bucket
-    made the files grow as chunks x buckets (at 285M rows, 1,140 buckets and a chunk per
-    million rows, 4.2 million files for the duplicate search's 13 rules)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    group_rows = max(1_024, -(-rows.height // (4 * buckets)))
-    rows.sort("_bucket", maintain_order=True).write_parquet(path, row_group_size=group_rows)
-    return path.stat().st_size
+def _bucket_files(folder: Path, bucket: int) -> list[str]:
+    return sorted(str(p) for p in (folder / f"b{bucket:05d}").glob("*.parquet"))
 
 
 def _task_connection(ctx, name: str):
@@ -252,12 +226,11 @@ def scatter(ctx, source: str, offset: int, length: int | None, specs: list[dict]
             prepare: str | None = None, only_in: str | None = None, columns: list[str] | None = None) -> int:
     """Rows [offset, offset + length) of the Parquet file `source`, hashed into buckets
     once per spec (a blocking rule: name, keys, where) and written as
-    folder/<spec>/c<chunk>.parquet, sorted by bucket (_write_buckets; read with
-    _bucket_rows). `prepare="dukcapil"` standardises Dukcapil staging rows first.
-    `only_in`: a folder of <spec>.parquet files with the key tuples (k0, k1 ...) a rule
-    needs; rows whose keys are not among them are dropped (linking needs only the Dukcapil
-    blocks some DTKS row falls into). Every chunk writes its file, rows or none, so every
-    bucket has a schema. Returns bytes written."""
+    folder/<spec>/b<bucket>/c<chunk>.parquet. `prepare="dukcapil"` standardises Dukcapil
+    staging rows first. `only_in`: a folder of <spec>.parquet files with the key tuples
+    (k0, k1 ...) a rule needs; rows whose keys are not among them are dropped (linking
+    needs only the Dukcapil blocks some DTKS row falls into). Chunk 0 also writes an
+    empty file into every bucket, so each bucket has a schema. Returns bytes written."""
     frame = pl.scan_parquet(source)
     frame = frame.select(columns) if columns else frame
     frame = frame.slice(offset, length) if length is not None else frame
@@ -282,8 +255,17 @@ def scatter(ctx, source: str, offset: int, length: int | None, specs: list[dict]
                 f"SELECT _row, ({_bucket_sql(keys, ctx.partitions)})::INTEGER AS _bucket FROM _chunk WHERE {' AND '.join(filters)}"
             ).pl()
             bucket_of_row = pl.repeat(None, table.height, dtype=pl.Int32, eager=True).alias("_bucket").scatter(kept["_row"], kept["_bucket"])
-            rows = table.with_columns(bucket_of_row).filter(pl.col("_bucket").is_not_null())
-            written += _write_buckets(rows, Path(folder) / spec["name"] / f"c{chunk:05d}.parquet", ctx.partitions)
+            groups = {key[0]: group for key, group in table.with_columns(bucket_of_row).partition_by(
+                "_bucket", as_dict=True, include_key=False).items() if key[0] is not None}
+            target = Path(folder) / spec["name"]
+            for bucket in range(ctx.partitions):
+                group = groups.get(bucket)
+                if group is None and chunk != 0:
+                    continue
+                path = target / f"b{bucket:05d}" / f"c{chunk:05d}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                (group if group is not None else table.clear()).write_parquet(path)
+                written += path.stat().st_size
     finally:
         con.close()
     return written
@@ -418,11 +400,12 @@ def exact_bucket(ctx, bucket: int) -> dict:
     parts = _parts(ctx)
     con = _task_connection(ctx, f"exact-{bucket}")
     try:
-        con.execute(f"CREATE TEMP TABLE dukcapil_records AS {_bucket_rows(parts / 'dukcapil_nik' / 'nik', bucket)}")
+        con.execute("CREATE TEMP TABLE dukcapil_records AS SELECT * FROM read_parquet($paths)",
+                    {"paths": _bucket_files(parts / "dukcapil_nik" / "nik", bucket)})
         link.identify_persons(con, "dukcapil_records")
         (parts / "dukcapil_records").mkdir(exist_ok=True)
         con.execute(f"COPY dukcapil_records TO {sql_path(parts / 'dukcapil_records' / f'b{bucket:05d}.parquet')} (FORMAT parquet)")
-        exact = link.link_exact(con, _bucket_frame(parts / "dtks_nik" / "nik", bucket))
+        exact = link.link_exact(con, pl.read_parquet(_bucket_files(parts / "dtks_nik" / "nik", bucket)))
         (parts / "holders").mkdir(exist_ok=True)
         con.execute(f"COPY {link.HOLDER_FACTS_TABLE} TO {sql_path(parts / 'holders' / f'b{bucket:05d}.parquet')} (FORMAT parquet)")
     finally:
@@ -439,7 +422,8 @@ def namesake_bucket(ctx, bucket: int) -> dict:
     con = _task_connection(ctx, f"namesakes-{bucket}")
     try:
         for table, folder in (("facts", "names_rows"), ("others", "names_dukcapil")):
-            con.execute(f"CREATE TEMP TABLE {table} AS {_bucket_rows(parts / folder / NAME_DOB_SPEC['name'], bucket)}")
+            con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM read_parquet($paths)",
+                        {"paths": _bucket_files(parts / folder / NAME_DOB_SPEC["name"], bucket)})
         fits = link.records_fitting_another(con, "facts", "others")
     finally:
         con.close()
@@ -496,7 +480,8 @@ def _rule_vectors(ctx, model: dict, bucket: int, task: str, tables: dict[str, st
         con = _task_connection(ctx, f"{task}-{name}-{bucket}")
         try:
             for table, folder in tables.items():
-                con.execute(f"CREATE TEMP TABLE {table} AS {_bucket_rows(parts / folder / name, bucket)}")
+                con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM read_parquet($paths)",
+                            {"paths": _bucket_files(parts / folder / name, bucket)})
             stats.append(_bucket_vectors(con, model, index, names[0], names[1] if len(names) > 1 else None,
                                          parts / out / f"{name}-b{bucket:05d}.parquet"))
         finally:
@@ -603,9 +588,9 @@ def dedupe_split(ctx) -> dict:
 def _load_bucket(con, ctx, rule: int, bucket: int, columns: str = "*", view: bool = False) -> None:
     """Table (or view: read where used, only the columns a query needs) `records`: rule
     number `rule`'s bucket `bucket` of the duplicate records."""
+    paths = ", ".join(sql_path(Path(p)) for p in _bucket_files(_parts(ctx) / "dup" / f"r{rule:02d}", bucket))
     kind = "VIEW" if view else "TABLE"
-    rows = _bucket_rows(_parts(ctx) / "dup" / f"r{rule:02d}", bucket, None if columns == "*" else columns)
-    con.execute(f"CREATE OR REPLACE TEMP {kind} records AS {rows}")
+    con.execute(f"CREATE OR REPLACE TEMP {kind} records AS SELECT {columns} FROM read_parquet([{paths}])")
 
 
 def dedupe_skipped(ctx, bucket: int) -> int:
