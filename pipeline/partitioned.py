@@ -317,8 +317,10 @@ def ingest_chunk(ctx, kind: str, facts: dict, index: int, offset: int, length: i
     with pa.OSFile(str(folder / f"c{index:05d}.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     bad.write_ipc(folder / f"q{index:05d}.arrow", compression="zstd")
-    checked = nik_checks_chunk(ctx, index, table) if kind == "dtks" else None
-    return {"dropped": dropped, "rows": rows, "bytes": (folder / f"c{index:05d}.arrow").stat().st_size, "nik_checks": checked}
+    result = {"dropped": dropped, "rows": rows, "bytes": (folder / f"c{index:05d}.arrow").stat().st_size}
+    if kind == "dtks":
+        result["nik_checks"] = nik_checks_chunk(ctx, index, table)
+    return result
 
 
 def _nik_folder(ctx) -> Path:
