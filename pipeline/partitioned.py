@@ -283,19 +283,15 @@ def _ingest_folder(ctx, kind: str) -> Path:
 
 
 def _ingest_plan(ctx, kind: str, facts: dict):
-    from pipeline.round import extract_path
-
     repeats = _ingest_folder(ctx, kind) / "repeats.parquet"
-    return ingest.ParquetPlan(path=extract_path(ctx, kind), kind=kind, today=ctx.as_of, row_count=facts["row_count"],
+    return ingest.ParquetPlan(path=ctx.extract_path(kind), kind=kind, today=ctx.as_of, row_count=facts["row_count"],
                               mapping=facts["mapping"], repeats=pl.read_parquet(repeats) if repeats.exists() else None)
 
 
 def ingest_split(ctx, kind: str) -> dict:
     """A Parquet extract's staging plan: its row count, column mapping and (DTKS) the
     repeated ids' reasons, which need the whole id column, and its chunks."""
-    from pipeline.round import extract_path
-
-    plan = ingest.plan_parquet(extract_path(ctx, kind), kind, ctx.as_of)
+    plan = ingest.plan_parquet(ctx.extract_path(kind), kind, ctx.as_of)
     folder = _ingest_folder(ctx, kind)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

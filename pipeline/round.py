@@ -98,6 +98,10 @@ class RoundContext:
     def path(self, name: str) -> Path:
         return self.work_dir / name
 
+    def extract_path(self, kind: str) -> Path:
+        """The --dtks or --dukcapil extract."""
+        return Path(self.dtks if kind == "dtks" else self.dukcapil)
+
     def link_model(self) -> dict:
         """The civil-registry link model: --link-model, else the declared one."""
         return load_model(Path(self.link_model_path) if self.link_model_path else LINK_MODEL_PATH)
@@ -174,12 +178,8 @@ def check_model_file(path: Path, label: str) -> None:
                          f"(pipeline/rules/{declared.name}).")
 
 
-def extract_path(ctx: RoundContext, kind: str) -> Path:
-    return Path(ctx.dtks if kind == "dtks" else ctx.dukcapil)
-
-
 def ingest(ctx: RoundContext, kind: str) -> dict:
-    return ingest_extract(extract_path(ctx, kind), kind, ctx.staging_dir, ctx.as_of).to_dict()
+    return ingest_extract(ctx.extract_path(kind), kind, ctx.staging_dir, ctx.as_of).to_dict()
 
 
 def expectations(ctx: RoundContext, kind: str) -> dict:
@@ -620,7 +620,7 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly, fan_out=N
         try:
             prepared = step("prepare", prepare, ctx)
             gathered = step("decisions", gather_decisions, ctx)
-            ingested = {kind: partitioned.ingest_extract(ctx, kind, step, fan) if ctx.partitioned and is_parquet(extract_path(ctx, kind))
+            ingested = {kind: partitioned.ingest_extract(ctx, kind, step, fan) if ctx.partitioned and is_parquet(ctx.extract_path(kind))
                         else step(f"ingest-{kind}", ingest, ctx, kind) for kind in contract.EXTRACT_KINDS}
             checked = step("check-extracts", check_extracts, ctx, ingested)
             validating = {kind: side.submit(expectations, ctx, kind) for kind in contract.EXTRACT_KINDS}
