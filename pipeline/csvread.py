@@ -339,6 +339,15 @@ def _header_text(buf: np.ndarray, path: Path, label: str) -> tuple[int, str]:
     return line, text.decode("utf-8", errors="replace")
 
 
+def _checked_header(s: Structure, header_line: int, header_text: str, delimiter: str, path: Path, label: str) -> list[str]:
+    if s.quote_count[header_line] & 1 or s.misplaced_quotes(np.array([header_line]), np.array([header_line]))[0]:
+        raise InputError(f"{label} {path}: line {header_line + 1} (the header) has a misplaced or unmatched quote character; fix the header.")
+    header = next(csv.reader([header_text], delimiter=delimiter))
+    if len(header) != int(s.fields(np.array([header_line]), np.array([header_line]))[0]):
+        raise InputError(f"{label} {path}: line {header_line + 1} (the header) cannot be split into columns; fix the header.")
+    return header
+
+
 def read_csv_records(path: Path, label: str, work_dir: Path | None = None) -> CsvRead:
     """Read a delimited text file as all-text rows with their physical lines, rejecting
     bad records one by one. `work_dir` receives the cleaned copy of a damaged file."""
@@ -346,13 +355,18 @@ def read_csv_records(path: Path, label: str, work_dir: Path | None = None) -> Cs
     header_line, header_text = _header_text(buf, path, label)
     delimiter = sniff_delimiter(header_text)
     s = Structure(buf, ord(delimiter))
-    if s.quote_count[header_line] & 1 or s.misplaced_quotes(np.array([header_line]), np.array([header_line]))[0]:
-        raise InputError(f"{label} {path}: line {header_line + 1} (the header) has a misplaced or unmatched quote character; fix the header.")
-    header = next(csv.reader([header_text], delimiter=delimiter))
-    expected = len(header)
-    if expected != int(s.fields(np.array([header_line]), np.array([header_line]))[0]):
-        raise InputError(f"{label} {path}: line {header_line + 1} (the header) cannot be split into columns; fix the header.")
+    header = _checked_header(s, header_line, header_text, delimiter, path, label)
+    del buf
+    # Handed over in a list the callee empties, so the bytes can be freed before parsing.
+    return _read_records([s], header_line, header, delimiter, encoding, warnings, invalid_bytes, path, label, work_dir)
 
+
+def _read_records(structure: list[Structure], header_line: int, header: list[str], delimiter: str, encoding: str, warnings: list[str],
+                  invalid_bytes: np.ndarray, path: Path, label: str, work_dir: Path | None, in_memory: bool = False) -> CsvRead:
+    """The records of a buffer whose header is at `header_line` (the whole file, or a chunk
+    behind a copy of the header): good ones parsed, bad ones rejected with their line."""
+    s = structure.pop()
+    buf, expected = s.buf, len(header)
     firsts, lasts, unterminated = _pair_quoted_lines(s, header_line, expected)
     in_quotes = np.zeros(s.lines + 1, dtype=np.int64)
     np.add.at(in_quotes, firsts + 1, 1)
@@ -402,14 +416,161 @@ def read_csv_records(path: Path, label: str, work_dir: Path | None = None) -> Cs
             f"{spanned} in records do not add up; no outputs were published. Please report this."
         )
     first, last = record_first[good], record_last[good]
-    clean = bool(good.all()) and header_line == 0 and not blank.any() and encoding == "utf-8"
-    source = path if clean else _good_records_copy(s, path, work_dir, header_line, first, last)
+    clean = bool(good.all()) and header_line == 0 and not blank.any() and encoding == "utf-8" and not in_memory
+    source = path if clean else _good_records_copy(s, path, None if in_memory else work_dir, header_line, first, last)
     del s, buf  # the bytes are not needed while polars parses
     rows = _parse(source, delimiter, header, len(first), f"{label} {path}").with_columns(
         _line=pl.Series(first + 1, dtype=pl.Int64), _lines=pl.Series(last - first + 1, dtype=pl.Int64)
     )
     return CsvRead(rows=rows, rejects=rejects, header=header, counts=counts, encoding=encoding,
                    delimiter=delimiter, warnings=warnings)
+
+
+# --------------------------------------------------------------------------- chunks
+
+# A CSV extract larger than this is read a chunk at a time (and a chunk per partition
+# task): memory is then set by the chunk, not by the extract (7.5 million Dukcapil rows
+# read whole held 5.3 GB). About a million rows of either extract.
+CSV_CHUNK_BYTES = 128 << 20
+CUT_WINDOW = 1 << 20  # bytes looked at for a line to cut at, then the next as many
+
+
+@dataclass(frozen=True)
+class CsvChunk:
+    start: int  # byte offset in the file; every chunk but the first starts a line
+    end: int
+    first_line: int  # 0-based physical line the chunk starts on
+
+
+@dataclass
+class CsvPlan:
+    """How a large CSV file is read in chunks that give the records of reading it whole."""
+    path: Path
+    label: str
+    encoding: str  # "utf-8" or "cp1252"
+    delimiter: str
+    header: list[str]
+    header_bytes: bytes  # the header line as UTF-8, put in front of every chunk but the first
+    chunks: list[CsvChunk]
+    warnings: list[str]
+
+
+def _read_range(path: Path, start: int, end: int) -> np.ndarray:
+    with open(path, "rb") as f:
+        f.seek(start)
+        return np.frombuffer(f.read(end - start), dtype=np.uint8)
+
+
+def _safe_cut(path: Path, size: int, position: int, delimiter: int, expected: int) -> int:
+    """The start of the first line at or after `position` that holds no quote and at least
+    the header's delimiters (or the file's end). Such a line begins a record in the whole
+    file's reading too: a quoted line break never spans it (_pair_quoted_lines refuses a
+    pair around a complete-looking line, and the line holds no quote to pair), so reading
+    the file on both sides of it gives the records of reading it whole."""
+    while position < size:
+        origin = position - 1  # a line starts after a feed at origin or later
+        window = _read_range(path, origin, min(size, origin + CUT_WINDOW))
+        feeds = np.flatnonzero(window == LF)
+        starts = feeds + 1
+        ends = np.append(feeds[1:], len(window))
+        complete = np.append(np.ones(len(feeds) - 1 if len(feeds) else 0, dtype=bool), origin + len(window) == size)
+        if len(feeds):
+            quotes, delimiters = _prefix(window == QUOTE), _prefix(window == delimiter)
+            fit = np.flatnonzero(complete & (starts < ends) & (quotes[ends] == quotes[starts])
+                                 & (delimiters[ends] - delimiters[starts] >= expected - 1))
+            if len(fit):
+                return origin + int(starts[fit[0]])
+        after = origin + int(starts[-1]) if len(feeds) else origin + len(window)
+        # An unfinished last line is looked at again from its start, unless it fills the window.
+        position = after if after > position else origin + len(window)
+    return size
+
+
+def plan_csv(path: Path, label: str, chunk_bytes: int | None = None) -> CsvPlan | None:
+    """Chunks of a CSV file larger than `chunk_bytes`, cut where the records of the whole
+    file's reading begin, with each chunk's first physical line; None for a file read
+    whole (small, UTF-16, classic Mac line endings, or not cut anywhere)."""
+    chunk_bytes = chunk_bytes or CSV_CHUNK_BYTES
+    size = path.stat().st_size
+    if size <= chunk_bytes:
+        return None
+    head = _read_range(path, 0, min(size, 1 << 16))
+    raw_head = head.tobytes()
+    for magic, what in MAGIC.items():
+        if raw_head.startswith(magic):
+            raise InputError(f"{label} {path}: this is {what}.")
+    if raw_head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or raw_head[:4096].count(0) > len(raw_head[:4096]) // 10:
+        return None  # transcoded or refused by the whole-file reading
+    if b"\n" not in raw_head or not raw_head.removeprefix(codecs.BOM_UTF8).strip():
+        return None  # classic Mac line endings, a first line longer than 64 KB, or 64 KB of blank lines
+    header_line, header_text = _header_text(head, path, label)
+    lines = raw_head.split(b"\n")
+    header_end = sum(len(line) + 1 for line in lines[: header_line + 1])
+    if header_end > len(raw_head):
+        return None
+    header_raw = lines[header_line]
+    delimiter = sniff_delimiter(header_text)
+    header_buf = np.frombuffer(header_raw + b"\n", dtype=np.uint8)
+    header = _checked_header(Structure(header_buf, ord(delimiter)), 0, header_text, delimiter, path, label)
+
+    chunks, start, first_line, invalid, high = [], 0, 0, 0, 0
+    while start < size:
+        cut = _safe_cut(path, size, max(start + chunk_bytes, header_end), ord(delimiter), len(header))
+        block = _read_range(path, start, cut)
+        if block.max(initial=0) >= 0x80:
+            bad, n = invalid_utf8_positions(block)
+            invalid, high = invalid + len(bad), high + n
+        chunks.append(CsvChunk(start, cut, first_line))
+        first_line += int(np.count_nonzero(block == LF))
+        start = cut
+    if len(chunks) == 1:
+        return None
+    encoding, warnings = "utf-8", []
+    if invalid and invalid == high:
+        # As the whole file's reading decides: no valid multi-byte character at all.
+        encoding = "cp1252"
+        warnings.append(f"{label} {path.name}: not UTF-8; read as Windows-1252. Check the names in the report; "
+                        "save the extract as CSV UTF-8 to be sure.")
+    elif invalid:
+        warnings.append(f"{label} {path.name}: {invalid:,} byte(s) are not UTF-8; the rows holding them are quarantined")
+    header_bytes = header_raw[3:] if header_raw.startswith(codecs.BOM_UTF8) else header_raw
+    if encoding == "cp1252":
+        header_bytes = header_bytes.decode("cp1252", errors="replace").encode("utf-8")
+        header = next(csv.reader([header_bytes.rstrip(b"\r").decode("utf-8")], delimiter=delimiter))
+    return CsvPlan(path=path, label=label, encoding=encoding, delimiter=delimiter, header=header,
+                   header_bytes=header_bytes, chunks=chunks, warnings=warnings)
+
+
+def read_csv_chunk(plan: CsvPlan, index: int) -> CsvRead:
+    """The records of one chunk, with the file's physical lines and its chunk's counts
+    (the header counted in the first chunk only): what reading the file whole gives for
+    the same lines."""
+    chunk = plan.chunks[index]
+    raw = _read_range(plan.path, chunk.start, chunk.end)
+    if plan.encoding == "cp1252":
+        raw = np.frombuffer(raw.tobytes().decode("cp1252", errors="replace").encode("utf-8"), dtype=np.uint8)
+        invalid = np.zeros(0, dtype=np.int64)
+    else:
+        invalid = invalid_utf8_positions(raw)[0] if raw.max(initial=0) >= 0x80 else np.zeros(0, dtype=np.int64)
+    if index == 0:
+        buf, header_line, shift = raw, _header_text(raw, plan.path, plan.label)[0], 0
+    else:
+        prefix = plan.header_bytes + b"\n"
+        buf, header_line, shift = np.concatenate([np.frombuffer(prefix, dtype=np.uint8), raw]), 0, len(prefix)
+        invalid = invalid + shift
+    del raw
+    s = Structure(buf, ord(plan.delimiter))
+    del buf
+    read = _read_records([s], header_line, plan.header, plan.delimiter, plan.encoding, [], invalid, plan.path,
+                         plan.label, None, in_memory=True)
+    if index:
+        # The header in front is not one of the chunk's lines; line 1 of the buffer is the chunk's first.
+        offset = chunk.first_line - 1
+        read.counts["physical_lines"] -= 1
+        read.counts["header_lines"] = 0
+        read.rows = read.rows.with_columns(pl.col("_line") + offset)
+        read.rejects = read.rejects.with_columns(pl.col("line") + offset)
+    return read
 
 
 REASONS = {
@@ -455,9 +616,14 @@ def _good_records_copy(s: Structure, path: Path, work_dir: Path | None, header_l
     return copy
 
 
+def column_names(header: list[str]) -> list[str]:
+    """The parsed table's column names: a name repeated in the header gets its position."""
+    return [f"{name} ({i + 1})" if name in header[:i] else name for i, name in enumerate(header)]
+
+
 def _parse(source: Path | io.BytesIO, delimiter: str, header: list[str], expected_rows: int, where: str) -> pl.DataFrame:
     """polars parses records verval has checked; it must return exactly as many rows."""
-    names = [f"{name} ({i + 1})" if name in header[:i] else name for i, name in enumerate(header)]
+    names = column_names(header)
     try:
         rows = pl.read_csv(
             source, separator=delimiter, quote_char='"', has_header=True, new_columns=names,

@@ -9,6 +9,7 @@ and reason, never dropped.
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from pipeline import contract
-from pipeline.csvread import REJECT_SCHEMA, read_csv_records
+from pipeline.csvread import REJECT_SCHEMA, CsvPlan, CsvRead, column_names, plan_csv, read_csv_chunk, read_csv_records
 from pipeline.errors import InputError, ReconciliationError
 
 CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
@@ -94,6 +95,14 @@ def alias_of(name: str, canonical: str) -> bool:
 def _read_csv(path: Path, kind: str, label: str, work_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     read = read_csv_records(path, label, work_dir)
     refuse_repeated_headers(read.header, kind, path, label)
+    rows, rejects = _without_repeated_header(read)
+    info = {"file_format": "csv", "encoding": read.encoding, "delimiter": read.delimiter, "counts": read.counts,
+            "warnings": read.warnings}
+    return rows, rejects, info
+
+
+def _without_repeated_header(read: CsvRead) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The rows and rejects of a CSV reading, less the header repeated below itself."""
     rows = read.rows
     # The header repeated below itself (two exports pasted together) is not a person.
     names = [c for c in rows.columns if not c.startswith("_")]
@@ -106,9 +115,7 @@ def _read_csv(path: Path, kind: str, label: str, work_dir: Path) -> tuple[pl.Dat
             line=pl.col("_line"), lines=pl.col("_lines"), reason=pl.lit("baris judul kolom terulang (dua berkas digabung?)"),
             raw=pl.lit(None, dtype=pl.String),
         )]).sort("line")
-    info = {"file_format": "csv", "encoding": read.encoding, "delimiter": read.delimiter, "counts": read.counts,
-            "warnings": read.warnings}
-    return rows, rejects, info
+    return rows, rejects
 
 
 def _parquet_as_text(frame: pl.DataFrame, path: Path, label: str) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -593,6 +600,16 @@ def ingest_extract(path: Path, kind: str, staging_dir: Path, today: str, name: s
         plan = plan_parquet(path, kind, today)
         chunks = (stage_parquet_chunk(plan, offset, length) for offset, length in parquet_chunks(plan.row_count))
         return write_parquet_staging(plan, chunks, staging_dir, name)
+    csv_plan = plan_csv_extract(path, kind, today)
+    if csv_plan is not None:
+        indexes = range(len(csv_plan.csv.chunks))
+        if kind != "dtks":  # no settling across chunks: each chunk goes straight to the staging file
+            return write_csv_staging(csv_plan, (read_csv_chunk_rows(csv_plan, i) for i in indexes), staging_dir, name)
+        folder = csv_chunk_folder(staging_dir, name)
+        results = [stage_csv_chunk(csv_plan, i, folder) for i in indexes]
+        staged = write_csv_staging(csv_plan, csv_chunks_settled(csv_plan, folder, results), staging_dir, name)
+        shutil.rmtree(folder)
+        return staged
     raw, rejects, info = read_extract(path, kind, label, staging_dir)
     mapping = map_columns([c for c in raw.columns if not c.startswith("_")], kind, path, label)
     staged, quarantined = normalise(raw, kind, mapping, today)
@@ -760,6 +777,101 @@ def _dtks_repeats(path: Path, label: str, source, mapping: dict[str, str], today
         if repeated.height:
             rows.append(_normalised_rows(repeated, "dtks", mapping, today).select("id_dtks", "_line", "_reason"))
     return _repeat_reasons(pl.concat(rows))
+
+
+@dataclass
+class CsvExtractPlan:
+    """What every chunk of a large CSV extract is staged with: where its chunks are cut
+    (csvread.plan_csv) and the column mapping."""
+    csv: CsvPlan
+    kind: str
+    today: str
+    mapping: dict[str, str]
+
+
+def plan_csv_extract(path: Path, kind: str, today: str) -> CsvExtractPlan | None:
+    """A CSV extract's chunks, or None when it is read whole (csvread.plan_csv)."""
+    label = f"--{kind}"
+    if path.suffix.lower() not in CSV_SUFFIXES:
+        return None
+    check_input_file(path, label)
+    plan = plan_csv(path, label)
+    if plan is None:
+        return None
+    refuse_repeated_headers(plan.header, kind, path, label)
+    mapping = map_columns([c for c in column_names(plan.header) if not c.startswith("_")], kind, path, label)
+    return CsvExtractPlan(csv=plan, kind=kind, today=today, mapping=mapping)
+
+
+def csv_chunk_folder(staging_dir: Path, name: str) -> Path:
+    return staging_dir / f"{name}-chunks"
+
+
+def read_csv_chunk_rows(plan: CsvExtractPlan, index: int) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame, dict]:
+    """One chunk of a CSV extract read and normalised: (rows, quarantined, rejected
+    records, counts). DTKS rows come unsplit (quarantined None): the repeated ids' reasons
+    need every chunk (csv_chunks_settled)."""
+    read = read_csv_chunk(plan.csv, index)
+    rows, rejects = _without_repeated_header(read)
+    if plan.kind == "dtks":
+        return _normalised_rows(rows, plan.kind, plan.mapping, plan.today), None, rejects, read.counts
+    staged, bad = normalise(rows, plan.kind, plan.mapping, plan.today)
+    return staged, bad, rejects, read.counts
+
+
+def stage_csv_chunk(plan: CsvExtractPlan, index: int, folder: Path) -> dict:
+    """One chunk of a CSV extract (read_csv_chunk_rows) as Arrow IPC files in `folder`,
+    for csv_chunks_settled; returns the chunk's counts and the bytes written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, bad, rejects, counts = read_csv_chunk_rows(plan, index)
+    rows.write_ipc(folder / f"s{index:05d}.arrow", compression="zstd")
+    if bad is not None:
+        bad.write_ipc(folder / f"q{index:05d}.arrow", compression="zstd")
+    rejects.write_ipc(folder / f"r{index:05d}.arrow", compression="zstd")
+    return {"counts": counts, "bytes": sum(f.stat().st_size for f in folder.glob(f"?{index:05d}.arrow"))}
+
+
+def csv_chunks_settled(plan: CsvExtractPlan, folder: Path, results: list[dict]):
+    """The chunks of `folder` (stage_csv_chunk) in order as (staged, quarantined, rejects,
+    counts), DTKS's repeated ids settled over every chunk first."""
+    repeats = None
+    if plan.kind == "dtks":
+        ids = pl.concat([pl.read_ipc(folder / f"s{i:05d}.arrow", columns=["id_dtks", "_line", "_reason"])
+                         for i in range(len(results))])
+        repeats = _repeat_reasons(ids)
+        del ids
+    for i, result in enumerate(results):
+        rows, rejects = pl.read_ipc(folder / f"s{i:05d}.arrow"), pl.read_ipc(folder / f"r{i:05d}.arrow")
+        if repeats is not None:
+            yield *_split_rows(_with_repeat_reasons(rows, repeats), plan.kind), rejects, result["counts"]
+        else:
+            yield rows, pl.read_ipc(folder / f"q{i:05d}.arrow"), rejects, result["counts"]
+
+
+def write_csv_staging(plan: CsvExtractPlan, chunks, staging_dir: Path, name: str) -> IngestResult:
+    """The staged chunks ((staged, quarantined, rejects, counts), in order) written as one
+    staging file; then the quarantine and the reconciliation with the lines counted."""
+    import pyarrow.parquet as pq
+
+    writer, staged_rows, staged_lines, quarantined, counts = None, 0, 0, [], {}
+    try:
+        for staged, bad, rejects, chunk_counts in chunks:
+            staged_rows += staged.height
+            staged_lines += int(staged["_lines"].sum() or 0)
+            table = staged.drop("_lines").to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(staging_dir / f"{name}.parquet", table.schema, compression="zstd")
+            writer.write_table(table.cast(writer.schema))
+            quarantined += [bad, rejects.select("line", "lines", id_dtks=pl.lit(None, dtype=pl.String),
+                                                reason=pl.col("reason"), raw=pl.col("raw"))]
+            counts = {key: counts.get(key, 0) + value for key, value in chunk_counts.items()}
+    finally:
+        if writer is not None:
+            writer.close()
+    info = {"file_format": "csv", "encoding": plan.csv.encoding, "delimiter": plan.csv.delimiter, "counts": counts,
+            "warnings": plan.csv.warnings}
+    return _staged_result(plan.csv.path, plan.kind, staging_dir, name, staged_rows, staged_lines, pl.concat(quarantined),
+                          info, plan.mapping)
 
 
 def reconcile_extract(counts: dict, staged_rows: int, staged_lines: int | None, quarantine: pl.DataFrame, where: str) -> dict:
