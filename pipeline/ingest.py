@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline import contract
+from pipeline import contract, csvread
 from pipeline.csvread import REJECT_SCHEMA, CsvPlan, CsvRead, column_names, plan_csv, read_csv_chunk, read_csv_records
 from pipeline.errors import InputError, ReconciliationError
 
@@ -645,6 +645,14 @@ def _staged_result(path: Path, kind: str, staging_dir: Path, name: str, staged_r
         staging_path=str(staging_path),
         quarantine_path=str(quarantine_path),
     )
+
+
+def stages_in_chunks(path: Path) -> bool:
+    """An extract staged a chunk at a time (a chunk per partition task in a partitioned
+    round): any Parquet file, and a CSV file larger than a chunk."""
+    path = Path(path)
+    return is_parquet(path) or (path.suffix.lower() in CSV_SUFFIXES and path.is_file()
+                                and path.stat().st_size > csvread.CSV_CHUNK_BYTES)
 
 
 def is_parquet(path: Path) -> bool:

@@ -289,12 +289,20 @@ def _ingest_plan(ctx, kind: str, facts: dict):
 
 
 def ingest_split(ctx, kind: str) -> dict:
-    """A Parquet extract's staging plan: its row count, column mapping and (DTKS) the
-    repeated ids' reasons, which need the whole id column, and its chunks."""
-    plan = ingest.plan_parquet(ctx.extract_path(kind), kind, ctx.as_of)
+    """An extract's staging plan. Parquet: its row count, column mapping and (DTKS) the
+    repeated ids' reasons, which need the whole id column, and its chunks. CSV: where its
+    chunks are cut (ingest.plan_csv_extract); a CSV file read whole (UTF-16, classic Mac
+    line endings) is staged here, in one process."""
+    path = ctx.extract_path(kind)
     folder = _ingest_folder(ctx, kind)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    if not ingest.is_parquet(path):
+        plan = ingest.plan_csv_extract(path, kind, ctx.as_of)
+        if plan is None:
+            return {"staged": ingest.ingest_extract(path, kind, ctx.staging_dir, ctx.as_of).to_dict()}
+        return {"csv": plan}
+    plan = ingest.plan_parquet(path, kind, ctx.as_of)
     if plan.repeats is not None:
         plan.repeats.write_parquet(folder / "repeats.parquet")
     return {"row_count": plan.row_count, "mapping": plan.mapping, "chunks": ingest.parquet_chunks(plan.row_count)}
@@ -364,15 +372,40 @@ def ingest_gather(ctx, kind: str, facts: dict, results: list[dict]) -> dict:
     return staged
 
 
+def ingest_csv_chunk(ctx, kind: str, plan, index: int) -> dict:
+    """One chunk of a CSV extract read and normalised (ingest.stage_csv_chunk), as Arrow
+    IPC files on the shared storage."""
+    return ingest.stage_csv_chunk(plan, index, _ingest_folder(ctx, kind))
+
+
+def ingest_csv_gather(ctx, kind: str, plan, results: list[dict]) -> dict:
+    """The chunks in order into the one staging file, DTKS's repeated ids settled over
+    every chunk first; then the quarantine and the reconciliation with the lines counted."""
+    folder = _ingest_folder(ctx, kind)
+    staged = ingest.write_csv_staging(plan, ingest.csv_chunks_settled(plan, folder, results), ctx.staging_dir, kind).to_dict()
+    shutil.rmtree(folder)
+    return staged
+
+
 def ingest_extract(ctx, kind: str, step: Step, fan_out: FanOut) -> dict:
-    """A Parquet extract staged as partition tasks, a chunk each (wiring only)."""
+    """An extract staged as partition tasks, a chunk each (wiring only). A DTKS extract in
+    Parquet has its NIKs checked in the same tasks; in CSV its rows are settled only in
+    the gather (a repeated id may quarantine a row), so the checks run after it."""
     facts = step(f"ingest-{kind}-split", ingest_split, ctx, kind)
-    runs = fan_out(f"ingest-{kind}-chunks", measured(ingest_chunk),
-                   [(ctx, kind, facts, index, offset, length) for index, (offset, length) in enumerate(facts["chunks"])])
-    results = [task["result"] for task in runs]
-    staged = step(f"ingest-{kind}-gather", ingest_gather, ctx, kind, facts, results)
-    if kind == "dtks":
-        staged["nik_checks"] = [result["nik_checks"] for result in results]
+    if "staged" in facts:
+        return facts["staged"]
+    if "csv" in facts:
+        runs = fan_out(f"ingest-{kind}-chunks", measured(ingest_csv_chunk),
+                       [(ctx, kind, facts["csv"], index) for index in range(len(facts["csv"].csv.chunks))])
+        results = [task["result"] for task in runs]
+        staged = step(f"ingest-{kind}-gather", ingest_csv_gather, ctx, kind, facts["csv"], results)
+    else:
+        runs = fan_out(f"ingest-{kind}-chunks", measured(ingest_chunk),
+                       [(ctx, kind, facts, index, offset, length) for index, (offset, length) in enumerate(facts["chunks"])])
+        results = [task["result"] for task in runs]
+        staged = step(f"ingest-{kind}-gather", ingest_gather, ctx, kind, facts, results)
+        if kind == "dtks":
+            staged["nik_checks"] = [result["nik_checks"] for result in results]
     staged["partitions"] = _partition_summary(len(runs), [runs], tasks=len(runs),
                                               bytes_shuffled=sum(task["result"]["bytes"] for task in runs))
     return staged

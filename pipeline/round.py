@@ -27,7 +27,7 @@ from pipeline.checks.nik import NIK_CHECK_INPUT, check_counts, check_niks
 from pipeline.errors import InputError, StageError, UsageError, VervalError
 from pipeline.contract import OUTCOME
 from pipeline.decide import check_paid_once, reconcile, row_outcomes, sort_anomalies, split_outcomes
-from pipeline.ingest import ingest_extract, is_parquet
+from pipeline.ingest import ingest_extract, stages_in_chunks
 from pipeline.matching import dedupe, link
 from pipeline.matching.estimate import drift_table
 from pipeline.matching.sql import register_macros
@@ -620,7 +620,7 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly, fan_out=N
         try:
             prepared = step("prepare", prepare, ctx)
             gathered = step("decisions", gather_decisions, ctx)
-            ingested = {kind: partitioned.ingest_extract(ctx, kind, step, fan) if ctx.partitioned and is_parquet(ctx.extract_path(kind))
+            ingested = {kind: partitioned.ingest_extract(ctx, kind, step, fan) if ctx.partitioned and stages_in_chunks(ctx.extract_path(kind))
                         else step(f"ingest-{kind}", ingest, ctx, kind) for kind in contract.EXTRACT_KINDS}
             checked = step("check-extracts", check_extracts, ctx, ingested)
             validating = {kind: side.submit(expectations, ctx, kind) for kind in contract.EXTRACT_KINDS}

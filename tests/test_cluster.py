@@ -133,6 +133,36 @@ def test_parquet_extracts_are_staged_chunk_by_chunk_in_partition_tasks(tmp_path,
         assert chunked.equals(one), name
 
 
+def test_large_csv_extracts_are_staged_chunk_by_chunk_in_partition_tasks(tmp_path, monkeypatch):
+    """A CSV extract larger than a chunk is cut into chunks staged one per task (and one
+    after another in one process): every output is that of reading the files whole, and
+    the staging files are the same bytes in one process and in partitions."""
+    from pipeline import csvread
+    from pipeline.sample import generate_sample
+
+    generate_sample(3_000, 5, tmp_path / "data", fmt="csv")
+    extracts = {kind: tmp_path / "data" / f"{kind}.csv" for kind in ("dtks", "dukcapil")}
+    outs = {}
+    for name, chunk_bytes, partitions in (("whole", None, 0), ("chunks", 100_000, 0), ("tasks", 100_000, 3)):
+        if chunk_bytes:
+            monkeypatch.setattr(csvread, "CSV_CHUNK_BYTES", chunk_bytes)
+        ctx = RoundContext(dtks=str(extracts["dtks"]), dukcapil=str(extracts["dukcapil"]), out=str(tmp_path / name),
+                           as_of="2026-11-21", partitions=partitions)
+        outs[name] = run_round(ctx, StageClock(quiet=True))
+    assert_same_round(tmp_path / "whole", tmp_path / "chunks")
+    assert_same_round(tmp_path / "whole", tmp_path / "tasks")
+    for name in ("dtks.parquet", "dukcapil.parquet", "dtks_quarantine.parquet", "dukcapil_quarantine.parquet"):
+        assert (tmp_path / "tasks" / "staging" / name).read_bytes() == (tmp_path / "chunks" / "staging" / name).read_bytes(), name
+    facts = ("file_format", "encoding", "column_mapping", "rows_in", "rows_staged", "rows_quarantined", "counts", "warnings")
+    for kind in ("dtks", "dukcapil"):
+        size, tasks = extracts[kind].stat().st_size, outs["tasks"]["ingest"][kind]["partitions"]["tasks"]
+        assert 3 <= size // 100_000 <= tasks <= -(-size // 100_000)  # chunks of at least 100,000 bytes
+        assert {k: outs["tasks"]["ingest"][kind][k] for k in facts} == {k: outs["whole"]["ingest"][kind][k] for k in facts}
+    assert outs["whole"]["ingest"]["dtks"]["rows_quarantined"] > 0
+    timings = [t["stage"] for t in outs["tasks"]["stage_timings"]]
+    assert {"ingest-dtks-chunks", "ingest-dukcapil-gather", "nik-checks"} <= set(timings) and "ingest-dtks" not in timings
+
+
 def test_cluster_options_are_checked_before_any_work(small_extracts, tmp_path):
     base = [sys.executable, "-m", "pipeline.cli", "run", "--no-prefect", "--dtks", str(small_extracts["dtks"]),
             "--dukcapil", str(small_extracts["dukcapil"]), "--out", str(tmp_path / "out")]
