@@ -134,16 +134,22 @@ def load_bytes(path: Path, label: str) -> tuple[np.ndarray, str, list[str], np.n
     if buf.max() < 0x80:
         return buf, "utf-8" + line_feeds, [], none
     invalid, high = invalid_utf8_positions(buf)
-    if len(invalid) and len(invalid) == high:
+    encoding, warnings = _encoding_of(len(invalid), high, path, label)
+    if encoding == "cp1252":
+        text = buf.tobytes().decode("cp1252", errors="replace")
+        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8), "cp1252" + line_feeds, warnings, none
+    return buf, "utf-8" + line_feeds, warnings, invalid
+
+
+def _encoding_of(invalid: int, high: int, path: Path, label: str) -> tuple[str, list[str]]:
+    """UTF-8 or Windows-1252, from the counts of invalid UTF-8 bytes and of non-ASCII bytes
+    over the whole file, and what the user is told."""
+    if invalid and invalid == high:
         # No valid multi-byte character at all: a Windows-1252 export, not damaged UTF-8.
         # (Windows-1252 is not Latin-1: 0x80-0x9F are curly quotes and dashes.)
-        text = buf.tobytes().decode("cp1252", errors="replace")
-        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8), "cp1252" + line_feeds, [
-            f"{label} {path.name}: not UTF-8; read as Windows-1252. Check the names in the report; "
-            "save the extract as CSV UTF-8 to be sure."
-        ], none
-    warnings = [f"{label} {path.name}: {len(invalid):,} byte(s) are not UTF-8; the rows holding them are quarantined"] if len(invalid) else []
-    return buf, "utf-8" + line_feeds, warnings, invalid
+        return "cp1252", [f"{label} {path.name}: not UTF-8; read as Windows-1252. Check the names in the report; "
+                          "save the extract as CSV UTF-8 to be sure."]
+    return "utf-8", [f"{label} {path.name}: {invalid:,} byte(s) are not UTF-8; the rows holding them are quarantined"] if invalid else []
 
 
 # --------------------------------------------------------------------------- structure
@@ -525,14 +531,7 @@ def plan_csv(path: Path, label: str, chunk_bytes: int | None = None) -> CsvPlan 
         start = cut
     if len(chunks) == 1:
         return None
-    encoding, warnings = "utf-8", []
-    if invalid and invalid == high:
-        # As the whole file's reading decides: no valid multi-byte character at all.
-        encoding = "cp1252"
-        warnings.append(f"{label} {path.name}: not UTF-8; read as Windows-1252. Check the names in the report; "
-                        "save the extract as CSV UTF-8 to be sure.")
-    elif invalid:
-        warnings.append(f"{label} {path.name}: {invalid:,} byte(s) are not UTF-8; the rows holding them are quarantined")
+    encoding, warnings = _encoding_of(invalid, high, path, label)  # over the whole file, as when read whole
     header_bytes = header_raw[3:] if header_raw.startswith(codecs.BOM_UTF8) else header_raw
     if encoding == "cp1252":
         header_bytes = header_bytes.decode("cp1252", errors="replace").encode("utf-8")

@@ -57,10 +57,14 @@ def assert_same_round(single: Path, partitioned: Path) -> None:
     assert {k: many["duplicates"][k] for k in duplicate_counts} == {k: one["duplicates"][k] for k in duplicate_counts}
 
 
-def test_local_dask_cluster_gives_the_single_process_round(generated_round, prefect_harness, tmp_path):
+def test_local_dask_cluster_gives_the_single_process_round(generated_round, prefect_harness, tmp_path, monkeypatch):
+    from pipeline import csvread
     from pipeline.flows.verval import run_flow
 
     data, single = generated_round["data"], generated_round["out"]
+    # Chunks of 512 KiB: the CSV extracts, read whole by the single-process round, are staged
+    # a chunk per task on the workers (the driver plans the cuts; a task gets its chunk).
+    monkeypatch.setattr(csvread, "CSV_CHUNK_BYTES", 1 << 19)
     summary = run_flow(dtks=str(data / "dtks.csv"), dukcapil=str(data / "dukcapil.csv"), out=str(tmp_path / "out"),
                        as_of="2026-11-21", quiet=True, workers=2, partitions=3, ineligible=[str(data / "ineligible.csv")])
     assert_same_round(single, tmp_path / "out")
@@ -76,6 +80,12 @@ def test_local_dask_cluster_gives_the_single_process_round(generated_round, pref
     # reach the driver, not every candidate pair.
     found = summary["duplicates"]
     assert found["partitions"]["pairs_to_driver"] == found["pairs_scored_reported"] < found["blocking"][0]["total_candidate_pairs"] / 2
+    for kind in ("dtks", "dukcapil"):
+        staged, size = summary["ingest"][kind], (data / f"{kind}.csv").stat().st_size
+        assert 3 <= size >> 19 <= staged["partitions"]["tasks"] <= -(-size >> 19)  # chunks of at least 512 KiB
+        assert str(os.getpid()) not in staged["partitions"]["worker_peak_mib"]
+        facts = ("file_format", "encoding", "rows_in", "rows_staged", "rows_quarantined", "counts", "warnings")
+        assert {k: staged[k] for k in facts} == {k: generated_round["summary"]["ingest"][kind][k] for k in facts}
     for stage in ("workbooks", "lookup"):  # written by the workers too
         partitions = summary[stage]["partitions"]
         assert partitions["count"] >= 2 and str(os.getpid()) not in partitions["worker_peak_mib"]
@@ -131,36 +141,6 @@ def test_parquet_extracts_are_staged_chunk_by_chunk_in_partition_tasks(tmp_path,
     for name, key in (("nik_checks.parquet", ["id_dtks"]), ("anomalies_nik.parquet", ["id_dtks", "anomaly_code"])):
         one, chunked = (pl.read_parquet(tmp_path / out / "staging" / name).sort(key) for out in ("out0", "out3"))
         assert chunked.equals(one), name
-
-
-def test_large_csv_extracts_are_staged_chunk_by_chunk_in_partition_tasks(tmp_path, monkeypatch):
-    """A CSV extract larger than a chunk is cut into chunks staged one per task (and one
-    after another in one process): every output is that of reading the files whole, and
-    the staging files are the same bytes in one process and in partitions."""
-    from pipeline import csvread
-    from pipeline.sample import generate_sample
-
-    generate_sample(3_000, 5, tmp_path / "data", fmt="csv")
-    extracts = {kind: tmp_path / "data" / f"{kind}.csv" for kind in ("dtks", "dukcapil")}
-    outs = {}
-    for name, chunk_bytes, partitions in (("whole", None, 0), ("chunks", 100_000, 0), ("tasks", 100_000, 3)):
-        if chunk_bytes:
-            monkeypatch.setattr(csvread, "CSV_CHUNK_BYTES", chunk_bytes)
-        ctx = RoundContext(dtks=str(extracts["dtks"]), dukcapil=str(extracts["dukcapil"]), out=str(tmp_path / name),
-                           as_of="2026-11-21", partitions=partitions)
-        outs[name] = run_round(ctx, StageClock(quiet=True))
-    assert_same_round(tmp_path / "whole", tmp_path / "chunks")
-    assert_same_round(tmp_path / "whole", tmp_path / "tasks")
-    for name in ("dtks.parquet", "dukcapil.parquet", "dtks_quarantine.parquet", "dukcapil_quarantine.parquet"):
-        assert (tmp_path / "tasks" / "staging" / name).read_bytes() == (tmp_path / "chunks" / "staging" / name).read_bytes(), name
-    facts = ("file_format", "encoding", "column_mapping", "rows_in", "rows_staged", "rows_quarantined", "counts", "warnings")
-    for kind in ("dtks", "dukcapil"):
-        size, tasks = extracts[kind].stat().st_size, outs["tasks"]["ingest"][kind]["partitions"]["tasks"]
-        assert 3 <= size // 100_000 <= tasks <= -(-size // 100_000)  # chunks of at least 100,000 bytes
-        assert {k: outs["tasks"]["ingest"][kind][k] for k in facts} == {k: outs["whole"]["ingest"][kind][k] for k in facts}
-    assert outs["whole"]["ingest"]["dtks"]["rows_quarantined"] > 0
-    timings = [t["stage"] for t in outs["tasks"]["stage_timings"]]
-    assert {"ingest-dtks-chunks", "ingest-dukcapil-gather", "nik-checks"} <= set(timings) and "ingest-dtks" not in timings
 
 
 def test_cluster_options_are_checked_before_any_work(small_extracts, tmp_path):
