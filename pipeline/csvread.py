@@ -468,10 +468,11 @@ def _read_range(path: Path, start: int, end: int) -> np.ndarray:
 
 
 def _safe_cut(path: Path, size: int, position: int, delimiter: int, expected: int) -> int:
-    """The start of the first line at or after `position` that holds no quote and at least
-    the header's delimiters (or the file's end). Such a line begins a record in the whole
-    file's reading too: a quoted line break never spans it (_pair_quoted_lines refuses a
-    pair around a complete-looking line, and the line holds no quote to pair), so reading
+    """The start of the first line at or after `position` that holds an even number of
+    quotes (none, or every value quoted) and at least the header's delimiters (or the
+    file's end). Such a line begins a record in the whole file's reading too: it ends no
+    quoted line break (only lines with an odd number of quotes pair up) and lies inside
+    none (_pair_quoted_lines refuses a pair around a complete-looking line), so reading
     the file on both sides of it gives the records of reading it whole."""
     while position < size:
         origin = position - 1  # a line starts after a feed at origin or later
@@ -482,7 +483,7 @@ def _safe_cut(path: Path, size: int, position: int, delimiter: int, expected: in
         complete = np.append(np.ones(len(feeds) - 1 if len(feeds) else 0, dtype=bool), origin + len(window) == size)
         if len(feeds):
             quotes, delimiters = _prefix(window == QUOTE), _prefix(window == delimiter)
-            fit = np.flatnonzero(complete & (starts < ends) & (quotes[ends] == quotes[starts])
+            fit = np.flatnonzero(complete & (starts < ends) & ((quotes[ends] - quotes[starts]) % 2 == 0)
                                  & (delimiters[ends] - delimiters[starts] >= expected - 1))
             if len(fit):
                 return origin + int(starts[fit[0]])

@@ -93,9 +93,11 @@ def test_the_generated_sample_reads_the_same_in_chunks(tmp_path, monkeypatch):
         assert kind != "dtks" or whole[2].height > 0
 
 
-def test_a_quoted_line_break_is_never_cut(tmp_path, monkeypatch):
+@pytest.mark.parametrize("every_value_quoted", [False, True])
+def test_a_quoted_line_break_is_never_cut(tmp_path, monkeypatch, every_value_quoted):
     """Records whose quoted values hold line breaks, and an unterminated quote, at every
-    possible cut: each chunk starts on a line no quoted value spans."""
+    possible cut: each chunk starts on a line no quoted value spans. Also when the export
+    quotes every value (every line then holds quotes)."""
     header = "id_dtks,nik,no_kk,nama,jenis_kelamin,tempat_lahir,tanggal_lahir,alamat,kode_wilayah,program"
     good = "D{0:03d},3201014501900012,3201010101100001,SITI {0},P,BOGOR,1990-01-05,JL A {0},3201012001,BPNT"
     lines = [header]
@@ -109,6 +111,8 @@ def test_a_quoted_line_break_is_never_cut(tmp_path, monkeypatch):
             lines.append(good.format(i).replace("SITI", '"SITI'))  # never closed
         else:
             lines.append(good.format(i))
+    if every_value_quoted:
+        lines = [",".join(f'"{v}"' if v[:1] != '"' else v for v in line.split(",")) for line in lines]
     path = tmp_path / "dtks.csv"
     path.write_text("\n".join(lines) + "\n")
     for chunk_bytes in (1, 50, 97, 400):
@@ -116,4 +120,5 @@ def test_a_quoted_line_break_is_never_cut(tmp_path, monkeypatch):
         assert_same(whole, chunked)
         assert len(plan.csv.chunks) > 1
         quarantine = whole[2]
-        assert quarantine.filter(pl.col("reason").str.contains("tidak ditutup"))["line"].to_list() == [2 + 41 + 2 * 6 + 6]
+        assert quarantine["line"].to_list() == [2 + 41 + 2 * 6 + 6]  # the unterminated quote, alone
+        assert whole[0]["counts"]["multi_line_records"] == 17 and whole[1].height == 59
