@@ -63,3 +63,18 @@ def test_damaged_file_is_parsed_from_a_clean_copy(tmp_path, monkeypatch):
     read = read_csv_records(path, "--dtks", work_dir=tmp_path)
     assert read.rows["id"].to_list() == ["2"] and (tmp_path / "x.read.csv").read_text() == "id,a\n2,b\n"
     assert csvread.MAX_QUOTED_LINES >= 2
+
+
+def test_delimiters_inside_quotes_are_counted_alike_by_bytes_and_by_delimiters():
+    """The two ways of counting the delimiters inside quotes (a few quoted lines byte by
+    byte, most lines quoted delimiter by delimiter) agree on any bytes."""
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        buf = rng.choice(np.frombuffer(b'ab,,\n""\r', dtype=np.uint8), size=int(rng.integers(1, 400)))
+        if rng.random() < 0.3:
+            buf = np.concatenate([np.frombuffer(b"\xef\xbb\xbf", dtype=np.uint8), buf])
+        s = csvread.Structure(buf, ord(","))
+        quoted = np.flatnonzero(s.quote_count > 0)
+        by_bytes, by_delimiters = s._inside_by_bytes(quoted), s._inside_by_delimiters()
+        assert (by_bytes == by_delimiters).all(), buf.tobytes()
+        assert (by_bytes <= s.delim_count).all()
