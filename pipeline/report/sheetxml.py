@@ -145,6 +145,9 @@ class SheetBody:
     xml: bytes
     last_row: int
     last_col: int
+    # The sheet's XML without its rows when it is not the one xlsxwriter wrote for this
+    # very sheet (a frame written once for every sheet like it: xlsx.case_sheet_frame).
+    frame: bytes | None = None
 
 
 DIMENSION = re.compile(rb'<dimension ref="[^"]*"/>')
@@ -167,7 +170,8 @@ def write_spliced(package: bytes, bodies: list[SheetBody], target) -> None:
         for info in source.infolist():
             data = source.read(info)
             if info.filename in by_name:
-                data = spliced_sheet(data, by_name.pop(info.filename))
+                body = by_name.pop(info.filename)
+                data = spliced_sheet(body.frame if body.frame is not None else data, body)
             entry = zipfile.ZipInfo(info.filename, info.date_time)
             entry.compress_type, entry.external_attr = info.compress_type, info.external_attr
             out.writestr(entry, data, compresslevel=COMPRESS_LEVEL)
