@@ -7,9 +7,10 @@ decision means for each group. The national summary holds aggregates only.
 Writer: xlsxwriter writes each workbook's summary sheet, and once per process each case
 sheet's frame (header, widths, drop-down, frozen pane, autofilter), which every workbook
 reuses with its own last row; the case rows are worksheet XML built by polars for many
-kabupaten at once and spliced into the package as it is saved (sheetxml.py). benchmarks/workbook_writers.py measures it against a Rust-based writer
-(rvgsrust-xlsxwriter 0.3.5, not used: a 0.3 native package first released 2026-09 that
-cannot set the document's creation date). The files are written by batches in parallel
+kabupaten at once and spliced into the package as it is saved (sheetxml.py).
+benchmarks/workbook_writers.py measures it against a Rust-based writer (rvgsrust-xlsxwriter
+0.3.5, not used: a 0.3 native package first released 2026-09 that cannot set the
+document's creation date). The files are written by batches in parallel
 processes.
 
 Decisions are matched back to cases later on the key columns id_dtks, kode_anomali and
@@ -340,7 +341,7 @@ class Formats:
         # Every format registered now, in this order, the way writing a cell with it does:
         # the spliced case rows and the case sheet frame (written in a workbook of its own)
         # refer to their xf indices, which must be the same in every workbook.
-        for name, value in vars(self).items():
+        for value in vars(self).values():
             if isinstance(value, xlsxwriter.format.Format):
                 value._get_xf_index()
         self.cells = CellStyle(text=self.text._get_xf_index(), quoted=self.quoted._get_xf_index(),
@@ -400,9 +401,9 @@ def _written_frame(group: str, last: int) -> bytes:
     """The XML of a case sheet of `group` without its rows, its last row `last` (for the
     frame of most sheets FRAME_LAST_ROW ends the drop-down's, autofilter's and ignored
     errors' ranges). Written once per process by xlsxwriter, in a workbook of its own that
-    streams its cells, so the header's text is inline, not in its shared strings. Writing the same
-    header, widths and drop-down into every sheet of every workbook took a third of each
-    workbook's time (422 workbooks of a 20,000-row round: 10.2-11.1 s, now 6.9 s)."""
+    streams its cells, so the header's text is inline, not in its shared strings. Writing
+    the same header, widths and drop-down into every sheet of every workbook took a third
+    of each workbook's time (422 workbooks of a 20,000-row round: 10.2-11.1 s, now 6.9 s)."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "frame.xlsx"
         book = xlsxwriter.Workbook(str(path), {**BOOK_OPTIONS, "constant_memory": True, "in_memory": False})
