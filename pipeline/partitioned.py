@@ -342,6 +342,13 @@ def nik_checks_chunk(ctx, index: int, staged) -> dict:
     return check_counts(facts, anomalies)
 
 
+def nik_checks_slice(ctx, index: int, offset: int, length: int) -> dict:
+    """The NIK checks of staged DTKS rows [offset, offset + length): a CSV extract's rows
+    are final only once its gather has settled the repeated ids over every chunk."""
+    rows = pl.scan_parquet(ctx.staging_dir / "dtks.parquet").select(NIK_CHECK_INPUT).slice(offset, length).collect()
+    return nik_checks_chunk(ctx, index, rows.to_arrow())
+
+
 def nik_checks_gather(ctx, chunks: list[dict]) -> dict:
     """The chunks' NIK facts and anomalies streamed, chunk after chunk, into the stage's
     two staging files. One process lists the anomalies code by code; nothing downstream
@@ -390,7 +397,8 @@ def ingest_csv_gather(ctx, kind: str, plan, results: list[dict]) -> dict:
 def ingest_extract(ctx, kind: str, step: Step, fan_out: FanOut) -> dict:
     """An extract staged as partition tasks, a chunk each (wiring only). A DTKS extract in
     Parquet has its NIKs checked in the same tasks; in CSV its rows are settled only in
-    the gather (a repeated id may quarantine a row), so the checks run after it."""
+    the gather (a repeated id may quarantine a row), so the checks are tasks after it, a
+    slice of the staged rows each: the driver never holds the whole column."""
     facts = step(f"ingest-{kind}-split", ingest_split, ctx, kind)
     if "staged" in facts:
         return facts["staged"]
@@ -399,6 +407,10 @@ def ingest_extract(ctx, kind: str, step: Step, fan_out: FanOut) -> dict:
                        [(ctx, kind, facts["csv"], index) for index in range(len(facts["csv"].csv.chunks))])
         results = [task["result"] for task in runs]
         staged = step(f"ingest-{kind}-gather", ingest_csv_gather, ctx, kind, facts["csv"], results)
+        if kind == "dtks" and staged["rows_staged"]:
+            checked = fan_out("nik-checks-chunks", measured(nik_checks_slice),
+                              [(ctx, index, offset, length) for index, (offset, length) in enumerate(ingest.parquet_chunks(staged["rows_staged"]))])
+            staged["nik_checks"] = [task["result"] for task in checked]
     else:
         runs = fan_out(f"ingest-{kind}-chunks", measured(ingest_chunk),
                        [(ctx, kind, facts, index, offset, length) for index, (offset, length) in enumerate(facts["chunks"])])

@@ -86,6 +86,10 @@ def test_local_dask_cluster_gives_the_single_process_round(generated_round, pref
         assert str(os.getpid()) not in staged["partitions"]["worker_peak_mib"]
         facts = ("file_format", "encoding", "rows_in", "rows_staged", "rows_quarantined", "counts", "warnings")
         assert {k: staged[k] for k in facts} == {k: generated_round["summary"]["ingest"][kind][k] for k in facts}
+    # The CSV DTKS rows, settled in the gather, have their NIKs checked in slices on the workers.
+    timings = [t["stage"] for t in summary["stage_timings"]]
+    assert "nik-checks-chunks" in timings and "nik-checks" not in timings
+    assert summary["nik_checks"] == generated_round["summary"]["nik_checks"]
     for stage in ("workbooks", "lookup"):  # written by the workers too
         partitions = summary[stage]["partitions"]
         assert partitions["count"] >= 2 and str(os.getpid()) not in partitions["worker_peak_mib"]
