@@ -377,10 +377,9 @@ def write_case_sheet(book: xlsxwriter.Workbook, name: str, group: str, rows: int
     both put in when the book is closed (close_book). In the workbook itself only the
     autofilter, whose hidden name xlsxwriter writes into the workbook's part."""
     sheet = book.add_worksheet(name)
-    last = max(rows, 1)
-    sheet.autofilter(0, 0, last, len(SHEET_COLUMNS[group]) - 1)
-    return SheetBody(index=sheet.index + 1, xml=xml, last_row=rows, last_col=len(SHEET_COLUMNS[group]) - 1,
-                     frame=case_sheet_frame(group, last))
+    last, last_col = max(rows, 1), len(SHEET_COLUMNS[group]) - 1
+    sheet.autofilter(0, 0, last, last_col)
+    return SheetBody(index=sheet.index + 1, xml=xml, last_row=rows, last_col=last_col, frame=case_sheet_frame(group, last))
 
 
 # The last row, 1-based, of the case sheet frames: a number found nowhere else in a frame.
@@ -396,14 +395,11 @@ def case_sheet_frame(group: str, last: int) -> bytes:
     return _written_frame(group, int(FRAME_LAST_ROW) - 1).replace(FRAME_LAST_ROW, str(last + 1).encode())
 
 
-@functools.cache
-def _written_frame(group: str, last: int) -> bytes:
-    """The XML of a case sheet of `group` without its rows, its last row `last` (for the
-    frame of most sheets FRAME_LAST_ROW ends the drop-down's, autofilter's and ignored
-    errors' ranges). Written once per process by xlsxwriter, in a workbook of its own that
-    streams its cells, so the header's text is inline, not in its shared strings. Writing
-    the same header, widths and drop-down into every sheet of every workbook took a third
-    of each workbook's time (422 workbooks of a 20,000-row round: 10.2-11.1 s, now 6.9 s)."""
+def written_frame(group: str, last: int) -> bytes:
+    """The XML of a case sheet of `group` without its rows, its last row `last`, as
+    xlsxwriter writes it in a workbook of its own that streams its cells, so the header's
+    text is inline, not in its shared strings. For the frame of most sheets FRAME_LAST_ROW
+    ends the drop-down's, autofilter's and ignored errors' ranges."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "frame.xlsx"
         book = xlsxwriter.Workbook(str(path), {**BOOK_OPTIONS, "constant_memory": True, "in_memory": False})
@@ -413,9 +409,15 @@ def _written_frame(group: str, last: int) -> bytes:
         book.close()
         with zipfile.ZipFile(path) as package:
             xml = package.read("xl/worksheets/sheet2.xml")
-    if last != 1 and xml.count(FRAME_LAST_ROW) != 3:
+    if last == int(FRAME_LAST_ROW) - 1 and xml.count(FRAME_LAST_ROW) != 3:
         raise RuntimeError("workbooks: the case sheet frame does not end its three ranges at its last row (xlsxwriter changed?)")
     return xml
+
+
+# Once per process: writing the same header, widths and drop-down into every sheet of every
+# workbook took a third of each workbook's time (422 workbooks of a 20,000-row round:
+# 10.2-11.1 s, now 6.9 s).
+_written_frame = functools.cache(written_frame)
 
 
 def write_case_frame(sheet, group: str, last: int, formats: Formats) -> None:
