@@ -252,6 +252,14 @@ def decision_key(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(_row=pl.when(pl.col("anomaly_code").is_in(household)).then(pl.lit("")).otherwise(pl.col("id_dtks")))
 
 
+def rows_present(ids: pl.Series, dtks_ids: pl.Series) -> pl.Series:
+    """Those of a few `ids` (decided or objected rows) that are rows of the extract
+    (`dtks_ids`, every row's id). The extract's ids are looked up in a set of the few, not
+    the other way round: a set of the 10M ids of a 10M-row extract took 2.6 s to build for
+    each look-up, whatever the few."""
+    return dtks_ids.filter(dtks_ids.is_in(ids.drop_nulls().unique().implode()))
+
+
 def apply_decisions(anomalies: pl.DataFrame, decisions: pl.DataFrame, dtks_ids: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Anomalies with reviewers' decisions applied, and every decision with its status
     (applied | stale: row gone | stale: anomaly not raised)."""
@@ -286,7 +294,7 @@ def apply_decisions(anomalies: pl.DataFrame, decisions: pl.DataFrame, dtks_ids: 
         effects_table(), on=["anomaly_code", "keputusan"], how="left"
     ).with_columns(
         status=pl.when(pl.col("matched")).then(pl.lit("applied"))
-        .when(~pl.col("id_dtks").is_in(dtks_ids.implode())).then(pl.lit("stale: baris tidak ada lagi di ekstrak"))
+        .when(~pl.col("id_dtks").is_in(rows_present(decisions["id_dtks"], dtks_ids).implode())).then(pl.lit("stale: baris tidak ada lagi di ekstrak"))
         .when(pl.col("effect") == "never_merge").then(pl.lit("applied: pasangan tidak digabung"))
         .otherwise(pl.lit("stale: anomali tidak muncul lagi"))
     ).drop("matched", "effect", "_row")

@@ -120,10 +120,11 @@ def objection_cases(queue: pl.DataFrame, decisions: pl.DataFrame, dtks_ids: pl.S
     receipt decided, so the decision shows as applied). An objection about a row no longer
     in the extract is `stale`."""
     from pipeline.contract import CODE, DECISION, anomaly_frame
+    from pipeline.decisions import rows_present
 
-    queue = queue.unique("id", keep="first", maintain_order=True).with_columns(
-        present=pl.col("id_dtks").is_in(dtks_ids.implode())
-    )
+    queue = queue.unique("id", keep="first", maintain_order=True)
+    present = rows_present(queue["id_dtks"], dtks_ids).implode()
+    queue = queue.with_columns(present=pl.col("id_dtks").is_in(present))
     settled = decisions.filter((pl.col("anomaly_code") == CODE.CITIZEN_OBJECTION)
                                & pl.col("keputusan").is_in([DECISION.SETUJU, DECISION.TOLAK])).select(
         "id_dtks", id=pl.col("related_key"), keputusan=pl.col("keputusan")
@@ -155,7 +156,7 @@ def objection_cases(queue: pl.DataFrame, decisions: pl.DataFrame, dtks_ids: pl.S
         ))
     )
     settled_cases = latest_settled.join(open_cases.select("id_dtks"), on="id_dtks", how="anti").filter(
-        pl.col("id_dtks").is_in(dtks_ids.implode())
+        pl.col("id_dtks").is_in(present)
     ).with_columns(related=pl.col("settled_id"), detail=pl.format("tanggapan warga sudah diputuskan: {}", "keputusan"))
     anomalies = pl.concat([
         anomaly_frame(open_cases, CODE.CITIZEN_OBJECTION, detail=pl.col("detail"), related_id=pl.col("related")),
