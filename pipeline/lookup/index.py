@@ -172,13 +172,16 @@ def row_statuses(round_dir: Path) -> pl.LazyFrame:
         | ((pl.col("status") == "diperiksa") & (pl.col("exclude_codes").list.len() == 0) & only_duplicate("review_codes"))
     )
     clusters = _scan(round_dir, "duplicate_clusters.parquet")
+    # Only the rows kept for another are looked up (their rows and the kept ones): joining
+    # every row's cluster and kept row took 3.6 s at 10M rows.
     canonical = (
-        clusters.select("id_dtks", "canonical_id_dtks") if clusters is not None
-        else rows.select("id_dtks", canonical_id_dtks=pl.col("id_dtks"))
+        clusters.filter(pl.col("canonical_id_dtks") != pl.col("id_dtks")).select("id_dtks", "canonical_id_dtks")
+        if clusters is not None else pl.LazyFrame(schema={"id_dtks": pl.String, "canonical_id_dtks": pl.String})
     )
     rows = rows.join(own_reason, on="id_dtks", how="left").join(canonical, on="id_dtks", how="left")
-    kept = rows.select(canonical_id_dtks=pl.col("id_dtks"), k_status=pl.col("status"), k_reason=pl.col("reason"))
-    inherit = strong_duplicate & pl.col("k_status").is_not_null() & (pl.col("canonical_id_dtks") != pl.col("id_dtks"))
+    kept = rows.join(canonical.select(id_dtks=pl.col("canonical_id_dtks")).unique(), on="id_dtks", how="semi").select(
+        canonical_id_dtks=pl.col("id_dtks"), k_status=pl.col("status"), k_reason=pl.col("reason"))
+    inherit = (strong_duplicate & pl.col("k_status").is_not_null() & (pl.col("canonical_id_dtks") != pl.col("id_dtks"))).fill_null(False)
     return rows.join(kept, on="canonical_id_dtks", how="left").select(
         "id_dtks", "cluster_id", "nik", "nik_asli", "nama", "kode_wilayah",
         status=pl.when(inherit).then("k_status").otherwise("status"),
