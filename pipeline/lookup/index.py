@@ -181,7 +181,7 @@ def row_statuses(round_dir: Path) -> pl.LazyFrame:
     rows = rows.join(own_reason, on="id_dtks", how="left").join(canonical, on="id_dtks", how="left")
     kept = rows.join(canonical.select(id_dtks=pl.col("canonical_id_dtks")).unique(), on="id_dtks", how="semi").select(
         canonical_id_dtks=pl.col("id_dtks"), k_status=pl.col("status"), k_reason=pl.col("reason"))
-    inherit = (strong_duplicate & pl.col("k_status").is_not_null() & (pl.col("canonical_id_dtks") != pl.col("id_dtks"))).fill_null(False)
+    inherit = strong_duplicate & pl.col("k_status").is_not_null() & (pl.col("canonical_id_dtks") != pl.col("id_dtks"))
     return rows.join(kept, on="canonical_id_dtks", how="left").select(
         "id_dtks", "cluster_id", "nik", "nik_asli", "nama", "kode_wilayah",
         status=pl.when(inherit).then("k_status").otherwise("status"),
@@ -256,7 +256,7 @@ def key_texts(named: pl.DataFrame) -> pl.DataFrame:
     # masked name of the row that decides it (a hash-based unique keeps each group's first
     # row in frame order). Only the keys a cluster gives more than once are sorted for it
     # (4 % at 10M rows; sorting every key took 3.9 s a slice of 2M rows, this 2.4 s).
-    shared = keys.select(pl.struct("key_text", "cluster_id").is_duplicated()).to_series()
+    shared = keys.select("key_text", "cluster_id").is_duplicated()
     chosen = (
         keys.filter(shared)
         .with_columns(_rank=pl.col("status").replace_strict(STATUS_RANK, return_dtype=pl.Int8))
