@@ -249,3 +249,37 @@ def test_chunked_validation_gives_the_whole_extract_s_results(tmp_path):
     few = frame.head(6)
     few.write_parquet(path)
     assert validate_extract(str(path), "dtks", chunk_rows=1)["results"] == validate_extract(few, "dtks")["results"]
+
+
+def test_dukcapil_validated_in_slices_gives_the_whole_extract_s_results(tmp_path):
+    """Dukcapil has no rule comparing rows with each other, so its chunks are consecutive
+    slices of the file; every count, the failures spread over several slices and a short
+    last slice, adds up to the whole extract's."""
+    from pipeline.checks.expectations import validate_extract
+
+    rows = 2003
+    frame = pl.DataFrame({
+        "source_line": pl.Series(range(2, rows + 2), dtype=pl.Int64),
+        "nik_raw": ["x"] * rows,
+        "nik": ["3273014505500001" if i % 9 else ("BAD" if i % 2 else None) for i in range(rows)],
+        "no_kk": [None if i % 5 == 0 else "3273010101010001" for i in range(rows)],
+        "nama": ["A"] * rows,
+        "jenis_kelamin": [["L", "P", "X"][i % 3] for i in range(rows)],
+        "tempat_lahir": [None] * rows,
+        "tanggal_lahir": [dt.date(1880 if i % 301 == 0 else 1960, 1, 1) for i in range(rows)],
+        "alamat": [None] * rows,
+        "kode_wilayah": ["3273010001" if i % 13 else "32730" for i in range(rows)],
+        "tanggal_meninggal": [dt.date(1950, 1, 1) if i % 250 == 0 else (dt.date(2020, 1, 1) if i % 3 == 0 else None)
+                              for i in range(rows)],
+    }, schema_overrides={"no_kk": pl.String, "tempat_lahir": pl.String, "alamat": pl.String,
+                         "tanggal_lahir": pl.Date, "tanggal_meninggal": pl.Date})
+    path = tmp_path / "dukcapil.parquet"
+    frame.write_parquet(path, row_group_size=128)
+    whole = validate_extract(frame, "dukcapil")
+    assert result(whole, "tanggal_meninggal.after_lahir")["unexpected_count"] > 0
+    assert result(whole, "nik.format")["unexpected_count"] > 0 and result(whole, "kode_wilayah.format")["unexpected_count"] > 0
+    for chunk_rows in (300, 1000, 7):  # 7, 3 and 287 slices, the last one short
+        chunked = validate_extract(str(path), "dukcapil", chunk_rows=chunk_rows)
+        assert chunked["results"] == whole["results"]
+        assert chunked["rows"] == rows
+    assert [p.name for p in tmp_path.iterdir()] == ["dukcapil.parquet"]

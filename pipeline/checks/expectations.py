@@ -395,13 +395,21 @@ def _chunks(frame: pl.LazyFrame, kind: str, rows: int, chunk_rows: int, path: st
     """The extract in about rows / chunk_rows chunks. Rows sharing a value of a column that
     must be unique fall in the same chunk (hash of that column), so duplicates are counted
     exactly as over the whole extract. From a Parquet `path` with many chunks they are
-    written out in one pass over the file (_scatter), not read by a filter each."""
+    written out in one pass over the file (_scatter), not read by a filter each. An
+    extract without such a rule is cut into consecutive slices."""
     parts = max(1, math.ceil(rows / chunk_rows))
     if parts == 1:
         yield frame.collect()
         return
     unique = [s["kwargs"]["column"] for s in SUITE_SPECS[kind] if s["type"] == "expect_column_values_to_be_unique"]
-    key = pl.col(unique[0]).hash(seed=0) if unique else pl.col("source_line").hash(seed=0)
+    if not unique:
+        # No rule compares rows with each other: any cut gives the whole extract's counts,
+        # so the chunks are consecutive slices, each read alone (at 10M rows, Dukcapil's 25
+        # chunks 53.6 s scattered by a hash, 27.3 s sliced).
+        for offset in range(0, rows, chunk_rows):
+            yield frame.slice(offset, chunk_rows).collect()
+        return
+    key = pl.col(unique[0]).hash(seed=0)
     if path is None or parts < SCATTER_MIN_PARTS:
         for part in range(parts):
             yield frame.filter(key % parts == part).collect()
