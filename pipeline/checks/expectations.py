@@ -340,11 +340,12 @@ def _summarize(spec: dict[str, Any], res: Any, today: dt.date) -> dict[str, Any]
 
 
 CHUNK_ROWS = 1_000_000
-# From this many chunks on, a Parquet extract is scattered into its chunks in one pass
-# instead of being read once per chunk (a filter each). Measured alone: at 1M rows, 3
-# chunks of Dukcapil 2.2 s by filters, 3.0 s scattered; at 10M, 25 chunks 66.3 s by
-# filters, 35.2 s scattered (DTKS, 10 chunks: 24.9 s, 20.5 s). Filters grow with the
-# square of the rows, the scatter with the rows.
+# From this many chunks on, a Parquet extract with a uniqueness rule (DTKS) is scattered
+# into its chunks in one pass instead of being read once per chunk (a filter each).
+# Measured alone, when Dukcapil was chunked the same way: at 1M rows, 3 chunks of Dukcapil
+# 2.2 s by filters, 3.0 s scattered; at 10M, 25 chunks 66.3 s by filters, 35.2 s scattered
+# (DTKS, 10 chunks: 24.9 s, 20.5 s). Filters grow with the square of the rows, the scatter
+# with the rows.
 SCATTER_MIN_PARTS = 5
 
 

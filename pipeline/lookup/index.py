@@ -181,7 +181,8 @@ def row_statuses(round_dir: Path) -> pl.LazyFrame:
     rows = rows.join(own_reason, on="id_dtks", how="left").join(canonical, on="id_dtks", how="left")
     kept = rows.join(canonical.select(id_dtks=pl.col("canonical_id_dtks")).unique(), on="id_dtks", how="semi").select(
         canonical_id_dtks=pl.col("id_dtks"), k_status=pl.col("status"), k_reason=pl.col("reason"))
-    inherit = strong_duplicate & pl.col("k_status").is_not_null() & (pl.col("canonical_id_dtks") != pl.col("id_dtks"))
+    # A kept status is found only for a row kept for another (`canonical` holds no others).
+    inherit = strong_duplicate & pl.col("k_status").is_not_null()
     return rows.join(kept, on="canonical_id_dtks", how="left").select(
         "id_dtks", "cluster_id", "nik", "nik_asli", "nama", "kode_wilayah",
         status=pl.when(inherit).then("k_status").otherwise("status"),
