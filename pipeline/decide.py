@@ -11,11 +11,88 @@ weak evidence.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 
+from pipeline import decisions
 from pipeline.contract import OUTCOME, OUTCOMES, ROW_OUTCOMES, action_rules, anomaly_rules
 from pipeline.errors import ReconciliationError
+from pipeline.lookup import objections
+from pipeline.matching import link
+
+# Rows per row group of the row outcomes and anomalies (write_row_groups).
+OUTPUT_ROW_GROUP = 262_144
+
+
+def write_row_groups(frames: Iterable[pl.DataFrame], path: Path, schema: pl.Schema, rows: int = OUTPUT_ROW_GROUP) -> int:
+    """The rows of `frames`, in order, as a Parquet file of row groups of `rows` rows, each
+    written from one contiguous block: the file's bytes depend on its rows only, not on how
+    they arrive (polars' pages follow its chunks). So the one-process round, which has
+    each table whole, and a partitioned round, which streams its ranges of ids into the
+    file, write the same bytes. Returns the rows written."""
+    import pyarrow.parquet as pq
+
+    arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+    pending: list[pl.DataFrame] = []
+    held = written = 0
+    with pq.ParquetWriter(path, arrow_schema, compression="zstd") as writer:
+        def flush(block: pl.DataFrame) -> None:
+            writer.write_table(block.rechunk().to_arrow().cast(arrow_schema), row_group_size=rows)
+
+        for frame in frames:
+            pending.append(frame)
+            held += frame.height
+            if held < rows:
+                continue
+            block = pl.concat(pending, how="vertical")
+            whole = block.height - block.height % rows
+            for offset in range(0, whole, rows):
+                flush(block.slice(offset, rows))
+            written += whole
+            pending, held = [block.slice(whole)], block.height - whole
+        if held:
+            flush(pl.concat(pending, how="vertical"))
+            written += held
+    return written
+
+
+@dataclass
+class Decided:
+    """The decisions on a set of DTKS rows (all of them, or a partition's range of ids)."""
+    anomalies: pl.DataFrame          # sorted, with the reviewers' decisions applied
+    tables: dict[str, pl.LazyFrame]  # each row outcome's rows (split_outcomes)
+    counts: dict[str, int]           # rows per outcome
+    repeated_ids: int                # rows whose id_dtks another row has too
+    repairs: int                     # NIK repairs confirmed by a reviewer and applied
+    flags: pl.DataFrame              # decisions.decision_flags
+
+
+def decide_rows(dtks: pl.DataFrame, anomalies: pl.DataFrame, fuzzy: pl.DataFrame, held: pl.Series,
+                reviewed: pl.DataFrame, clusters: pl.DataFrame) -> Decided:
+    """The staged DTKS rows `dtks` and their anomalies (every finding stage's, concatenated)
+    -> each row's outcome. `fuzzy`: the SUGGESTION_COLUMNS of the rows' fuzzy links;
+    `held`: rows an objection holds; `reviewed`: the reviewers' decisions numbered in
+    decisions.DECISION_INDEX (those keyed on these rows and the household ones suffice);
+    `clusters`: the rows' duplicate clusters. Every step is per row (a household decision
+    applies wherever its key is), so a range of ids decides alone."""
+    anomalies = sort_anomalies(link.attach_suggested_nik(anomalies, fuzzy))
+    anomalies = objections.hold_contested(anomalies, held)
+    applied = decisions.applied_decisions(anomalies, reviewed)
+    flags = decisions.decision_flags(anomalies, reviewed, dtks["id_dtks"])
+    repairs = applied.filter(pl.col("nik_repair").is_not_null()).select("id_dtks", "nik_repair").unique("id_dtks", keep="first")
+    anomalies = applied.drop("nik_repair")
+    outcomes = row_outcomes(dtks, anomalies)
+    # A NIK repair confirmed by a reviewer is applied to the outputs; the original stays.
+    # Looked up, not joined: repairs are few, the staged table wide.
+    repaired = pl.col("id_dtks").replace_strict(repairs["id_dtks"], repairs["nik_repair"], default=None, return_dtype=pl.String)
+    dtks = dtks.with_columns(nik_asli=pl.col("nik"), nik=pl.coalesce(repaired, "nik"))
+    counts = dict(outcomes.group_by("outcome").len().iter_rows())
+    return Decided(anomalies=anomalies, tables=split_outcomes(dtks, outcomes, clusters),
+                   counts={outcome: counts.get(outcome, 0) for outcome in ROW_OUTCOMES},
+                   repeated_ids=outcomes.height - outcomes["id_dtks"].n_unique(), repairs=repairs.height, flags=flags)
 
 
 
@@ -58,18 +135,20 @@ def row_outcomes(dtks: pl.DataFrame, anomalies: pl.DataFrame) -> pl.DataFrame:
 
 def reconcile(rows_in: int, outcomes: pl.DataFrame, quarantined_rows: int) -> dict:
     """Counts per outcome; raises ReconciliationError if they do not add up."""
-    counts = {outcome: 0 for outcome in OUTCOMES}
-    for outcome, count in outcomes.group_by("outcome").len().iter_rows():
-        counts[outcome] = count
-    counts[OUTCOME.quarantined] = quarantined_rows
+    counts = dict(outcomes.group_by("outcome").len().iter_rows())
+    return reconcile_counts(rows_in, counts, outcomes.height - outcomes["id_dtks"].n_unique(), quarantined_rows)
+
+
+def reconcile_counts(rows_in: int, counts: dict[str, int], repeated_ids: int, quarantined_rows: int) -> dict:
+    """reconcile from the rows per outcome and the number of rows whose id another row has."""
+    counts = {outcome: counts.get(outcome, 0) for outcome in OUTCOMES} | {OUTCOME.quarantined: quarantined_rows}
     total = sum(counts.values())
-    duplicates_of_ids = outcomes.height - outcomes["id_dtks"].n_unique()
-    result = {"rows_in": rows_in, **counts, "sum": total, "balanced": total == rows_in and duplicates_of_ids == 0}
+    result = {"rows_in": rows_in, **counts, "sum": total, "balanced": total == rows_in and repeated_ids == 0}
     if not result["balanced"]:
         raise ReconciliationError(
             f"reconciliation failed: {rows_in} DTKS input rows but "
             + " + ".join(f"{outcome} {counts[outcome]}" for outcome in OUTCOMES) + f" = {total}"
-            f" ({duplicates_of_ids} id_dtks in more than one outcome). No outputs were published."
+            f" ({repeated_ids} id_dtks in more than one outcome). No outputs were published."
         )
     return result
 
@@ -97,9 +176,9 @@ def split_outcomes(dtks: pl.DataFrame, outcomes: pl.DataFrame, clusters: pl.Data
     return {name: pl.defer(functools.partial(table, name), schema=schema) for name in ROW_OUTCOMES}
 
 
-def check_paid_once(verified: pl.DataFrame) -> None:
+def check_paid_once(verified: pl.DataFrame | pl.LazyFrame) -> None:
     """Verified holds at most one row per duplicate cluster."""
-    per_cluster = verified.group_by("cluster_id").len().filter(pl.col("len") > 1)
+    per_cluster = verified.lazy().group_by("cluster_id").len().filter(pl.col("len") > 1).collect()
     if per_cluster.height:
         raise ReconciliationError(
             f"{per_cluster.height} duplicate clusters have more than one verified row; a person must be paid once."

@@ -260,9 +260,20 @@ def rows_present(ids: pl.Series, dtks_ids: pl.Series) -> pl.Series:
     return dtks_ids.filter(dtks_ids.is_in(ids.drop_nulls().unique().implode()))
 
 
+DECISION_INDEX = "_decision"
+
+
 def apply_decisions(anomalies: pl.DataFrame, decisions: pl.DataFrame, dtks_ids: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Anomalies with reviewers' decisions applied, and every decision with its status
     (applied | stale: row gone | stale: anomaly not raised)."""
+    indexed = decisions.with_row_index(DECISION_INDEX)
+    return applied_decisions(anomalies, decisions), decision_status(indexed, decision_flags(anomalies, indexed, dtks_ids))
+
+
+def applied_decisions(anomalies: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
+    """The anomalies with the reviewers' decisions applied (each row's action, detail and
+    a confirmed NIK repair in `nik_repair`). Needs only the decisions keyed on these rows and
+    the household decisions."""
     keys = ["_row", "anomaly_code", "related_key"]
     keyed = decision_key(anomalies.with_columns(related_key=related_key(pl.col("related_id"))))
     chosen = (
@@ -289,13 +300,40 @@ def apply_decisions(anomalies: pl.DataFrame, decisions: pl.DataFrame, dtks_ids: 
         detail=pl.when(decided).then(pl.col("detail") + who).otherwise(pl.col("detail")),
         nik_repair=pl.when(repair).then(pl.col("related_id")),
     )
-    matched = keyed.select(*keys).unique().with_columns(matched=pl.lit(True))
-    status = decision_key(decisions).join(matched, on=keys, how="left").join(
-        effects_table(), on=["anomaly_code", "keputusan"], how="left"
+    return applied.drop("related_key", "keputusan", "effect", "pemeriksa", "recorded_at", "_row")
+
+
+def decisions_bearing_on(decisions: pl.DataFrame, own: pl.Series) -> pl.DataFrame:
+    """The decisions a set of rows needs: those keyed on its rows (`own`: a mask of
+    `decisions`) and the household ones, which hold wherever their household's rows are."""
+    return decisions.filter(own | (decision_key(decisions)["_row"] == ""))
+
+
+def decision_flags(anomalies: pl.DataFrame, decisions: pl.DataFrame, dtks_ids: pl.Series) -> pl.DataFrame:
+    """For each decision (numbered in DECISION_INDEX): whether an anomaly here carries its
+    key (`matched`) and whether its row is one of `dtks_ids` (`present`). A decision's
+    status needs both over the whole extract: a partition's flags are or-ed with the others'."""
+    keys = ["_row", "anomaly_code", "related_key"]
+    # Only anomalies a decision could name: their related keys (a masked NIK) need not be made for the rest.
+    household = list(contract.codes_where(lambda rule: rule.scope == "household"))
+    named = anomalies.filter(pl.col("anomaly_code").is_in(decisions["anomaly_code"].unique().implode())
+                             & (pl.col("id_dtks").is_in(decisions["id_dtks"].unique().implode()) | pl.col("anomaly_code").is_in(household)))
+    matched = decision_key(named.with_columns(related_key=related_key(pl.col("related_id")))).select(*keys).unique()
+    present = rows_present(decisions["id_dtks"], dtks_ids)
+    return decision_key(decisions).join(matched.with_columns(matched=pl.lit(True)), on=keys, how="left", maintain_order="left").select(
+        DECISION_INDEX, matched=pl.col("matched").fill_null(False), present=pl.col("id_dtks").is_in(present.implode()),
+    )
+
+
+def decision_status(decisions: pl.DataFrame, flags: pl.DataFrame) -> pl.DataFrame:
+    """Every decision (numbered in DECISION_INDEX) with its status, from its flags (those
+    of several partitions are or-ed)."""
+    found = flags.group_by(DECISION_INDEX).agg(pl.col("matched").any(), pl.col("present").any(ignore_nulls=False))
+    return decisions.join(found, on=DECISION_INDEX, how="left", maintain_order="left").join(
+        effects_table(), on=["anomaly_code", "keputusan"], how="left", maintain_order="left"
     ).with_columns(
         status=pl.when(pl.col("matched")).then(pl.lit("applied"))
-        .when(~pl.col("id_dtks").is_in(rows_present(decisions["id_dtks"], dtks_ids).implode())).then(pl.lit("stale: baris tidak ada lagi di ekstrak"))
+        .when(~pl.col("present")).then(pl.lit("stale: baris tidak ada lagi di ekstrak"))
         .when(pl.col("effect") == "never_merge").then(pl.lit("applied: pasangan tidak digabung"))
         .otherwise(pl.lit("stale: anomali tidak muncul lagi"))
-    ).drop("matched", "effect", "_row")
-    return applied.drop("related_key", "keputusan", "effect", "pemeriksa", "recorded_at", "_row"), status
+    ).drop("matched", "present", "effect", DECISION_INDEX)

@@ -1,5 +1,5 @@
-"""The staging of Parquet extracts, the civil-registry link and the duplicate search as
-many partition tasks, for a round on a Dask cluster (`verval run --workers N`, `--cluster
+"""The staging of Parquet extracts, the civil-registry link, the duplicate search and
+decide as many partition tasks, for a round on a Dask cluster (`verval run --workers N`, `--cluster
 ADDRESS`) or in bounded memory on one machine (`--partitions P`).
 
 A Parquet extract is staged a chunk of rows per task (ingest.stage_parquet_chunk, the code
@@ -28,6 +28,11 @@ finds exactly the pairs, block sizes and comparison levels the whole table would
                   its pairs with that model and keeps those at or above half the link
                   probability; only those reach the driver, for the global clustering.
 
+Decide is split by ranges of id_dtks instead (decide_split): every step of it is per row,
+and its outputs are sorted by id, so each range decides alone with the code of one process
+(decide.decide_rows) and the ranges' outputs, streamed one after the other, are the
+whole round's files.
+
 For the fuzzy link the comparison vectors (small integers per pair) are gathered; a pair
 found by several rules keeps its first rule; scoring and the best link per row run once,
 on all pairs (blocking.gather_vectors). Outputs are sorted, so they are identical for any
@@ -51,6 +56,7 @@ import dataclasses
 import math
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -787,6 +793,153 @@ def find_duplicates(ctx, step: Step, fan_out: FanOut) -> dict:
     found = step("duplicates-gather", dedupe_finish, ctx, counted, model)
     found["partitions"] = _shuffle_summary(ctx, runs, runs[:1], pairs_to_driver=sum(task["result"] for task in runs[-1]))
     return found
+
+
+# --------------------------------------------------------------------------- decide
+
+
+def _decide_folder(ctx) -> Path:
+    return _parts(ctx) / "decide"
+
+
+def _decide_sources(ctx) -> list[tuple[str, str, list[str] | None, bool]]:
+    """(name, file, columns, fuzzy links only) of each table decide reads per row."""
+    from pipeline.round import ANOMALY_PARTS
+
+    return [
+        ("dtks", str(ctx.staging_dir / "dtks.parquet"), None, False),
+        *[(f"anomalies_{part}", str(ctx.staging_dir / f"anomalies_{part}.parquet"), None, False) for part in ANOMALY_PARTS],
+        ("fuzzy", str(ctx.path("dukcapil_links.parquet")), link.SUGGESTION_COLUMNS, True),
+        ("clusters", str(ctx.path("duplicate_clusters.parquet")), ["id_dtks", "cluster_id"], False),
+    ]
+
+
+def id_ranges(boundaries: list[str], ids: pl.Series) -> pl.Series:
+    """Each id's range: i for boundaries[i-1] <= id < boundaries[i] (a missing id in the
+    last range, where the sort by id puts it)."""
+    ranges = pl.Series(boundaries, dtype=pl.String).search_sorted(ids, side="right").cast(pl.Int32)
+    return pl.select(pl.when(ids.is_null()).then(len(boundaries)).otherwise(ranges)).to_series().alias("_range")
+
+
+def decide_split(ctx) -> dict:
+    """Ranges of id_dtks of about equal rows, from every k-th DTKS row's id: decide's
+    outputs are sorted by id_dtks, so the ranges' outputs streamed one after the other
+    are the whole round's. The reviewers' decisions numbered once for every range."""
+    from pipeline.round import reviewed_decisions
+
+    folder = _decide_folder(ctx)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    source = ctx.staging_dir / "dtks.parquet"
+    rows = pl.scan_parquet(source).select(pl.len()).collect().item()
+    wanted = partition_count(ctx, rows)
+    every = max(1, rows // (wanted * 64))
+    con = ctx.connect()
+    try:
+        sample = con.sql(f"SELECT id_dtks FROM read_parquet({sql_path(source)}, file_row_number = true) "
+                         f"WHERE file_row_number % {every} = 0 AND id_dtks IS NOT NULL").pl()["id_dtks"].sort()
+    finally:
+        con.close()
+    boundaries = sorted({sample[len(sample) * i // wanted] for i in range(1, wanted)}) if len(sample) else []
+    reviewed_decisions(ctx).write_parquet(folder / "decisions.parquet")
+    sources = [(name, path, columns, fuzzy_only, pl.scan_parquet(path).select(pl.len()).collect().item())
+               for name, path, columns, fuzzy_only in _decide_sources(ctx)]
+    return {"boundaries": boundaries, "sources": sources}
+
+
+def decide_scatter(ctx, name: str, source: str, columns: list[str] | None, fuzzy_only: bool, offset: int, length: int,
+                   boundaries: list[str], chunk: int) -> int:
+    """Rows [offset, offset + length) of `source` into their id ranges, written as
+    decide/<name>/b<range>/c<chunk>.parquet (chunk 0 writes every range, for the schema).
+    Returns bytes written."""
+    frame = pl.scan_parquet(source).slice(offset, length)
+    if fuzzy_only:
+        frame = frame.filter(pl.col("link_method") == "fuzzy")
+    table = (frame.select(columns) if columns else frame).collect()
+    groups = {key[0]: group for key, group in table.with_columns(id_ranges(boundaries, table["id_dtks"])).partition_by(
+        "_range", as_dict=True, include_key=False, maintain_order=True).items()}
+    written = 0
+    for bucket in range(len(boundaries) + 1):
+        group = groups.get(bucket)
+        if group is None and chunk != 0:
+            continue
+        path = _decide_folder(ctx) / name / f"b{bucket:05d}" / f"c{chunk:05d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (group if group is not None else table.clear()).write_parquet(path)
+        written += path.stat().st_size
+    return written
+
+
+def decide_bucket(ctx, bucket: int, boundaries: list[str]) -> dict:
+    """One range of ids decided (decide.decide_rows, the code of one process); its row
+    outcomes, anomalies and decision flags written as decide/out/<table>/b<range>.parquet."""
+    from pipeline.decide import decide_rows
+    from pipeline.decisions import decisions_bearing_on
+    from pipeline.round import ANOMALY_PARTS, held_rows
+
+    folder = _decide_folder(ctx)
+
+    def read(name: str) -> pl.DataFrame:
+        return pl.read_parquet(_bucket_files(folder / name, bucket))
+
+    reviewed = pl.read_parquet(folder / "decisions.parquet")
+    reviewed = decisions_bearing_on(reviewed, id_ranges(boundaries, reviewed["id_dtks"]) == bucket)
+    decided = decide_rows(read("dtks"), pl.concat([read(f"anomalies_{part}") for part in ANOMALY_PARTS]), read("fuzzy"),
+                          held_rows(ctx), reviewed, read("clusters"))
+    out = folder / "out"
+    tables = {**{outcome: query.collect() for outcome, query in decided.tables.items()},
+              "anomalies": decided.anomalies, "flags": decided.flags}
+    for name, table in tables.items():
+        (out / name).mkdir(parents=True, exist_ok=True)
+        table.write_parquet(out / name / f"b{bucket:05d}.parquet")
+    return {"counts": decided.counts, "repeated_ids": decided.repeated_ids, "repairs": decided.repairs}
+
+
+def decide_finish(ctx, ingest_results: dict, buckets: int, results: list[dict]) -> dict:
+    """The ranges' outputs streamed, in the order of their ids, into the round's files;
+    each decision's status from every range's flags; the reconciliation over all rows."""
+    from pipeline import contract
+    from pipeline.decide import check_paid_once, write_row_groups
+    from pipeline.decisions import decision_status
+    from pipeline.round import decide_summary
+
+    out = _decide_folder(ctx) / "out"
+
+    def files(name: str) -> list[Path]:
+        return [out / name / f"b{bucket:05d}.parquet" for bucket in range(buckets)]
+
+    def stream(name: str, path: Path) -> None:
+        write_row_groups((pl.read_parquet(file) for file in files(name)), path, pl.read_parquet_schema(files(name)[0]))
+
+    # The anomalies are encoded on the other core while the outcome tables are.
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        anomalies_written = beside.submit(stream, "anomalies", ctx.path("anomalies.parquet"))
+        for outcome in contract.ROW_OUTCOMES:
+            stream(outcome, ctx.path(contract.outcome_rules()[outcome].file))
+        anomalies_written.result()
+    check_paid_once(pl.scan_parquet(ctx.path(contract.outcome_rules()[contract.OUTCOME.verified].file)).select("cluster_id"))
+    status = decision_status(pl.read_parquet(_decide_folder(ctx) / "decisions.parquet"),
+                             pl.concat([pl.read_parquet(file) for file in files("flags")]))
+    counts = {outcome: sum(result["counts"][outcome] for result in results) for outcome in contract.ROW_OUTCOMES}
+    decided = decide_summary(ctx, ingest_results, counts, sum(result["repeated_ids"] for result in results),
+                             sum(result["repairs"] for result in results), status, pl.scan_parquet(ctx.path("anomalies.parquet")))
+    clean(ctx)
+    return decided
+
+
+def decide(ctx, step: Step, fan_out: FanOut, ingest_results: dict) -> dict:
+    """Decide as partition tasks over ranges of id_dtks (wiring only)."""
+    plan = step("decide-split", decide_split, ctx)
+    boundaries = plan["boundaries"]
+    runs = [fan_out("decide-scatter", measured(decide_scatter), [
+        (ctx, name, path, columns, fuzzy_only, offset, size, boundaries, i)
+        for name, path, columns, fuzzy_only, rows in plan["sources"] for i, (offset, size) in enumerate(scatter_chunks(ctx, rows))
+    ])]
+    runs.append(fan_out("decide-buckets", measured(decide_bucket), [(ctx, b, boundaries) for b in range(len(boundaries) + 1)]))
+    decided = step("decide-gather", decide_finish, ctx, ingest_results, len(boundaries) + 1, [task["result"] for task in runs[-1]])
+    decided["partitions"] = _partition_summary(len(boundaries) + 1, runs, tasks=sum(len(run) for run in runs),
+                                               bytes_shuffled=sum(task["result"] for task in runs[0]))
+    return decided
 
 
 # --------------------------------------------------------------------------- workbooks

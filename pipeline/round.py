@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -26,7 +27,7 @@ from pipeline import __version__, contract, decisions, outdir, partitioned
 from pipeline.checks.nik import NIK_CHECK_INPUT, check_counts, check_niks
 from pipeline.errors import InputError, StageError, UsageError, VervalError
 from pipeline.contract import OUTCOME
-from pipeline.decide import check_paid_once, reconcile, row_outcomes, sort_anomalies, split_outcomes
+from pipeline.decide import check_paid_once, decide_rows, reconcile_counts, write_row_groups
 from pipeline.ingest import ingest_extract, stages_in_chunks
 from pipeline.matching import dedupe, link
 from pipeline.matching.estimate import drift_table
@@ -452,49 +453,60 @@ def find_eligibility(ctx: RoundContext) -> dict:
     }
 
 
-def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
+ANOMALY_PARTS = ("nik", "link", "dup", "elig", "obj")
+
+
+def reviewed_decisions(ctx: RoundContext) -> pl.DataFrame:
+    """The reviewers' decisions read by this round, numbered (decisions.DECISION_INDEX)."""
+    return pl.read_parquet(ctx.staging_dir / "decisions.parquet").with_row_index(decisions.DECISION_INDEX)
+
+
+def held_rows(ctx: RoundContext) -> pl.Series:
     from pipeline.lookup import objections
 
+    return objections.held_rows(pl.read_parquet(ctx.path("objections.parquet")))
+
+
+def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
     dtks = pl.read_parquet(ctx.staging_dir / "dtks.parquet")
     # Only the fuzzy links and what a suggested NIK shows: the whole file held 9.9M exact links at 10M rows (5 s).
     fuzzy = (pl.scan_parquet(ctx.path("dukcapil_links.parquet")).filter(pl.col("link_method") == "fuzzy")
              .select(link.SUGGESTION_COLUMNS).collect())
-    anomalies = sort_anomalies(
-        link.attach_suggested_nik(
-            pl.concat([pl.read_parquet(ctx.staging_dir / f"anomalies_{part}.parquet") for part in ("nik", "link", "dup", "elig", "obj")]),
-            fuzzy,
-        )
+    reviewed = reviewed_decisions(ctx)
+    decided = decide_rows(
+        dtks, pl.concat([pl.read_parquet(ctx.staging_dir / f"anomalies_{part}.parquet") for part in ANOMALY_PARTS]), fuzzy,
+        held_rows(ctx), reviewed, pl.read_parquet(ctx.path("duplicate_clusters.parquet"), columns=["id_dtks", "cluster_id"]),
     )
-    anomalies = objections.hold_contested(anomalies, objections.held_rows(pl.read_parquet(ctx.path("objections.parquet"))))
-    anomalies, decision_status = decisions.apply_decisions(
-        anomalies, pl.read_parquet(ctx.staging_dir / "decisions.parquet"), dtks["id_dtks"]
-    )
-    repairs = anomalies.filter(pl.col("nik_repair").is_not_null()).select("id_dtks", "nik_repair").unique("id_dtks", keep="first")
-    anomalies = anomalies.drop("nik_repair")
+    del dtks
+    # The anomalies are encoded on the other core while the outcome tables are.
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        anomalies_written = beside.submit(write_row_groups, [decided.anomalies], ctx.path("anomalies.parquet"),
+                                          decided.anomalies.schema)
+        for outcome, query in decided.tables.items():
+            table = query.collect()
+            if outcome == OUTCOME.verified:
+                check_paid_once(table)
+            write_row_groups([table], ctx.path(contract.outcome_rules()[outcome].file), table.schema)
+            del table
+        anomalies_written.result()
+    return decide_summary(ctx, ingest_results, decided.counts, decided.repeated_ids, decided.repairs,
+                          decisions.decision_status(reviewed, decided.flags), decided.anomalies.lazy())
+
+
+def decide_summary(ctx: RoundContext, ingest_results: dict[str, dict], counts: dict[str, int], repeated_ids: int, repairs: int,
+                   decision_status: pl.DataFrame, anomalies: pl.LazyFrame) -> dict:
+    """What decide writes beside the row outcomes (every decision's status, the quarantine)
+    and says in summary.json; `counts` etc. over every row."""
     decision_status.write_parquet(ctx.path("decisions_applied.parquet"))
-    outcomes = row_outcomes(dtks, anomalies)
     quarantine = pl.concat(
         [pl.read_parquet(ctx.staging_dir / f"{kind}_quarantine.parquet") for kind in contract.EXTRACT_KINDS]
         + [pl.read_parquet(path) for path in sorted(ctx.staging_dir.glob("ineligible_*_quarantine.parquet"))]
     )
-    reconciliation = reconcile(ingest_results["dtks"]["rows_in"], outcomes, ingest_results["dtks"]["rows_quarantined"])
-    # A NIK repair confirmed by a reviewer is applied to the outputs; the original stays.
-    # Looked up, not joined: repairs are few, the staged table wide.
-    repaired = pl.col("id_dtks").replace_strict(repairs["id_dtks"], repairs["nik_repair"], default=None, return_dtype=pl.String)
-    dtks = dtks.with_columns(nik_asli=pl.col("nik"), nik=pl.coalesce(repaired, "nik"))
-    tables = split_outcomes(dtks, outcomes, pl.read_parquet(ctx.path("duplicate_clusters.parquet"), columns=["id_dtks", "cluster_id"]))
-    for outcome, query in tables.items():
-        # One chunk: the file's row groups then depend on the rows only, not on how the
-        # query's threads cut them (two runs of the 3M round wrote different bytes).
-        table = query.collect().rechunk()
-        if outcome == OUTCOME.verified:
-            check_paid_once(table)
-        table.write_parquet(ctx.path(contract.outcome_rules()[outcome].file))
-        del table
-    anomalies.write_parquet(ctx.path("anomalies.parquet"))
     quarantine.write_parquet(ctx.path("quarantine.parquet"))
+    reconciliation = reconcile_counts(ingest_results["dtks"]["rows_in"], counts, repeated_ids,
+                                      ingest_results["dtks"]["rows_quarantined"])
     by_code = (
-        anomalies.group_by("anomaly_code", "action").len().sort("anomaly_code", "action")
+        anomalies.group_by("anomaly_code", "action").len().collect().sort("anomaly_code", "action")
         .pivot(on="action", index="anomaly_code", values="len").fill_null(0)
     )
     codes = {row["anomaly_code"]: {k: v for k, v in row.items() if k != "anomaly_code"} for row in by_code.to_dicts()}
@@ -502,7 +514,7 @@ def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
         "decisions": {
             "applied": int(decision_status["status"].str.starts_with("applied").sum()),
             "stale": int(decision_status["status"].str.starts_with("stale").sum()),
-            "nik_repairs": repairs.height,
+            "nik_repairs": repairs,
             "by_status": dict(decision_status.group_by("status").len().sort("status").iter_rows()),
         },
         "reconciliation": reconciliation,
@@ -638,7 +650,9 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly, fan_out=N
             # The stage's time is the wait for the side thread; its own time is in the result.
             quality = {kind: step(f"expectations-{kind}", wait_for, validating[kind]) for kind in contract.EXTRACT_KINDS}
             objected = step("objections", gather_objections, ctx)
-            decided = step("decide", decide, ctx, ingested)
+            decided = (partitioned.decide(ctx, step, fan, ingested) if ctx.partitioned
+                       else step("decide", decide, ctx, ingested))
+            decide_partitions = decided.pop("partitions", None)
             decided["decisions"].update({k: v for k, v in gathered.items() if k != "warnings"})
             decided["objections"] = objected
             summary = {
@@ -653,6 +667,7 @@ def run_round(ctx: RoundContext, clock: StageClock, run=call_directly, fan_out=N
                 "civil_registry_link": linked,
                 "duplicates": duplicates,
                 "eligibility": {k: v for k, v in eligibility.items() if k != "warnings"},
+                **({"decide": {"partitions": decide_partitions}} if decide_partitions else {}),
                 "stage_timings": clock.timings,
             }
             step("report", write_report, ctx, summary)

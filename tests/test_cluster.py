@@ -90,7 +90,7 @@ def test_local_dask_cluster_gives_the_single_process_round(generated_round, pref
     timings = [t["stage"] for t in summary["stage_timings"]]
     assert "nik-checks-chunks" in timings and "nik-checks" not in timings
     assert summary["nik_checks"] == generated_round["summary"]["nik_checks"]
-    for stage in ("workbooks", "lookup"):  # written by the workers too
+    for stage in ("decide", "workbooks", "lookup"):  # on the workers too
         partitions = summary[stage]["partitions"]
         assert partitions["count"] >= 2 and str(os.getpid()) not in partitions["worker_peak_mib"]
     # The status index answers alike: same entries for the same people (its keys differ,
@@ -112,6 +112,7 @@ def test_more_buckets_than_rows_in_one_process(small_extracts, tmp_path):
         outs[partitions] = run_round(ctx, StageClock(quiet=True))
     assert_same_round(tmp_path / "out0", tmp_path / "out7")
     assert outs[7]["duplicates"]["partitions"]["count"] == 7
+    assert outs[7]["decide"]["partitions"]["count"] >= 2 and "decide" not in outs[0]  # ranges of ids, cut from 9 rows
     assert not (tmp_path / "out7" / "staging" / "partitions").exists()  # partition files are not published
 
 

@@ -141,3 +141,62 @@ def test_duckdb_memory_limit_a_share_of_the_machine_unless_a_partition_task_or_g
     assert gib(limit(ctx, temp="bucket-0")) == pytest.approx(3e9 / 2**30, rel=0.05)
     given = RoundContext(dtks="d", dukcapil="c", out=str(tmp_path / "out"), work=str(tmp_path / "work"), duckdb_memory_limit="1GB")
     assert gib(limit(given)) == gib(limit(given, temp="bucket-0")) == pytest.approx(1e9 / 2**30, rel=0.05)
+
+
+def test_ranges_of_ids_decide_alone_as_the_whole_extract_does():
+    """decide_rows on ranges of id_dtks, concatenated, gives the whole extract's outcomes,
+    anomalies and decision statuses: a household decision (keyed on no row) applies in
+    every range holding its rows, a decision on a row of another range is neither matched
+    nor stale there, and a decision on a row gone from the extract is stale."""
+    from pipeline.contract import anomaly_frame
+    from pipeline.decide import decide_rows
+    from pipeline.decisions import DECISION_INDEX, LOG_COLUMNS, decision_status, decisions_bearing_on, related_key
+    from pipeline.matching.link import SUGGESTION_COLUMNS
+    from pipeline.partitioned import id_ranges
+
+    ids = [f"D{i:02d}" for i in range(1, 11)]
+    dtks = pl.DataFrame({"id_dtks": ids[::-1], "nik": [f"32010101019000{i:02d}" for i in range(10)], "no_kk": ["K1"] * 4 + ["K2"] * 6})
+    household = anomaly_frame(dtks.filter(pl.col("no_kk") == "K1"), "HOUSEHOLD_HEAD_DECEASED", pl.lit("kepala meninggal"),
+                              related_id=pl.lit("D07"))
+    rows = pl.concat([
+        household,
+        anomaly_frame(dtks.filter(pl.col("id_dtks") == "D02"), "DECEASED", pl.lit("meninggal"), related_id=pl.lit("3201010101900001"),
+                      strong=pl.lit(True)),
+        anomaly_frame(dtks.filter(pl.col("id_dtks") == "D09"), "DECEASED", pl.lit("meninggal"), strong=pl.lit(True)),
+        anomaly_frame(dtks.filter(pl.col("id_dtks").is_in(["D04", "D05"])), "DUPLICATE_PERSON", pl.lit("ganda"),
+                      related_id=pl.lit("D03"), strong=pl.lit(True)),
+    ])
+    assert household.height == 4 and {"D07", "D10"} <= set(household["id_dtks"])  # the household spans the ranges below
+    decided = [("D07", "HOUSEHOLD_HEAD_DECEASED", "D07", "TOLAK"), ("D02", "DECEASED", "3201010101900001", "TOLAK"),
+               ("D04", "DUPLICATE_PERSON", "D03", "SETUJU"), ("D99", "DECEASED", "", "SETUJU"), ("D05", "DECEASED", "", "TOLAK")]
+    reviewed = pl.DataFrame(
+        [{column: None for column in LOG_COLUMNS} | {"id_dtks": i, "anomaly_code": c, "related_key": r, "keputusan": k,
+          "pemeriksa": "Rina", "recorded_at": "2026-11-01T10:00:00+07:00", "source_file": "k.csv", "sheet": "", "row": n}
+         for n, (i, c, r, k) in enumerate(decided)],
+        schema={c: (pl.Int64 if c == "row" else pl.String) for c in LOG_COLUMNS},
+    ).with_columns(related_key=related_key(pl.col("related_key"))).with_row_index(DECISION_INDEX)
+    fuzzy = pl.DataFrame(schema={"id_dtks": pl.String, "ambiguous": pl.Boolean, "dukcapil_nik": pl.String,
+                                 "match_probability": pl.Float64, "evidence": pl.String}).select(SUGGESTION_COLUMNS)
+    clusters = dtks.select("id_dtks", cluster_id=pl.when(pl.col("id_dtks").is_in(["D03", "D04", "D05"])).then(pl.lit("K-D03"))
+                           .otherwise(pl.col("id_dtks")))
+    held = pl.Series([], dtype=pl.String)
+
+    whole = decide_rows(dtks, rows, fuzzy, held, reviewed, clusters)
+    boundaries = ["D04", "D08"]  # D01-D03 | D04-D07 | D08-D10
+    parts = []
+    for index in range(len(boundaries) + 1):
+        def mine(frame: pl.DataFrame) -> pl.DataFrame:
+            return frame.filter(id_ranges(boundaries, frame["id_dtks"]) == index)
+        parts.append(decide_rows(mine(dtks), mine(rows), fuzzy, held,
+                                 decisions_bearing_on(reviewed, id_ranges(boundaries, reviewed["id_dtks"]) == index), mine(clusters)))
+    assert pl.concat([part.anomalies for part in parts]).equals(whole.anomalies)
+    for outcome, query in whole.tables.items():
+        assert pl.concat([part.tables[outcome].collect() for part in parts]).equals(query.collect()), outcome
+    assert {o: sum(part.counts[o] for part in parts) for o in whole.counts} == whole.counts
+    status = decision_status(reviewed, whole.flags)
+    assert decision_status(reviewed, pl.concat([part.flags for part in parts])).equals(status)
+    assert status["status"].to_list() == ["applied", "applied", "applied", "stale: baris tidak ada lagi di ekstrak",
+                                          "stale: anomali tidak muncul lagi"]
+    actions = dict(whole.anomalies.filter(pl.col("anomaly_code") == "HOUSEHOLD_HEAD_DECEASED").select("id_dtks", "action").iter_rows())
+    assert set(actions.values()) == {"warn"} and len(actions) == 4  # TOLAK dismissed it on every member
+    assert whole.counts == {"verified": 7, "review": 0, "excluded": 3}
