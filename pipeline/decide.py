@@ -11,9 +11,7 @@ weak evidence.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
@@ -22,42 +20,6 @@ from pipeline.contract import OUTCOME, OUTCOMES, ROW_OUTCOMES, action_rules, ano
 from pipeline.errors import ReconciliationError
 from pipeline.lookup import objections
 from pipeline.matching import link
-
-# Rows per row group of the row outcomes and anomalies (write_row_groups).
-OUTPUT_ROW_GROUP = 262_144
-
-
-def write_row_groups(frames: Iterable[pl.DataFrame], path: Path, schema: pl.Schema, rows: int = OUTPUT_ROW_GROUP) -> int:
-    """The rows of `frames`, in order, as a Parquet file of row groups of `rows` rows, each
-    written from one contiguous block: the file's bytes depend on its rows only, not on how
-    they arrive (polars' pages follow its chunks). So the one-process round, which has
-    each table whole, and a partitioned round, which streams its ranges of ids into the
-    file, write the same bytes. Returns the rows written."""
-    import pyarrow.parquet as pq
-
-    arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
-    pending: list[pl.DataFrame] = []
-    held = written = 0
-    with pq.ParquetWriter(path, arrow_schema, compression="zstd") as writer:
-        def flush(block: pl.DataFrame) -> None:
-            writer.write_table(block.rechunk().to_arrow().cast(arrow_schema), row_group_size=rows)
-
-        for frame in frames:
-            pending.append(frame)
-            held += frame.height
-            if held < rows:
-                continue
-            block = pl.concat(pending, how="vertical")
-            whole = block.height - block.height % rows
-            for offset in range(0, whole, rows):
-                flush(block.slice(offset, rows))
-            written += whole
-            pending, held = [block.slice(whole)], block.height - whole
-        if held:
-            flush(pl.concat(pending, how="vertical"))
-            written += held
-    return written
-
 
 @dataclass
 class Decided:

@@ -899,7 +899,8 @@ def decide_finish(ctx, ingest_results: dict, buckets: int, results: list[dict]) 
     """The ranges' outputs streamed, in the order of their ids, into the round's files;
     each decision's status from every range's flags; the reconciliation over all rows."""
     from pipeline import contract
-    from pipeline.decide import check_paid_once, write_row_groups
+    from pipeline.decide import check_paid_once
+    from pipeline.rowgroups import write_row_groups
     from pipeline.decisions import decision_status
     from pipeline.round import decide_summary
 

@@ -9,6 +9,7 @@ outputs untouched.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -27,7 +28,8 @@ from pipeline import __version__, contract, decisions, outdir, partitioned
 from pipeline.checks.nik import NIK_CHECK_INPUT, check_counts, check_niks
 from pipeline.errors import InputError, StageError, UsageError, VervalError
 from pipeline.contract import OUTCOME
-from pipeline.decide import check_paid_once, decide_rows, reconcile_counts, write_row_groups
+from pipeline.decide import check_paid_once, decide_rows, reconcile_counts
+from pipeline.rowgroups import RowGroupWriter, write_row_groups
 from pipeline.ingest import ingest_extract, stages_in_chunks
 from pipeline.matching import dedupe, link
 from pipeline.matching.estimate import drift_table
@@ -327,14 +329,50 @@ def link_civil_registry(ctx: RoundContext) -> dict:
     return written
 
 
+# Records per range of ids in which the link stage's outputs are made (write_links).
+LINK_OUTPUT_RANGE = 1_000_000
+
+
+def link_ranges(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, size: int | None = None):
+    """(records, exact links, fuzzy links) of consecutive ranges of id_dtks, `size` records
+    each (LINK_OUTPUT_RANGE); `records` sorted by id_dtks."""
+    size = size or LINK_OUTPUT_RANGE
+    if not records["id_dtks"].is_sorted():
+        raise RuntimeError("link stage: the records are not sorted by id_dtks")
+    ids = records["id_dtks"]
+    for start in range(0, max(records.height, 1), size):
+        part = records.slice(start, size)
+        mine = pl.col("id_dtks").is_between(pl.lit(ids[start]), pl.lit(ids[min(start + size, records.height) - 1]), closed="both") \
+            if part.height else pl.lit(False)
+        yield part, exact.filter(mine), fuzzy.filter(mine)
+
+
 def write_links(ctx: RoundContext, records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, blocking: pl.DataFrame,
                 model: dict, standardised: Path | None = None) -> dict:
     """The link stage's outputs from its exact and fuzzy links (one process or partitioned).
     `standardised`: the file of the whole records when `records` holds only the link's
-    columns (and nik_verified)."""
-    resolution = link.resolve(records, exact, fuzzy, model["thresholds"]["resolve_probability"])
-    anomalies = pl.concat([link.link_anomalies(records, exact, resolution), link.fuzzy_anomalies(fuzzy)])
-    resolution.write_parquet(ctx.path("resolution.parquet"))
+    columns (and nik_verified). Every output row depends on its own row's links only, so
+    they are made a range of ids at a time: made at once for 10M rows they took the stage
+    from 4.6 GB of links to 10.7 GB."""
+    threshold = model["thresholds"]["resolve_probability"]
+    empty = records.clear(), exact.clear(), fuzzy.clear()
+
+    def resolved(part: pl.DataFrame, part_exact: pl.DataFrame, part_fuzzy: pl.DataFrame) -> tuple[pl.DataFrame, ...]:
+        resolution = link.resolve(part, part_exact, part_fuzzy, threshold)
+        anomalies = pl.concat([link.link_anomalies(part, part_exact, resolution), link.fuzzy_anomalies(part_fuzzy)])
+        links = pl.concat([part_exact, part_fuzzy], how="diagonal_relaxed").sort("id_dtks", "link_method")
+        return resolution, anomalies, links
+
+    paths = [ctx.path("resolution.parquet"), ctx.staging_dir / "anomalies_link.parquet", ctx.path("dukcapil_links.parquet")]
+    with contextlib.ExitStack() as stack:
+        writers = [stack.enter_context(RowGroupWriter(path, frame.schema)) for path, frame in zip(paths, resolved(*empty))]
+        for ranged in link_ranges(records, exact, fuzzy):
+            for writer, frame in zip(writers, resolved(*ranged)):
+                writer.write(frame)
+        _, anomalies_written, links_written = (writer.close() for writer in writers)
+    if links_written != exact.height + fuzzy.height:
+        raise RuntimeError(f"link stage: {exact.height + fuzzy.height} links but {links_written} in the ranges of the records' ids")
+    resolution = pl.read_parquet(paths[0])
     # Streamed to the file: a joined copy of the records held whole set the stage's peak.
     if standardised is None:
         whole = link.with_resolution(records.lazy(), resolution)
@@ -347,8 +385,6 @@ def write_links(ctx: RoundContext, records: pl.DataFrame, exact: pl.DataFrame, f
         whole = pl.concat([pl.scan_parquet(standardised), records.lazy().select("nik_verified"),
                            link.resolution_columns(resolution).drop("id_dtks").lazy()], how="horizontal")
     whole.sink_parquet(ctx.staging_dir / "records.parquet")
-    pl.concat([exact, fuzzy], how="diagonal_relaxed").sort("id_dtks", "link_method").write_parquet(ctx.path("dukcapil_links.parquet"))
-    anomalies.write_parquet(ctx.staging_dir / "anomalies_link.parquet")
     save_model(with_weights(model), ctx.path("link_model.json"))
     return {
         "exact_links": exact.height,
@@ -359,7 +395,7 @@ def write_links(ctx: RoundContext, records: pl.DataFrame, exact: pl.DataFrame, f
         "fuzzy_ambiguous": int(fuzzy["ambiguous"].sum()),
         "resolution": dict(resolution.group_by("resolution").len().sort("resolution").iter_rows()),
         "fuzzy_blocking": blocking.to_dicts(),
-        "anomalies": anomalies.height,
+        "anomalies": anomalies_written,
     }
 
 

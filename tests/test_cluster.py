@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from pipeline.progress import StageClock
 from pipeline.round import RoundContext, run_round
@@ -146,6 +147,43 @@ def test_parquet_extracts_are_staged_chunk_by_chunk_in_partition_tasks(tmp_path,
     for name, key in (("nik_checks.parquet", ["id_dtks"]), ("anomalies_nik.parquet", ["id_dtks", "anomaly_code"])):
         one, chunked = (pl.read_parquet(tmp_path / out / "staging" / name).sort(key) for out in ("out0", "out3"))
         assert chunked.equals(one), name
+
+
+def test_link_outputs_made_a_range_of_ids_at_a_time_are_those_made_at_once(tmp_path, monkeypatch):
+    """The link stage makes its outputs a range of ids at a time (round.write_links); ranges
+    of 250 records give the files and verdicts of one range holding every record."""
+    from pipeline import round as round_module
+    from pipeline.sample import generate_sample
+
+    generate_sample(2_000, 13, tmp_path / "data", fmt="parquet")
+    outs = {}
+    for size in (1_000_000, 250):
+        monkeypatch.setattr(round_module, "LINK_OUTPUT_RANGE", size)
+        ctx = RoundContext(dtks=str(tmp_path / "data" / "dtks.parquet"), dukcapil=str(tmp_path / "data" / "dukcapil.parquet"),
+                           out=str(tmp_path / f"out{size}"), as_of="2026-11-21")
+        outs[size] = run_round(ctx, StageClock(quiet=True))
+    assert_same_round(tmp_path / "out1000000", tmp_path / "out250")
+    linked = outs[250]["civil_registry_link"]
+    assert linked["fuzzy_links"] > 20 and linked["anomalies"] > 50 and outs[250]["duplicates"]["clusters_gt1"] > 20
+    # The link findings hold the same rows, grouped by range instead of by code.
+    one, ranged = (pl.read_parquet(tmp_path / out / "staging" / "anomalies_link.parquet") for out in ("out1000000", "out250"))
+    assert ranged.sort(pl.all()).equals(one.sort(pl.all())) and not ranged.equals(one)
+
+
+def test_link_ranges_take_every_link_once_and_need_sorted_records():
+    from pipeline.round import link_ranges
+
+    records = pl.DataFrame({"id_dtks": ["A", "B", "C", "D", "E"]})
+    exact = pl.DataFrame({"id_dtks": ["E", "A", "B", "B", "D"], "n": [1, 2, 3, 4, 5]})
+    fuzzy = pl.DataFrame({"id_dtks": ["C", "E"], "n": [6, 7]})
+    ranges = list(link_ranges(records, exact, fuzzy, size=2))
+    assert [part["id_dtks"].to_list() for part, _, _ in ranges] == [["A", "B"], ["C", "D"], ["E"]]
+    assert [sorted(e["n"].to_list()) for _, e, _ in ranges] == [[2, 3, 4], [5], [1]]
+    assert [f["n"].to_list() for _, _, f in ranges] == [[], [6], [7]]
+    empty = list(link_ranges(records.clear(), exact.clear(), fuzzy.clear()))
+    assert len(empty) == 1 and empty[0][1].height == 0
+    with pytest.raises(RuntimeError, match="not sorted"):
+        list(link_ranges(records.reverse(), exact, fuzzy))
 
 
 def test_cluster_options_are_checked_before_any_work(small_extracts, tmp_path):
