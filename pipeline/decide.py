@@ -21,6 +21,7 @@ from pipeline.errors import ReconciliationError
 from pipeline.lookup import objections
 from pipeline.matching import link
 
+
 @dataclass
 class Decided:
     """The decisions on a set of DTKS rows (all of them, or a partition's range of ids)."""
@@ -55,7 +56,6 @@ def decide_rows(dtks: pl.DataFrame, anomalies: pl.DataFrame, fuzzy: pl.DataFrame
     return Decided(anomalies=anomalies, tables=split_outcomes(dtks, outcomes, clusters),
                    counts={outcome: counts.get(outcome, 0) for outcome in ROW_OUTCOMES},
                    repeated_ids=outcomes.height - outcomes["id_dtks"].n_unique(), repairs=repairs.height, flags=flags)
-
 
 
 def sort_anomalies(anomalies: pl.DataFrame) -> pl.DataFrame:
