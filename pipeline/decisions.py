@@ -263,17 +263,11 @@ def rows_present(ids: pl.Series, dtks_ids: pl.Series) -> pl.Series:
 DECISION_INDEX = "_decision"
 
 
-def apply_decisions(anomalies: pl.DataFrame, decisions: pl.DataFrame, dtks_ids: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Anomalies with reviewers' decisions applied, and every decision with its status
-    (applied | stale: row gone | stale: anomaly not raised)."""
-    indexed = decisions.with_row_index(DECISION_INDEX)
-    return applied_decisions(anomalies, decisions), decision_status(indexed, decision_flags(anomalies, indexed, dtks_ids))
-
-
 def applied_decisions(anomalies: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
     """The anomalies with the reviewers' decisions applied (each row's action, detail and
     a confirmed NIK repair in `nik_repair`). Needs only the decisions keyed on these rows and
-    the household decisions."""
+    the household decisions; each decision's status comes from decision_flags and
+    decision_status."""
     keys = ["_row", "anomaly_code", "related_key"]
     keyed = decision_key(anomalies.with_columns(related_key=related_key(pl.col("related_id"))))
     chosen = (

@@ -464,8 +464,8 @@ def find_eligibility(ctx: RoundContext) -> dict:
     clusters = pl.read_parquet(ctx.path("duplicate_clusters.parquet"), columns=["id_dtks", "cluster_id"])
     parts = [desil.desil_anomalies(records)]
     # A death or move a reviewer dismissed (TOLAK) no longer counts for the household.
-    link_findings, _ = decisions.apply_decisions(pl.read_parquet(ctx.staging_dir / "anomalies_link.parquet"),
-                                                 pl.read_parquet(ctx.staging_dir / "decisions.parquet"), records["id_dtks"])
+    link_findings = decisions.applied_decisions(pl.read_parquet(ctx.staging_dir / "anomalies_link.parquet"),
+                                                pl.read_parquet(ctx.staging_dir / "decisions.parquet"))
     found_households, shown = household.household_findings(
         records, link_findings.filter(pl.col("action") != "warn"), resolution.join(exact_identity, on="id_dtks", how="left"),
         pl.scan_parquet(ctx.staging_dir / "dukcapil.parquet").select("source_line", "no_kk"),
