@@ -56,7 +56,6 @@ import dataclasses
 import math
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -263,17 +262,25 @@ def scatter(ctx, source: str, offset: int, length: int | None, specs: list[dict]
             bucket_of_row = pl.repeat(None, table.height, dtype=pl.Int32, eager=True).alias("_bucket").scatter(kept["_row"], kept["_bucket"])
             groups = {key[0]: group for key, group in table.with_columns(bucket_of_row).partition_by(
                 "_bucket", as_dict=True, include_key=False).items() if key[0] is not None}
-            target = Path(folder) / spec["name"]
-            for bucket in range(ctx.partitions):
-                group = groups.get(bucket)
-                if group is None and chunk != 0:
-                    continue
-                path = target / f"b{bucket:05d}" / f"c{chunk:05d}.parquet"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                (group if group is not None else table.clear()).write_parquet(path)
-                written += path.stat().st_size
+            written += _write_buckets(table, groups, Path(folder) / spec["name"], ctx.partitions, chunk)
     finally:
         con.close()
+    return written
+
+
+def _write_buckets(table: pl.DataFrame, groups: dict[int, pl.DataFrame], target: Path, buckets: int, chunk: int) -> int:
+    """A scatter chunk's rows of each bucket (`groups`, of `table`) as
+    target/b<bucket>/c<chunk>.parquet; chunk 0 also writes an empty file into every other
+    bucket, so each bucket has a schema. Returns bytes written."""
+    written = 0
+    for bucket in range(buckets):
+        group = groups.get(bucket)
+        if group is None and chunk != 0:
+            continue
+        path = target / f"b{bucket:05d}" / f"c{chunk:05d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (group if group is not None else table.clear()).write_parquet(path)
+        written += path.stat().st_size
     return written
 
 
@@ -858,16 +865,7 @@ def decide_scatter(ctx, name: str, source: str, columns: list[str] | None, fuzzy
     table = (frame.select(columns) if columns else frame).collect()
     groups = {key[0]: group for key, group in table.with_columns(id_ranges(boundaries, table["id_dtks"])).partition_by(
         "_range", as_dict=True, include_key=False, maintain_order=True).items()}
-    written = 0
-    for bucket in range(len(boundaries) + 1):
-        group = groups.get(bucket)
-        if group is None and chunk != 0:
-            continue
-        path = _decide_folder(ctx) / name / f"b{bucket:05d}" / f"c{chunk:05d}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        (group if group is not None else table.clear()).write_parquet(path)
-        written += path.stat().st_size
-    return written
+    return _write_buckets(table, groups, _decide_folder(ctx) / name, len(boundaries) + 1, chunk)
 
 
 def decide_bucket(ctx, bucket: int, boundaries: list[str]) -> dict:
@@ -899,26 +897,18 @@ def decide_finish(ctx, ingest_results: dict, buckets: int, results: list[dict]) 
     """The ranges' outputs streamed, in the order of their ids, into the round's files;
     each decision's status from every range's flags; the reconciliation over all rows."""
     from pipeline import contract
-    from pipeline.decide import check_paid_once
-    from pipeline.rowgroups import write_row_groups
     from pipeline.decisions import decision_status
-    from pipeline.round import decide_summary
+    from pipeline.round import decide_summary, write_decided
 
     out = _decide_folder(ctx) / "out"
 
     def files(name: str) -> list[Path]:
         return [out / name / f"b{bucket:05d}.parquet" for bucket in range(buckets)]
 
-    def stream(name: str, path: Path) -> None:
-        write_row_groups((pl.read_parquet(file) for file in files(name)), path, pl.read_parquet_schema(files(name)[0]))
+    def pieces(name: str) -> tuple:
+        return (pl.read_parquet(file) for file in files(name)), pl.read_parquet_schema(files(name)[0])
 
-    # The anomalies are encoded on the other core while the outcome tables are.
-    with ThreadPoolExecutor(max_workers=1) as beside:
-        anomalies_written = beside.submit(stream, "anomalies", ctx.path("anomalies.parquet"))
-        for outcome in contract.ROW_OUTCOMES:
-            stream(outcome, ctx.path(contract.outcome_rules()[outcome].file))
-        anomalies_written.result()
-    check_paid_once(pl.scan_parquet(ctx.path(contract.outcome_rules()[contract.OUTCOME.verified].file)).select("cluster_id"))
+    write_decided(ctx, pieces("anomalies"), {outcome: pieces(outcome) for outcome in contract.ROW_OUTCOMES})
     status = decision_status(pl.read_parquet(_decide_folder(ctx) / "decisions.parquet"),
                              pl.concat([pl.read_parquet(file) for file in files("flags")]))
     counts = {outcome: sum(result["counts"][outcome] for result in results) for outcome in contract.ROW_OUTCOMES}

@@ -206,8 +206,6 @@ class SideThread:
     spend their time in DuckDB and polars outside the GIL."""
 
     def __init__(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verval-side")
         self._pool.submit(_import_great_expectations)
 
@@ -531,19 +529,26 @@ def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
         held_rows(ctx), reviewed, pl.read_parquet(ctx.path("duplicate_clusters.parquet"), columns=["id_dtks", "cluster_id"]),
     )
     del dtks
-    # The anomalies are encoded on the other core while the outcome tables are.
-    with ThreadPoolExecutor(max_workers=1) as beside:
-        anomalies_written = beside.submit(write_row_groups, [decided.anomalies], ctx.path("anomalies.parquet"),
-                                          decided.anomalies.schema)
-        for outcome, query in decided.tables.items():
-            table = query.collect()
-            if outcome == OUTCOME.verified:
-                check_paid_once(table)
-            write_row_groups([table], ctx.path(contract.outcome_rules()[outcome].file), table.schema)
-            del table
-        anomalies_written.result()
+    # Each table collected as it is written: only one is held.
+    write_decided(ctx, ([decided.anomalies], decided.anomalies.schema),
+                  {outcome: ((query.collect() for query in (query,)), query.collect_schema())
+                   for outcome, query in decided.tables.items()})
     return decide_summary(ctx, ingest_results, decided.counts, decided.repeated_ids, decided.repairs,
                           decisions.decision_status(reviewed, decided.flags), decided.anomalies.lazy())
+
+
+def write_decided(ctx: RoundContext, anomalies: tuple, tables: dict[str, tuple]) -> None:
+    """anomalies.parquet and the row outcome tables, each (pieces, schema): the whole table
+    in one process, the ranges' files in a partitioned round; the anomalies are encoded on
+    the other core meanwhile. Then at most one verified row per duplicate cluster, checked
+    on the written file (a cluster's rows may lie in two ranges)."""
+    frames, schema = anomalies
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        anomalies_written = beside.submit(write_row_groups, frames, ctx.path("anomalies.parquet"), schema)
+        for outcome, (pieces, schema) in tables.items():
+            write_row_groups(pieces, ctx.path(contract.outcome_rules()[outcome].file), schema)
+        anomalies_written.result()
+    check_paid_once(pl.scan_parquet(ctx.path(contract.outcome_rules()[OUTCOME.verified].file)).select("cluster_id"))
 
 
 def decide_summary(ctx: RoundContext, ingest_results: dict[str, dict], counts: dict[str, int], repeated_ids: int, repairs: int,
