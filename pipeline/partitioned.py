@@ -556,23 +556,80 @@ def _bucket_vectors(con, model: dict, index: int, left: str, right: str | None, 
     return stats
 
 
-def link_finish(ctx, bucket_stats: list[dict]) -> dict:
-    """Gathered vectors -> the best fuzzy link per row; then the link stage's outputs,
-    exactly as in one process."""
-    from pipeline.round import write_links
+def link_gather(ctx, bucket_stats: list[dict], rows: int) -> dict:
+    """Gathered vectors -> the best fuzzy link of each queried row (fuzzy.parquet), and the
+    ranges of the records in which the link's outputs are made (round.link_ranges' ranges)."""
+    from pipeline.round import LINK_OUTPUT_RANGE
 
     parts = _parts(ctx)
-    model = ctx.link_model()
-    records = pl.read_parquet(parts / "link_records.parquet")
-    exact = pl.read_parquet(parts / "exact.parquet")
     con = ctx.connect()
     try:
         con.execute(f"CREATE TEMP VIEW dukcapil_records AS SELECT * FROM read_parquet({sql_path(parts / 'dukcapil_records' / '*.parquet')})")
         vectors = sorted(str(p) for p in (parts / "fuzzy_vectors").glob("*.parquet"))
-        fuzzy, blocking = link.link_fuzzy(con, records.filter(~pl.col("nik_verified")), model, vectors=(vectors, bucket_stats))
+        fuzzy, blocking = link.link_fuzzy(con, pl.read_parquet(parts / "query.parquet"), ctx.link_model(), vectors=(vectors, bucket_stats))
     finally:
         con.close()
-    return write_links(ctx, records, exact, fuzzy, blocking, model)
+    fuzzy.write_parquet(parts / "fuzzy.parquet")
+    ranges = [(offset, min(LINK_OUTPUT_RANGE, rows - offset)) for offset in range(0, rows, LINK_OUTPUT_RANGE)]
+    return {"blocking": blocking.to_dicts(), "ranges": ranges or [(0, 0)]}
+
+
+def _link_range_path(ctx, name: str, index: int) -> Path:
+    return _parts(ctx) / "link_outputs" / name / f"r{index:05d}.parquet"
+
+
+def link_range(ctx, index: int, offset: int, length: int) -> dict:
+    """The link stage's outputs of one range of the (sorted) records: the range's rows of
+    the records file, and its exact and fuzzy links read by id from theirs."""
+    from pipeline.round import LINK_OUTPUT_FILES, range_link_outputs
+
+    parts = _parts(ctx)
+    records = pl.scan_parquet(parts / "link_records.parquet").slice(offset, length).collect()
+    if not records["id_dtks"].is_sorted():
+        raise RuntimeError("link stage: the records are not sorted by id_dtks")
+    if records.height:
+        first, last = records["id_dtks"][0], records["id_dtks"][-1]
+        within = pl.col("id_dtks").is_between(pl.lit(first), pl.lit(last), closed="both")
+    else:
+        first = last = None
+        within = pl.lit(False)
+    exact, fuzzy = (pl.scan_parquet(parts / name).filter(within).collect() for name in ("exact.parquet", "fuzzy.parquet"))
+    outputs = range_link_outputs(records, exact, fuzzy, ctx.link_model()["thresholds"]["resolve_probability"])
+    for name, frame in zip(LINK_OUTPUT_FILES, outputs):
+        _link_range_path(ctx, name, index).parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(_link_range_path(ctx, name, index))
+    _link_range_path(ctx, "records", index).parent.mkdir(parents=True, exist_ok=True)
+    link.with_resolution(records.lazy(), outputs[0]).sink_parquet(_link_range_path(ctx, "records", index))
+    return {"index": index, "first": first, "last": last, "links": exact.height + fuzzy.height}
+
+
+def link_finish(ctx, gathered: dict, ranges: list[dict], fuzzy_queries: int) -> dict:
+    """The ranges' outputs streamed, in id order, into the stage's files (the bytes of one
+    process), the records with their resolution, and what the round reports; the driver
+    holds a range at a time, never the links."""
+    from pipeline.matching.model import save_model, with_weights
+    from pipeline.round import LINK_OUTPUT_FILES, link_output_paths, link_summary, range_link_outputs, write_link_outputs
+
+    parts = _parts(ctx)
+    ranges = sorted(ranges, key=lambda r: r["index"])
+    bounds = [(r["first"], r["last"]) for r in ranges if r["first"] is not None]
+    if any(last >= first for (_, last), (first, _) in zip(bounds, bounds[1:])):
+        raise RuntimeError("link stage: the records are not sorted by id_dtks")
+    exact, fuzzy = pl.scan_parquet(parts / "exact.parquet"), pl.read_parquet(parts / "fuzzy.parquet")
+    links = exact.select(pl.len()).collect().item() + fuzzy.height
+    if sum(r["links"] for r in ranges) != links:
+        raise RuntimeError(f"link stage: {links} links but {sum(r['links'] for r in ranges)} in the ranges of the records' ids")
+    model = ctx.link_model()
+    empty = [pl.DataFrame(schema=pl.scan_parquet(parts / name).collect_schema())
+             for name in ("link_records.parquet", "exact.parquet", "fuzzy.parquet")]
+    schemas = [frame.schema for frame in range_link_outputs(*empty, model["thresholds"]["resolve_probability"])]
+    pieces = (tuple(pl.read_parquet(_link_range_path(ctx, name, r["index"])) for name in LINK_OUTPUT_FILES) for r in ranges)
+    _, anomalies_written, _ = write_link_outputs(ctx, schemas, pieces)
+    pl.scan_parquet([_link_range_path(ctx, "records", r["index"]) for r in ranges]).sink_parquet(ctx.staging_dir / "records.parquet")
+    save_model(with_weights(model), ctx.path("link_model.json"))
+    shutil.rmtree(parts / "link_outputs")
+    return link_summary(exact, fuzzy, fuzzy_queries, pl.scan_parquet(link_output_paths(ctx)[0]), gathered["blocking"],
+                        anomalies_written)
 
 
 def link_civil_registry(ctx, step: Step, fan_out: FanOut) -> dict:
@@ -603,8 +660,12 @@ def link_civil_registry(ctx, step: Step, fan_out: FanOut) -> dict:
     ]))
     runs.append(fan_out("link-fuzzy", measured(fuzzy_bucket), [(ctx, b) for b in range(ctx.partitions)]))
     stats = [row for task in runs[-1] for row in task["result"]]
-    linked = step("link-gather", link_finish, ctx, stats)
-    linked["partitions"] = _shuffle_summary(ctx, runs, [runs[0], runs[2], runs[4]], fuzzy_queries=queried["fuzzy_queries"])
+    gathered = step("link-gather", link_gather, ctx, stats, plan["rows"])
+    runs.append(fan_out("link-ranges", measured(link_range), [(ctx, i, offset, length)
+                                                               for i, (offset, length) in enumerate(gathered["ranges"])]))
+    linked = step("link-finish", link_finish, ctx, gathered, [task["result"] for task in runs[-1]], queried["fuzzy_queries"])
+    linked["partitions"] = _shuffle_summary(ctx, runs, [runs[0], runs[2], runs[4]], fuzzy_queries=queried["fuzzy_queries"],
+                                            output_ranges=len(gathered["ranges"]))
     return linked
 
 

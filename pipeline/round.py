@@ -362,56 +362,79 @@ def link_ranges(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame,
                _rows_between(fuzzy, first, last, fuzzy_sorted))
 
 
-def write_links(ctx: RoundContext, records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, blocking: pl.DataFrame,
-                model: dict, standardised: Path | None = None) -> dict:
-    """The link stage's outputs from its exact and fuzzy links (one process or partitioned).
-    `standardised`: the file of the whole records when `records` holds only the link's
-    columns (and nik_verified). Every output row depends on its own row's links only, so
-    they are made a range of ids at a time: made at once, at 10M rows, they took the process
-    from its 4.6 GB of links to 10.7 GB (by ranges: 6.8 GB)."""
-    threshold = model["thresholds"]["resolve_probability"]
-    empty = records.clear(), exact.clear(), fuzzy.clear()
+LINK_OUTPUT_FILES = ("resolution", "anomalies_link", "dukcapil_links")
 
-    def resolved(part: pl.DataFrame, part_exact: pl.DataFrame, part_fuzzy: pl.DataFrame) -> tuple[pl.DataFrame, ...]:
-        resolution = link.resolve(part, part_exact, part_fuzzy, threshold)
-        anomalies = pl.concat([link.link_anomalies(part, part_exact, resolution), link.fuzzy_anomalies(part_fuzzy)])
-        links = pl.concat([part_exact, part_fuzzy], how="diagonal_relaxed").sort("id_dtks", "link_method")
-        return resolution, anomalies, links
 
-    paths = [ctx.path("resolution.parquet"), ctx.staging_dir / "anomalies_link.parquet", ctx.path("dukcapil_links.parquet")]
+def link_output_paths(ctx: RoundContext) -> list[Path]:
+    """Where the link stage's outputs go, in LINK_OUTPUT_FILES' order."""
+    return [ctx.path("resolution.parquet"), ctx.staging_dir / "anomalies_link.parquet", ctx.path("dukcapil_links.parquet")]
+
+
+def range_link_outputs(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, threshold: float) -> tuple[pl.DataFrame, ...]:
+    """The resolution, link findings and links (LINK_OUTPUT_FILES) of a range of ids, from
+    that range's records and links: every output row depends on its own row's links only."""
+    resolution = link.resolve(records, exact, fuzzy, threshold)
+    anomalies = pl.concat([link.link_anomalies(records, exact, resolution), link.fuzzy_anomalies(fuzzy)])
+    links = pl.concat([exact, fuzzy], how="diagonal_relaxed").sort("id_dtks", "link_method")
+    return resolution, anomalies, links
+
+
+def write_link_outputs(ctx: RoundContext, schemas: list[pl.Schema], ranges) -> tuple[int, int, int]:
+    """The link stage's outputs streamed from `ranges` (an iterable of the three frames of
+    each range of ids, in id order), in row groups that depend on the rows only
+    (pipeline/rowgroups.py). Returns the rows written to each."""
     with contextlib.ExitStack() as stack:
-        writers = [stack.enter_context(RowGroupWriter(path, frame.schema)) for path, frame in zip(paths, resolved(*empty))]
-        for ranged in link_ranges(records, exact, fuzzy):
-            for writer, frame in zip(writers, resolved(*ranged)):
+        writers = [stack.enter_context(RowGroupWriter(path, schema)) for path, schema in zip(link_output_paths(ctx), schemas)]
+        for frames in ranges:
+            for writer, frame in zip(writers, frames):
                 writer.write(frame)
-        _, anomalies_written, links_written = (writer.close() for writer in writers)
-    if links_written != exact.height + fuzzy.height:
-        raise RuntimeError(f"link stage: {exact.height + fuzzy.height} links but {links_written} in the ranges of the records' ids")
-    resolution = pl.read_parquet(paths[0])
-    # Streamed to the file: a joined copy of the records held whole set the stage's peak.
-    if standardised is None:
-        whole = link.with_resolution(records.lazy(), resolution)
-    else:
-        # The file holds the records in the order of `records` and of the resolution (by
-        # id_dtks): their columns are set beside it, not joined (at 10M rows 14.5 s and a
-        # 2.2 GB peak against 28.7 s and 5.1 GB).
-        if not resolution["id_dtks"].equals(records["id_dtks"]):
-            raise RuntimeError("link stage: the records and their resolution are not in one order")
-        whole = pl.concat([pl.scan_parquet(standardised), records.lazy().select("nik_verified"),
-                           link.resolution_columns(resolution).drop("id_dtks").lazy()], how="horizontal")
-    whole.sink_parquet(ctx.staging_dir / "records.parquet")
-    save_model(with_weights(model), ctx.path("link_model.json"))
+        return tuple(writer.close() for writer in writers)
+
+
+def link_summary(exact: pl.LazyFrame, fuzzy: pl.DataFrame, fuzzy_queries: int, resolution: pl.LazyFrame,
+                 blocking: list[dict], anomalies: int) -> dict:
+    """What summary.json says of the link stage (the links read lazily: a partitioned
+    round's driver does not hold them)."""
     return {
-        "exact_links": exact.height,
-        "identity": dict(exact.group_by("identity").len().sort("identity").iter_rows()),
-        "dukcapil_nik_repeats": int((exact["dukcapil_candidates"] > 1).sum()),
-        "fuzzy_queries": int((~records["nik_verified"]).sum()),
+        "exact_links": exact.select(pl.len()).collect().item(),
+        "identity": dict(exact.group_by("identity").len().sort("identity").collect().iter_rows()),
+        "dukcapil_nik_repeats": exact.select((pl.col("dukcapil_candidates") > 1).sum()).collect().item(),
+        "fuzzy_queries": fuzzy_queries,
         "fuzzy_links": fuzzy.height,
         "fuzzy_ambiguous": int(fuzzy["ambiguous"].sum()),
-        "resolution": dict(resolution.group_by("resolution").len().sort("resolution").iter_rows()),
-        "fuzzy_blocking": blocking.to_dicts(),
-        "anomalies": anomalies_written,
+        "resolution": dict(resolution.group_by("resolution").len().sort("resolution").collect().iter_rows()),
+        "fuzzy_blocking": blocking,
+        "anomalies": anomalies,
     }
+
+
+def write_links(ctx: RoundContext, records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, blocking: pl.DataFrame,
+                model: dict, standardised: Path) -> dict:
+    """The link stage's outputs from its exact and fuzzy links, in one process.
+    `standardised`: the file of the whole records, `records` holding only the link's columns
+    (and nik_verified). Every output row depends on its own row's links only, so they are
+    made a range of ids at a time: made at once, at 10M rows, they took the process from
+    its 4.6 GB of links to 10.7 GB (by ranges: 6.8 GB). A partitioned round makes the ranges
+    in its tasks (partitioned.link_range)."""
+    threshold = model["thresholds"]["resolve_probability"]
+    schemas = [frame.schema for frame in range_link_outputs(records.clear(), exact.clear(), fuzzy.clear(), threshold)]
+    ranges = (range_link_outputs(*ranged, threshold) for ranged in link_ranges(records, exact, fuzzy))
+    _, anomalies_written, links_written = write_link_outputs(ctx, schemas, ranges)
+    if links_written != exact.height + fuzzy.height:
+        raise RuntimeError(f"link stage: {exact.height + fuzzy.height} links but {links_written} in the ranges of the records' ids")
+    resolution = pl.read_parquet(link_output_paths(ctx)[0])
+    # The file holds the records in the order of `records` and of the resolution (by
+    # id_dtks): their columns are set beside it, not joined (at 10M rows 14.5 s and a
+    # 2.2 GB peak against 28.7 s and 5.1 GB), and streamed to the file: a joined copy of
+    # the records held whole set the stage's peak.
+    if not resolution["id_dtks"].equals(records["id_dtks"]):
+        raise RuntimeError("link stage: the records and their resolution are not in one order")
+    whole = pl.concat([pl.scan_parquet(standardised), records.lazy().select("nik_verified"),
+                       link.resolution_columns(resolution).drop("id_dtks").lazy()], how="horizontal")
+    whole.sink_parquet(ctx.staging_dir / "records.parquet")
+    save_model(with_weights(model), ctx.path("link_model.json"))
+    return link_summary(exact.lazy(), fuzzy, int((~records["nik_verified"]).sum()), resolution.lazy(), blocking.to_dicts(),
+                        anomalies_written)
 
 
 def find_duplicates(ctx: RoundContext, scored: dedupe.ScoredBuckets | None = None) -> dict:

@@ -150,23 +150,28 @@ def test_parquet_extracts_are_staged_chunk_by_chunk_in_partition_tasks(tmp_path,
 
 
 def test_link_outputs_made_a_range_of_ids_at_a_time_are_those_made_at_once(tmp_path, monkeypatch):
-    """The link stage makes its outputs a range of ids at a time (round.write_links); ranges
-    of 250 records give the files and verdicts of one range holding every record."""
+    """The link stage makes its outputs a range of ids at a time (round.write_links), and a
+    partitioned round a range per task (partitioned.link_range); ranges of 250 records give
+    the files and verdicts of one range holding every record."""
     from pipeline import round as round_module
     from pipeline.sample import generate_sample
 
     generate_sample(2_000, 13, tmp_path / "data", fmt="parquet")
     outs = {}
-    for size in (1_000_000, 250):
+    for size, partitions in ((1_000_000, 0), (250, 0), (250, 3)):
         monkeypatch.setattr(round_module, "LINK_OUTPUT_RANGE", size)
         ctx = RoundContext(dtks=str(tmp_path / "data" / "dtks.parquet"), dukcapil=str(tmp_path / "data" / "dukcapil.parquet"),
-                           out=str(tmp_path / f"out{size}"), as_of="2026-11-21")
-        outs[size] = run_round(ctx, StageClock(quiet=True))
-    assert_same_round(tmp_path / "out1000000", tmp_path / "out250")
+                           out=str(tmp_path / f"out{size}-{partitions}"), as_of="2026-11-21", partitions=partitions)
+        outs[size, partitions] = run_round(ctx, StageClock(quiet=True))
+    for other in ("out250-0", "out250-3"):
+        assert_same_round(tmp_path / "out1000000-0", tmp_path / other)
+    records = outs[250, 3]["ingest"]["dtks"]["rows_staged"]
+    assert outs[250, 3]["civil_registry_link"]["partitions"]["output_ranges"] == -(-records // 250) >= 7
+    outs = {size: outs[size, 0] for size in (1_000_000, 250)}
     linked = outs[250]["civil_registry_link"]
     assert linked["fuzzy_links"] > 20 and linked["anomalies"] > 50 and outs[250]["duplicates"]["clusters_gt1"] > 20
     # The link findings hold the same rows, grouped by range instead of by code.
-    one, ranged = (pl.read_parquet(tmp_path / out / "staging" / "anomalies_link.parquet") for out in ("out1000000", "out250"))
+    one, ranged = (pl.read_parquet(tmp_path / out / "staging" / "anomalies_link.parquet") for out in ("out1000000-0", "out250-0"))
     assert ranged.sort(pl.all()).equals(one.sort(pl.all())) and not ranged.equals(one)
 
 
