@@ -362,12 +362,14 @@ def link_ranges(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame,
                _rows_between(fuzzy, first, last, fuzzy_sorted))
 
 
-LINK_OUTPUT_FILES = ("resolution", "anomalies_link", "dukcapil_links")
+# The link stage's outputs, in the order range_link_outputs makes them: name, and whether
+# the file stays in staging (the link findings, which decide reads) or is an output.
+LINK_OUTPUTS = (("resolution", False), ("anomalies_link", True), ("dukcapil_links", False))
+LINK_OUTPUT_FILES = tuple(name for name, _ in LINK_OUTPUTS)
 
 
 def link_output_paths(ctx: RoundContext) -> list[Path]:
-    """Where the link stage's outputs go, in LINK_OUTPUT_FILES' order."""
-    return [ctx.path("resolution.parquet"), ctx.staging_dir / "anomalies_link.parquet", ctx.path("dukcapil_links.parquet")]
+    return [ctx.staging_dir / f"{name}.parquet" if staged else ctx.path(f"{name}.parquet") for name, staged in LINK_OUTPUTS]
 
 
 def range_link_outputs(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, threshold: float) -> tuple[pl.DataFrame, ...]:
