@@ -558,8 +558,8 @@ def _bucket_vectors(con, model: dict, index: int, left: str, right: str | None, 
 
 def link_gather(ctx, bucket_stats: list[dict], rows: int) -> dict:
     """Gathered vectors -> the best fuzzy link of each queried row (fuzzy.parquet), and the
-    ranges of the records in which the link's outputs are made (round.link_ranges' ranges)."""
-    from pipeline.round import LINK_OUTPUT_RANGE
+    ranges of the records in which the link's outputs are made (round.link_output_ranges)."""
+    from pipeline.round import link_output_ranges
 
     parts = _parts(ctx)
     con = ctx.connect()
@@ -570,8 +570,7 @@ def link_gather(ctx, bucket_stats: list[dict], rows: int) -> dict:
     finally:
         con.close()
     fuzzy.write_parquet(parts / "fuzzy.parquet")
-    ranges = [(offset, min(LINK_OUTPUT_RANGE, rows - offset)) for offset in range(0, rows, LINK_OUTPUT_RANGE)]
-    return {"blocking": blocking.to_dicts(), "ranges": ranges or [(0, 0)]}
+    return {"blocking": blocking.to_dicts(), "ranges": link_output_ranges(rows)}
 
 
 def _link_range_path(ctx, name: str, index: int) -> Path:
@@ -608,7 +607,7 @@ def link_finish(ctx, gathered: dict, ranges: list[dict], fuzzy_queries: int) -> 
     process), the records with their resolution, and what the round reports; the driver
     holds a range at a time, never the links."""
     from pipeline.matching.model import save_model, with_weights
-    from pipeline.round import LINK_OUTPUT_FILES, link_output_paths, link_summary, range_link_outputs, write_link_outputs
+    from pipeline.round import LINK_OUTPUT_FILES, link_output_paths, link_summary, write_link_outputs
 
     parts = _parts(ctx)
     ranges = sorted(ranges, key=lambda r: r["index"])
@@ -620,11 +619,10 @@ def link_finish(ctx, gathered: dict, ranges: list[dict], fuzzy_queries: int) -> 
     if sum(r["links"] for r in ranges) != links:
         raise RuntimeError(f"link stage: {links} links but {sum(r['links'] for r in ranges)} in the ranges of the records' ids")
     model = ctx.link_model()
-    empty = [pl.DataFrame(schema=pl.scan_parquet(parts / name).collect_schema())
-             for name in ("link_records.parquet", "exact.parquet", "fuzzy.parquet")]
-    schemas = [frame.schema for frame in range_link_outputs(*empty, model["thresholds"]["resolve_probability"])]
+    empty = tuple(pl.DataFrame(schema=pl.scan_parquet(parts / name).collect_schema())
+                  for name in ("link_records.parquet", "exact.parquet", "fuzzy.parquet"))
     pieces = (tuple(pl.read_parquet(_link_range_path(ctx, name, r["index"])) for name in LINK_OUTPUT_FILES) for r in ranges)
-    _, anomalies_written, _ = write_link_outputs(ctx, schemas, pieces)
+    _, anomalies_written, _ = write_link_outputs(ctx, empty, model["thresholds"]["resolve_probability"], pieces)
     pl.scan_parquet([_link_range_path(ctx, "records", r["index"]) for r in ranges]).sink_parquet(ctx.staging_dir / "records.parquet")
     save_model(with_weights(model), ctx.path("link_model.json"))
     shutil.rmtree(parts / "link_outputs")

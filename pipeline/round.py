@@ -345,10 +345,17 @@ def _rows_between(frame: pl.DataFrame, first: str, last: str, ids_sorted: bool) 
     return frame.slice(begin, end - begin)
 
 
-def link_ranges(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, size: int | None = None):
-    """(records, exact links, fuzzy links) of consecutive ranges of id_dtks, `size` records
-    each (LINK_OUTPUT_RANGE); `records` sorted by id_dtks."""
+def link_output_ranges(rows: int, size: int | None = None) -> list[tuple[int, int]]:
+    """(offset, length) of each range of `size` sorted records (LINK_OUTPUT_RANGE) in which
+    the link's outputs are made, in one process (link_ranges) or a task each
+    (partitioned.link_range); no records: one empty range."""
     size = size or LINK_OUTPUT_RANGE
+    return [(offset, min(size, rows - offset)) for offset in range(0, rows, size)] or [(0, 0)]
+
+
+def link_ranges(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame, size: int | None = None):
+    """(records, exact links, fuzzy links) of each of link_output_ranges; `records` sorted
+    by id_dtks."""
     if not records["id_dtks"].is_sorted():
         raise RuntimeError("link stage: the records are not sorted by id_dtks")
     if not records.height:
@@ -356,9 +363,9 @@ def link_ranges(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.DataFrame,
         return
     ids = records["id_dtks"]
     exact_sorted, fuzzy_sorted = exact["id_dtks"].is_sorted(), fuzzy["id_dtks"].is_sorted()
-    for start in range(0, records.height, size):
-        first, last = ids[start], ids[min(start + size, records.height) - 1]
-        yield (records.slice(start, size), _rows_between(exact, first, last, exact_sorted),
+    for start, length in link_output_ranges(records.height, size):
+        first, last = ids[start], ids[start + length - 1]
+        yield (records.slice(start, length), _rows_between(exact, first, last, exact_sorted),
                _rows_between(fuzzy, first, last, fuzzy_sorted))
 
 
@@ -381,10 +388,12 @@ def range_link_outputs(records: pl.DataFrame, exact: pl.DataFrame, fuzzy: pl.Dat
     return resolution, anomalies, links
 
 
-def write_link_outputs(ctx: RoundContext, schemas: list[pl.Schema], ranges) -> tuple[int, int, int]:
+def write_link_outputs(ctx: RoundContext, empty: tuple[pl.DataFrame, ...], threshold: float, ranges) -> tuple[int, int, int]:
     """The link stage's outputs streamed from `ranges` (an iterable of the three frames of
     each range of ids, in id order), in row groups that depend on the rows only
-    (pipeline/rowgroups.py). Returns the rows written to each."""
+    (pipeline/rowgroups.py); `empty`: the records, exact and fuzzy links without rows, whose
+    outputs give the files' schemas. Returns the rows written to each."""
+    schemas = [frame.schema for frame in range_link_outputs(*empty, threshold)]
     with contextlib.ExitStack() as stack:
         writers = [stack.enter_context(RowGroupWriter(path, schema)) for path, schema in zip(link_output_paths(ctx), schemas)]
         for frames in ranges:
@@ -419,9 +428,8 @@ def write_links(ctx: RoundContext, records: pl.DataFrame, exact: pl.DataFrame, f
     its 4.6 GB of links to 10.7 GB (by ranges: 6.8 GB). A partitioned round makes the ranges
     in its tasks (partitioned.link_range)."""
     threshold = model["thresholds"]["resolve_probability"]
-    schemas = [frame.schema for frame in range_link_outputs(records.clear(), exact.clear(), fuzzy.clear(), threshold)]
     ranges = (range_link_outputs(*ranged, threshold) for ranged in link_ranges(records, exact, fuzzy))
-    _, anomalies_written, links_written = write_link_outputs(ctx, schemas, ranges)
+    _, anomalies_written, links_written = write_link_outputs(ctx, (records.clear(), exact.clear(), fuzzy.clear()), threshold, ranges)
     if links_written != exact.height + fuzzy.height:
         raise RuntimeError(f"link stage: {exact.height + fuzzy.height} links but {links_written} in the ranges of the records' ids")
     resolution = pl.read_parquet(link_output_paths(ctx)[0])
@@ -554,12 +562,16 @@ def decide(ctx: RoundContext, ingest_results: dict[str, dict]) -> dict:
         held_rows(ctx), reviewed, pl.read_parquet(ctx.path("duplicate_clusters.parquet"), columns=["id_dtks", "cluster_id"]),
     )
     del dtks
-    # Each table collected as it is written: only one is held.
     write_decided(ctx, ([decided.anomalies], decided.anomalies.schema),
-                  {outcome: ((query.collect() for query in (query,)), query.collect_schema())
-                   for outcome, query in decided.tables.items()})
+                  {outcome: (collected_when_written(query), query.collect_schema()) for outcome, query in decided.tables.items()})
     return decide_summary(ctx, ingest_results, decided.counts, decided.repeated_ids, decided.repairs,
                           decisions.decision_status(reviewed, decided.flags), decided.anomalies.lazy())
+
+
+def collected_when_written(query: pl.LazyFrame):
+    """The query's table as the one piece of a file, collected only when the writer asks
+    for it: the outcome tables are then held one at a time."""
+    yield query.collect()
 
 
 def write_decided(ctx: RoundContext, anomalies: tuple, tables: dict[str, tuple]) -> None:
