@@ -488,22 +488,38 @@ def namesake_bucket(ctx, bucket: int) -> dict:
     return {"rows": fits.height}
 
 
-def link_query(ctx) -> dict:
-    """After the exact link: the rows it did not verify, and per fuzzy rule the key tuples
-    they need from Dukcapil."""
+# Rows per row group of a bucket's marked exact links, sorted by id: a range task reads
+# the row groups of every bucket whose ids fall in its range, by their statistics.
+MARKED_ROW_GROUP = 16_384
+
+
+def _marked_files(ctx) -> list[str]:
+    return sorted(str(p) for p in (_parts(ctx) / "exact_marked").glob("*.parquet"))
+
+
+def mark_exact_bucket(ctx, bucket: int) -> dict:
+    """One NIK bucket's exact links marked with the rows another civil-registry record
+    fits (link.mark_another_fits; those rows are few: every bucket reads them all), sorted
+    by id_dtks, so that a range of ids is a few row groups of each bucket's file."""
     parts = _parts(ctx)
-    records = pl.read_parquet(parts / "link_records.parquet")
-    exact = pl.read_parquet(sorted((parts / "exact").glob("*.parquet"))).sort("id_dtks")
-    exact = link.mark_another_fits(exact, pl.read_parquet(sorted((parts / "namesakes").glob("*.parquet"))))
-    exact.write_parquet(parts / "exact.parquet")
-    records = dedupe.mark_verified(records, exact)
-    records.write_parquet(parts / "link_records.parquet")
-    query = records.filter(~pl.col("nik_verified")).select(link.FUZZY_QUERY_COLUMNS)
-    query.write_parquet(parts / "query.parquet")
+    fits = pl.read_parquet(sorted((parts / "namesakes").glob("*.parquet")))
+    exact = link.mark_another_fits(pl.read_parquet(parts / "exact" / f"b{bucket:05d}.parquet"), fits).sort("id_dtks")
+    (parts / "exact_marked").mkdir(exist_ok=True)
+    exact.write_parquet(parts / "exact_marked" / f"b{bucket:05d}.parquet", row_group_size=MARKED_ROW_GROUP)
+    return {"links": exact.height}
+
+
+def link_query(ctx) -> dict:
+    """After the exact link: the rows it did not verify (streamed: the driver holds the
+    ids of the links, not the records), and per fuzzy rule the key tuples they need from
+    Dukcapil."""
+    parts = _parts(ctx)
+    verified = dedupe.mark_verified(pl.scan_parquet(parts / "link_records.parquet"), pl.scan_parquet(_marked_files(ctx)))
+    verified.filter(~pl.col("nik_verified")).select(link.FUZZY_QUERY_COLUMNS).sink_parquet(parts / "query.parquet")
     model = ctx.link_model()
     con = ctx.connect()
     try:
-        con.register("_query", query)
+        con.execute(f"CREATE TEMP VIEW _query AS SELECT * FROM read_parquet({sql_path(parts / 'query.parquet')})")
         (parts / "query_keys").mkdir(exist_ok=True)
         for spec in _spec_names(model["blocking_rules"]):
             keys = ", ".join(f"({key}) AS k{i}" for i, key in enumerate(spec["keys"]))
@@ -514,7 +530,7 @@ def link_query(ctx) -> dict:
             )
     finally:
         con.close()
-    return {"exact_links": exact.height, "fuzzy_queries": query.height}
+    return {"fuzzy_queries": pl.scan_parquet(parts / "query.parquet").select(pl.len()).collect().item()}
 
 
 def fuzzy_bucket(ctx, bucket: int) -> list[dict]:
@@ -592,7 +608,9 @@ def link_range(ctx, index: int, offset: int, length: int) -> dict:
     else:
         first = last = None
         within = pl.lit(False)
-    exact, fuzzy = (pl.scan_parquet(parts / name).filter(within).collect() for name in ("exact.parquet", "fuzzy.parquet"))
+    exact = pl.scan_parquet(_marked_files(ctx)).filter(within).collect().sort("id_dtks")
+    fuzzy = pl.scan_parquet(parts / "fuzzy.parquet").filter(within).collect()
+    records = dedupe.mark_verified(records, exact)
     outputs = range_link_outputs(records, exact, fuzzy, ctx.link_model()["thresholds"]["resolve_probability"])
     for name, frame in zip(LINK_OUTPUT_FILES, outputs):
         _link_range_path(ctx, name, index).parent.mkdir(parents=True, exist_ok=True)
@@ -614,13 +632,14 @@ def link_finish(ctx, gathered: dict, ranges: list[dict], fuzzy_queries: int) -> 
     bounds = [(r["first"], r["last"]) for r in ranges if r["first"] is not None]
     if any(last >= first for (_, last), (first, _) in zip(bounds, bounds[1:])):
         raise RuntimeError("link stage: the records are not sorted by id_dtks")
-    exact, fuzzy = pl.scan_parquet(parts / "exact.parquet"), pl.read_parquet(parts / "fuzzy.parquet")
+    exact, fuzzy = pl.scan_parquet(_marked_files(ctx)), pl.read_parquet(parts / "fuzzy.parquet")
     links = exact.select(pl.len()).collect().item() + fuzzy.height
     if sum(r["links"] for r in ranges) != links:
         raise RuntimeError(f"link stage: {links} links but {sum(r['links'] for r in ranges)} in the ranges of the records' ids")
     model = ctx.link_model()
-    empty = tuple(pl.DataFrame(schema=pl.scan_parquet(parts / name).collect_schema())
-                  for name in ("link_records.parquet", "exact.parquet", "fuzzy.parquet"))
+    empty_exact = pl.DataFrame(schema=exact.collect_schema())
+    empty_records = dedupe.mark_verified(pl.DataFrame(schema=pl.scan_parquet(parts / "link_records.parquet").collect_schema()), empty_exact)
+    empty = (empty_records, empty_exact, fuzzy.clear())
     pieces = (tuple(pl.read_parquet(_link_range_path(ctx, name, r["index"])) for name in LINK_OUTPUT_FILES) for r in ranges)
     _, anomalies_written, _ = write_link_outputs(ctx, empty, model["thresholds"]["resolve_probability"], pieces)
     pl.scan_parquet([_link_range_path(ctx, "records", r["index"]) for r in ranges]).sink_parquet(ctx.staging_dir / "records.parquet")
@@ -635,34 +654,38 @@ def link_civil_registry(ctx, step: Step, fan_out: FanOut) -> dict:
     plan = step("link-split", link_split, ctx)
     ctx.partitions = plan["partitions"]
     parts = _parts(ctx)
-    runs = [fan_out("link-scatter-nik", measured(scatter), [
+    nik_scatter = fan_out("link-scatter-nik", measured(scatter), [
         *[(ctx, str(parts / "link_records.parquet"), offset, size, [{**NIK_SPEC, "where": "nik_format_ok"}],
            str(parts / "dtks_nik"), i) for i, (offset, size) in enumerate(scatter_chunks(ctx, plan["rows"]))],
         *[(ctx, str(ctx.staging_dir / "dukcapil.parquet"), offset, size, [NIK_SPEC], str(parts / "dukcapil_nik"), i, "dukcapil")
           for i, (offset, size) in enumerate(scatter_chunks(ctx, plan["dukcapil_rows"]))],
-    ])]
+    ])
+    runs = [nik_scatter]
     runs.append(fan_out("link-exact", measured(exact_bucket), [(ctx, b) for b in range(ctx.partitions)]))
-    runs.append(fan_out("link-scatter-names", measured(scatter), [
+    names_scatter = fan_out("link-scatter-names", measured(scatter), [
         *[(ctx, str(parts / "holders" / f"b{b:05d}.parquet"), 0, None, [NAME_DOB_SPEC], str(parts / "names_rows"), b)
           for b in range(ctx.partitions)],
         *[(ctx, str(parts / "dukcapil_records" / f"b{b:05d}.parquet"), 0, None, [NAME_DOB_SPEC], str(parts / "names_dukcapil"), b,
            None, None, ["nik", "name_std", "tanggal_lahir", "no_kk"]) for b in range(ctx.partitions)],
-    ]))
+    ])
+    runs.append(names_scatter)
     runs.append(fan_out("link-namesakes", measured(namesake_bucket), [(ctx, b) for b in range(ctx.partitions)]))
+    runs.append(fan_out("link-mark", measured(mark_exact_bucket), [(ctx, b) for b in range(ctx.partitions)]))
     queried = step("link-query", link_query, ctx)
     specs = _spec_names(ctx.link_model()["blocking_rules"])
-    runs.append(fan_out("link-scatter-fuzzy", measured(scatter), [
+    fuzzy_scatter = fan_out("link-scatter-fuzzy", measured(scatter), [
         (ctx, str(parts / "query.parquet"), 0, None, specs, str(parts / "fuzzy_dtks"), 0),
         *[(ctx, str(parts / "dukcapil_records" / f"b{b:05d}.parquet"), 0, None, specs, str(parts / "fuzzy_dukcapil"), b, None,
            str(parts / "query_keys")) for b in range(ctx.partitions)],
-    ]))
+    ])
+    runs.append(fuzzy_scatter)
     runs.append(fan_out("link-fuzzy", measured(fuzzy_bucket), [(ctx, b) for b in range(ctx.partitions)]))
     stats = [row for task in runs[-1] for row in task["result"]]
     gathered = step("link-gather", link_gather, ctx, stats, plan["rows"])
     runs.append(fan_out("link-ranges", measured(link_range), [(ctx, i, offset, length)
                                                                for i, (offset, length) in enumerate(gathered["ranges"])]))
     linked = step("link-finish", link_finish, ctx, gathered, [task["result"] for task in runs[-1]], queried["fuzzy_queries"])
-    linked["partitions"] = _shuffle_summary(ctx, runs, [runs[0], runs[2], runs[4]], fuzzy_queries=queried["fuzzy_queries"],
+    linked["partitions"] = _shuffle_summary(ctx, runs, [nik_scatter, names_scatter, fuzzy_scatter], fuzzy_queries=queried["fuzzy_queries"],
                                             output_ranges=len(gathered["ranges"]))
     return linked
 
