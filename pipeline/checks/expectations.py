@@ -339,11 +339,11 @@ def _summarize(spec: dict[str, Any], res: Any, today: dt.date) -> dict[str, Any]
     return out
 
 
-# Rows GX validates at once. GX holds a chunk as a pandas frame beside the link, whose
-# stage it ran beside: at 1M rows a chunk of a million set the link stage's peak (2,367
-# MiB, 1,861 with 250k). Alone at 10M rows: DTKS 35.0 s / 1,762 MiB with chunks of a million,
-# 32.1 s / 725 MiB with 250k; Dukcapil 26.8 s / 1,053 MiB, 42.2 s / 641 MiB (GX's cost per
-# chunk), the same results.
+# Rows GX validates at once, held as a pandas frame by the thread that validates beside the
+# link: at 1M rows through Prefect, chunks of a million set the link stage's peak (2,367
+# MiB; 1,861 with 250,000). Alone at 10M rows: DTKS 35.0 s / 1,762 MiB with chunks of a
+# million, 32.1 s / 725 MiB with 250,000; Dukcapil 26.8 s / 1,053 MiB and 42.2 s / 641 MiB
+# (GX's cost per chunk); the same results.
 CHUNK_ROWS = 250_000
 # From this many chunks on, a Parquet extract with a uniqueness rule (DTKS) is scattered
 # into its chunks in one pass instead of being read once per chunk (a filter each).
