@@ -497,12 +497,20 @@ def _marked_files(ctx) -> list[str]:
     return sorted(str(p) for p in (_parts(ctx) / "exact_marked").glob("*.parquet"))
 
 
+def namesakes_gather(ctx) -> dict:
+    """The namesake buckets' rows in one file, which every link-mark task reads (a file per
+    bucket would be read by every task: P x P small reads)."""
+    parts = _parts(ctx)
+    pl.scan_parquet(sorted((parts / "namesakes").glob("*.parquet"))).sink_parquet(parts / "namesakes.parquet")
+    return {"rows": pl.scan_parquet(parts / "namesakes.parquet").select(pl.len()).collect().item()}
+
+
 def mark_exact_bucket(ctx, bucket: int) -> dict:
     """One NIK bucket's exact links marked with the rows another civil-registry record
     fits (link.mark_another_fits; those rows are few: every bucket reads them all), sorted
     by id_dtks, so that a range of ids is a few row groups of each bucket's file."""
     parts = _parts(ctx)
-    fits = pl.read_parquet(sorted((parts / "namesakes").glob("*.parquet")))
+    fits = pl.read_parquet(parts / "namesakes.parquet")
     exact = link.mark_another_fits(pl.read_parquet(parts / "exact" / f"b{bucket:05d}.parquet"), fits).sort("id_dtks")
     (parts / "exact_marked").mkdir(exist_ok=True)
     exact.write_parquet(parts / "exact_marked" / f"b{bucket:05d}.parquet", row_group_size=MARKED_ROW_GROUP)
@@ -670,6 +678,7 @@ def link_civil_registry(ctx, step: Step, fan_out: FanOut) -> dict:
     ])
     runs.append(names_scatter)
     runs.append(fan_out("link-namesakes", measured(namesake_bucket), [(ctx, b) for b in range(ctx.partitions)]))
+    step("link-namesakes-gather", namesakes_gather, ctx)
     runs.append(fan_out("link-mark", measured(mark_exact_bucket), [(ctx, b) for b in range(ctx.partitions)]))
     queried = step("link-query", link_query, ctx)
     specs = _spec_names(ctx.link_model()["blocking_rules"])
