@@ -1087,35 +1087,34 @@ def write_workbooks(ctx, step: Step, fan_out: FanOut) -> dict:
 
 
 def lookup_split(ctx) -> dict:
-    """The status index's named rows in slices of whole clusters, one Parquet file each
-    (the secret for them is in the round's lookup/ folder, never in a task's arguments)."""
+    """The status index's named rows in slices of whole clusters, each slice's Parquet
+    files streamed from the round's files (the secret for them is in the round's lookup/
+    folder, never in a task's arguments)."""
     from pipeline.lookup import index
 
     folder = _parts(ctx) / "lookup"
     shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    plan = index.plan_index(ctx.work_dir, ctx.as_of, slices=max(ctx.partitions, 1))
-    rows = plan.pop("rows")
-    paths = []
-    for part, group in sorted(rows.partition_by("_slice", as_dict=True, include_key=False).items()):
-        paths.append(str(folder / f"s{part[0]:05d}.parquet"))
-        group.write_parquet(paths[-1])
-    return {**plan, "paths": paths}
+    return index.plan_index(ctx.work_dir, folder, ctx.as_of, slices=max(ctx.partitions, 1))
 
 
-def lookup_slice(ctx, path: str) -> int:
+def _entries_path(paths: list[str]) -> str:
+    return str(Path(paths[0]).parent / "entries.parquet")
+
+
+def lookup_slice(ctx, paths: list[str]) -> int:
     """The index entries of one slice, written beside it."""
     from pipeline.lookup import index
 
-    entries = index.slice_entries(pl.read_parquet(path), index.read_secret(ctx.work_dir), threads=ctx.worker_threads)
-    entries.write_parquet(path.replace(".parquet", ".entries.parquet"))
+    entries = index.slice_entries(pl.read_parquet(paths), index.read_secret(ctx.work_dir), threads=ctx.worker_threads)
+    entries.write_parquet(_entries_path(paths))
     return entries.height
 
 
 def lookup_finish(ctx, plan: dict) -> dict:
     from pipeline.lookup import index
 
-    pieces = [pl.read_parquet(path.replace(".parquet", ".entries.parquet")) for path in plan["paths"]]
+    pieces = ([pl.read_parquet(_entries_path(paths)) for paths in plan["paths"]] if plan["paths"]
+              else index.plan_entries(plan, index.read_secret(ctx.work_dir), ctx.worker_threads))
     built = index.write_index(ctx.work_dir, pieces, plan["round_date"], plan["handles"])
     clean(ctx)
     return {"entries": built["entries"], "people": built["people"]}
@@ -1124,7 +1123,7 @@ def lookup_finish(ctx, plan: dict) -> dict:
 def write_lookup_index(ctx, step: Step, fan_out: FanOut) -> dict:
     """The status index as partition tasks of whole clusters (wiring only)."""
     plan = step("lookup-split", lookup_split, ctx)
-    runs = [fan_out("lookup-slices", measured(lookup_slice), [(ctx, path) for path in plan["paths"]])]
+    runs = [fan_out("lookup-slices", measured(lookup_slice), [(ctx, paths) for paths in plan["paths"]])]
     built = step("lookup-gather", lookup_finish, ctx, plan)
     built["partitions"] = _partition_summary(len(plan["paths"]), runs)
     return built

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import tomllib
 from dataclasses import dataclass
 from functools import cache
@@ -214,10 +215,10 @@ def desa_successors() -> pl.LazyFrame:
     ).lazy()
 
 
-def named_rows(round_dir: Path, rows: pl.DataFrame) -> pl.DataFrame:
+def named_rows(round_dir: Path, rows: pl.LazyFrame) -> pl.LazyFrame:
     """The rows that carry a name, with its sorted standard form, its masked form and the
     NIK of the Dukcapil person a fuzzy link found for it (fuzzy_nik; one best link a row)."""
-    named = rows.lazy().join(sorted_names(round_dir, rows.lazy()), on="id_dtks", how="left")
+    named = rows.join(sorted_names(round_dir, rows), on="id_dtks", how="left")
     links = _scan(round_dir, "dukcapil_links.parquet")
     if links is not None:
         fuzzy = links.filter((pl.col("link_method") == "fuzzy") & ~pl.col("ambiguous").fill_null(False))
@@ -225,7 +226,7 @@ def named_rows(round_dir: Path, rows: pl.DataFrame) -> pl.DataFrame:
     else:
         named = named.with_columns(fuzzy_nik=pl.lit(None, dtype=pl.String))
     return named.filter(pl.col("name_sorted").is_not_null() & (pl.col("name_sorted") != "")).with_columns(
-        nama_samaran=mask_name(pl.col("nama")), _other_row=pl.col("id_dtks") != pl.col("person_id")).collect()
+        nama_samaran=mask_name(pl.col("nama")), _other_row=pl.col("id_dtks") != pl.col("person_id"))
 
 
 def key_texts(named: pl.DataFrame) -> pl.DataFrame:
@@ -327,27 +328,33 @@ def round_date_of(round_dir: Path) -> str:
     return ""
 
 
-def plan_index(round_dir: Path, round_date: str | None = None, slices: int | None = None) -> dict:
-    """Start <round_dir>/lookup/: a fresh secret (for the slices), the handles, and the named rows
-    (named_rows, with their person's handle) in `slices` slices of whole clusters (`_slice`;
-    default: SLICE_ROWS rows each). The key texts of every row at once took 22 GB at 10M
-    rows: slice_entries builds them a slice at a time (a cluster's rows answer a query
-    once, so a cluster stays whole)."""
-    round_dir = Path(round_dir)
+def plan_index(round_dir: Path, folder: Path, round_date: str | None = None, slices: int | None = None) -> dict:
+    """Start <round_dir>/lookup/: a fresh secret (for the slices) and the handles; the
+    named rows (named_rows, with their person's handle) written into `folder` in `slices`
+    slices of whole clusters (default: SLICE_ROWS rows each), one Parquet file or more per
+    slice (`paths`: each slice's files). The key texts of every row at once took 22 GB at
+    10M rows: slice_entries builds them a slice at a time (a cluster's rows answer a query
+    once, so a cluster stays whole). The rows stream from the round's files into the
+    slices: collected, then split, they peaked at 6.7 GB at 10M rows; streamed, 4.1 GB."""
+    round_dir, folder = Path(round_dir), Path(folder)
     target = round_dir / INDEX_DIR
     target.mkdir(mode=0o700, exist_ok=True)
     os.chmod(target, 0o700)
     secret = secrets.token_bytes(32)
-    rows = row_statuses(round_dir).collect()
-    people = rows.select("person_id", "status").unique("person_id")
+    rows = row_statuses(round_dir)
+    people = rows.select("person_id", "status").unique("person_id").collect(engine="streaming")
     handles = people.select(handle=random_handles(people.height), id_dtks=pl.col("person_id"), status=pl.col("status")).sort("handle")
-    slices = slices or max(1, -(-rows.height // SLICE_ROWS))
-    # Names joined once for every row: joined slice by slice, each slice read all 10M names again.
-    named = named_rows(round_dir, rows).join(handles.select(person_id=pl.col("id_dtks"), handle=pl.col("handle")),
-                                             on="person_id", how="left", maintain_order="left")
+    del people
+    slices = slices or max(1, -(-handles.height // SLICE_ROWS))
+    named = named_rows(round_dir, rows).join(handles.lazy().select(person_id=pl.col("id_dtks"), handle=pl.col("handle")),
+                                             on="person_id", how="left")
     _write_owner_only(target / BUILDING_KEY_FILE, lambda p: p.write_bytes(secret))
-    return {"rows": named.with_columns(_slice=pl.col("cluster_id").hash(seed=0) % slices), "slices": slices,
-            "handles": handles, "round_date": round_date if round_date is not None else round_date_of(round_dir)}
+    folder.mkdir(parents=True, exist_ok=True)
+    named.with_columns(_slice=pl.col("cluster_id").hash(seed=0) % slices).sink_parquet(
+        pl.PartitionBy(str(folder), key="_slice", include_key=False), mkdir=True, engine="streaming")
+    paths = [sorted(str(file) for file in part.glob("*.parquet")) for part in sorted(folder.glob("_slice=*"))]
+    return {"paths": paths, "slices": slices, "handles": handles, "schema": dict(named.collect_schema()),
+            "round_date": round_date if round_date is not None else round_date_of(round_dir)}
 
 
 def read_secret(round_dir: Path) -> bytes:
@@ -385,13 +392,23 @@ def write_index(round_dir: Path, pieces: list[pl.DataFrame], round_date: str, ha
     return {"entries": entries.height, "people": handles.height, "round_date": round_date, "path": str(target)}
 
 
+def plan_entries(plan: dict, secret: bytes, threads: int = 2) -> list[pl.DataFrame]:
+    """The index entries of every slice of a plan (plan_index), a slice at a time; a round
+    without a named row gives one empty piece."""
+    if not plan["paths"]:
+        return [slice_entries(pl.DataFrame(schema=plan["schema"]), secret, threads)]
+    return [slice_entries(pl.read_parquet(paths), secret, threads) for paths in plan["paths"]]
+
+
 def build_index(round_dir: Path, round_date: str | None = None, threads: int = 2) -> dict:
     """Write <round_dir>/lookup/ (index, secret, handles) in this process. Returns counts."""
-    plan = plan_index(round_dir, round_date)
-    secret = read_secret(round_dir)
-    rows = plan.pop("rows")
-    pieces = [slice_entries(rows.filter(pl.col("_slice") == part).drop("_slice"), secret, threads) for part in range(plan["slices"])]
-    del rows
+    folder = Path(round_dir) / INDEX_DIR / ".slices"
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        plan = plan_index(round_dir, folder, round_date)
+        pieces = plan_entries(plan, read_secret(round_dir), threads)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return write_index(round_dir, pieces, plan["round_date"], plan["handles"])
 
 
