@@ -280,3 +280,29 @@ def test_every_code_a_row_gives_makes_one_key_even_with_gaps_and_repeats():
         f"N|{nik_b}|BUDI SANTOSO", f"N|{nik_a}|BUDI SANTOSO", "W|3201011001|BUDI SANTOSO",
         f"N|{nik_c}|AGUS",
     ])
+
+
+def test_a_round_without_a_named_row_builds_an_empty_index_in_one_process_and_in_slices(tmp_path, generated_round):
+    """No row carries a name: no slice is written, and both builders still write an index
+    (empty), leaving no slice files behind."""
+    from types import SimpleNamespace
+
+    from pipeline import partitioned
+
+    for way in ("one process", "slices"):
+        out = tmp_path / way.replace(" ", "-")
+        shutil.copytree(generated_round["out"], out, ignore=shutil.ignore_patterns("*.xlsx", "*.html", "lookup"))
+        for name in ("verified_recipients.parquet", "excluded.parquet", "review.parquet"):
+            path = out / name
+            pl.read_parquet(path).with_columns(nama=pl.lit(None, dtype=pl.String)).write_parquet(path)
+        (out / "staging" / "records.parquet").unlink(missing_ok=True)
+        if way == "one process":
+            built = build_index(out)
+        else:
+            ctx = SimpleNamespace(work_dir=out, staging_dir=out / "staging", as_of=None, partitions=3, worker_threads=1)
+            plan = partitioned.lookup_split(ctx)
+            assert plan["paths"] == []
+            built = partitioned.lookup_finish(ctx, plan)
+        assert built["entries"] == 0 and built["people"] > 1000
+        assert pl.read_parquet(out / "lookup" / "index.parquet").height == 0
+        assert sorted(p.name for p in (out / "lookup").iterdir()) == ["handles.parquet", "index.parquet", "secret.key"]
