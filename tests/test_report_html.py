@@ -301,3 +301,26 @@ def test_in_headless_chromium(round_out, tmp_path):
     assert total == len(embedded) > 5 and one_row == 1 and nothing == 0 and cleared == total
     assert bad_format == 3  # D004, D011 and X<b>1
     assert clusters == 1 and highlighted >= 1  # D002 spells the name differently from D001
+
+
+def test_listed_cases_and_clusters_carry_their_own_rows_and_related_rows(generated_round):
+    """The lists read only the rows they show (by id): each shown case still carries its own
+    row's fields and, when its related id is a DTKS row, that id in clear; each cluster
+    member its record and its resolution."""
+    from pipeline.report.html import MAX_CASES, RoundData, cluster_members, load_records, masked_case_rows
+
+    out = generated_round["out"]
+    data = RoundData.load(out, generated_round["summary"], MAX_CASES)
+    records = load_records(out).select("id_dtks", "nama").collect()
+    ids = set(records["id_dtks"])
+    rows = masked_case_rows(data.cases, data.records)
+    assert rows.height == data.cases.height > 1000
+    related = data.cases.select("id_dtks", "anomaly_code", "related_id").join(
+        rows.select(id_dtks="id", anomaly_code="code", rel="rel"), on=["id_dtks", "anomaly_code"])
+    to_rows = related.filter(pl.col("related_id").is_in(list(ids)))
+    assert to_rows.height > 100 and to_rows["rel"].equals(to_rows["related_id"])
+    named = set(records.filter(pl.col("nama").is_not_null())["id_dtks"])
+    assert rows.filter(pl.col("id").is_in(list(named)))["nama"].null_count() == 0
+    members, total = cluster_members(data)
+    assert total > 0 and members.height > 100
+    assert members["outcome"].null_count() == 0 and members["resolusi_m"].null_count() == 0

@@ -198,6 +198,13 @@ def load_anomalies(work_dir: Path) -> pl.LazyFrame:
     return frame
 
 
+def rows_with_ids(frame: pl.LazyFrame, ids: pl.Series, column: str = "id_dtks") -> pl.LazyFrame:
+    """frame's rows whose `column` is one of `ids`: the few rows a list shows, read by their
+    ids instead of joining them to every row (at 10M rows the clusters' section took 9.7 s
+    and 3.2 GB so)."""
+    return frame.filter(pl.col(column).is_in(ids.drop_nulls().unique().implode()))
+
+
 def rank_of(column: str, order: tuple[str, ...]) -> pl.Expr:
     return pl.col(column).replace_strict(order, list(range(len(order))), default=len(order), return_dtype=pl.Int8)
 
@@ -223,8 +230,8 @@ def masked_case_rows(cases: pl.DataFrame, records: pl.LazyFrame) -> pl.DataFrame
     """Display columns of anomaly rows: region names and masked personal data.
     related_id is an id_dtks for duplicates and shared NIKs but a Dukcapil NIK for the
     link codes: anything that is not a known id_dtks is masked as a NIK."""
-    known_ids = records.select(related_id=pl.col("id_dtks"), _related_is_row=pl.lit(True))
-    people = records.select("id_dtks", "nik", "nama", "jenis_kelamin", "tanggal_lahir", "kode_kabupaten")
+    known_ids = rows_with_ids(records, cases["related_id"]).select(related_id=pl.col("id_dtks"), _related_is_row=pl.lit(True))
+    people = rows_with_ids(records, cases["id_dtks"]).select("id_dtks", "nik", "nama", "jenis_kelamin", "tanggal_lahir", "kode_kabupaten")
     frame = (
         cases.lazy()
         .join(people, on="id_dtks", how="left")
@@ -496,10 +503,11 @@ def cluster_members(data: RoundData) -> tuple[pl.DataFrame, int]:
             pl.when(pl.col("dukcapil_nik").is_not_null()).then(pl.lit(": ") + mask_nik(pl.col("dukcapil_nik"))).otherwise(pl.lit("")),
         ]),
     )
+    shown = multi.join(chosen, on="cluster_id", how="inner").collect()
     members = (
-        multi.join(chosen, on="cluster_id", how="inner")
-        .join(data.records, on="id_dtks", how="left")
-        .join(resolved, on="id_dtks", how="left")
+        shown.lazy()
+        .join(rows_with_ids(data.records, shown["id_dtks"]), on="id_dtks", how="left")
+        .join(rows_with_ids(resolved, shown["id_dtks"]), on="id_dtks", how="left")
         .pipe(with_region)
         .with_columns(
             nik_m=mask_nik(pl.col("nik")),
@@ -636,7 +644,8 @@ def dukcapil_rows(data: RoundData) -> pl.DataFrame:
     chosen = data.cases.filter(pl.col("anomaly_code").is_in(list(DUKCAPIL_CODES)))
     if chosen.height == 0:
         return pl.DataFrame(schema={"id": pl.String, "code": pl.String, "act": pl.String, "kab": pl.String})
-    people = data.records.select("id_dtks", "nik", "nama", "jenis_kelamin", "tanggal_lahir", "kode_kabupaten")
+    people = rows_with_ids(data.records, chosen["id_dtks"]).select("id_dtks", "nik", "nama", "jenis_kelamin", "tanggal_lahir",
+                                                                   "kode_kabupaten")
     frame = (
         chosen.lazy()
         .join(people, on="id_dtks", how="left")
