@@ -306,8 +306,8 @@ def test_in_headless_chromium(round_out, tmp_path):
 def test_listed_cases_and_clusters_carry_their_own_rows_and_related_rows(generated_round):
     """The lists read only the rows they show (by id): each shown case still carries its own
     row's fields and, when its related id is a DTKS row, that id in clear; each cluster
-    member its record and its resolution."""
-    from pipeline.report.html import MAX_CASES, RoundData, cluster_members, load_records, masked_case_rows
+    member its record and its resolution; each death its civil-registry record."""
+    from pipeline.report.html import MAX_CASES, RoundData, cluster_members, dukcapil_rows, load_records, masked_case_rows
 
     out = generated_round["out"]
     data = RoundData.load(out, generated_round["summary"], MAX_CASES)
@@ -324,3 +324,5 @@ def test_listed_cases_and_clusters_carry_their_own_rows_and_related_rows(generat
     members, total = cluster_members(data)
     assert total > 0 and members.height > 100
     assert members["outcome"].null_count() == 0 and members["resolusi_m"].null_count() == 0
+    linked = dukcapil_rows(data).filter(pl.col("code") == "DECEASED")
+    assert linked.height > 50 and linked.select("d_nik", "d_nama", "d_jk", "d_kab").null_count().sum_horizontal().item() == 0

@@ -594,7 +594,7 @@ def with_columns_of(frame: pl.LazyFrame, schema: dict) -> pl.LazyFrame:
     return frame.select([pl.col(c).cast(t) if c in present else pl.lit(None, dtype=t).alias(c) for c, t in schema.items()])
 
 
-def linked_dukcapil(work_dir: Path, cases: pl.LazyFrame) -> pl.LazyFrame:
+def linked_dukcapil(work_dir: Path, cases: pl.LazyFrame, by_ids: bool = False) -> pl.LazyFrame:
     """For each (id_dtks, anomaly_code) in cases, the Dukcapil link the anomaly is about
     and the linked person (d_* columns, d_kab = kabupaten name).
 
@@ -602,11 +602,17 @@ def linked_dukcapil(work_dir: Path, cases: pl.LazyFrame) -> pl.LazyFrame:
     person, a fuzzy one. A code declared with registry_record = "exact_nik"
     (IDENTITY_MISMATCH: the other person holding the NIK) is about the exact-NIK record;
     any other code about the link whose NIK is its related_id (DECEASED/RELOCATED, or the
-    NIK a fuzzy link suggests), else the exact-NIK link."""
+    NIK a fuzzy link suggests), else the exact-NIK link. by_ids: the cases are the few a
+    list shows, whose links and civil-registry records are read by their ids
+    (rows_with_ids) instead of being joined to every one."""
     links = scan(work_dir, "dukcapil_links.parquet")
     if links is None:
         keys = {"id_dtks": pl.String, "anomaly_code": pl.String}
         return pl.LazyFrame(schema=keys | LINK_SCHEMA | PERSON_SCHEMA | {"d_kab": pl.String})
+    if by_ids:
+        cases = cases.collect()
+        links = rows_with_ids(links, cases["id_dtks"])
+        cases = cases.lazy()
     exact = pl.col("link_method").str.starts_with("exact")
     chosen = (
         cases.select("id_dtks", "anomaly_code", "related_id")
@@ -623,8 +629,12 @@ def linked_dukcapil(work_dir: Path, cases: pl.LazyFrame) -> pl.LazyFrame:
     )
     staged = scan(work_dir, "staging/dukcapil.parquet")
     if staged is not None:
-        lines = chosen.select(source_line=pl.col("dukcapil_source_line"))
-        person = staged.join(lines, on="source_line", how="semi").select(
+        if by_ids:
+            chosen = chosen.collect().lazy()
+            person = rows_with_ids(staged, chosen.select("dukcapil_source_line").collect()["dukcapil_source_line"], "source_line")
+        else:
+            person = staged.join(chosen.select(source_line=pl.col("dukcapil_source_line")), on="source_line", how="semi")
+        person = person.select(
             dukcapil_source_line=pl.col("source_line"), d_nama=pl.col("nama"), d_jk=pl.col("jenis_kelamin"),
             d_lahir=pl.col("tanggal_lahir"), d_alamat=pl.col("alamat"),
         )
@@ -650,7 +660,7 @@ def dukcapil_rows(data: RoundData) -> pl.DataFrame:
         chosen.lazy()
         .join(people, on="id_dtks", how="left")
         .pipe(with_region)
-        .join(linked_dukcapil(data.work_dir, chosen.lazy()), on=["id_dtks", "anomaly_code"], how="left")
+        .join(linked_dukcapil(data.work_dir, chosen.lazy(), by_ids=True), on=["id_dtks", "anomaly_code"], how="left")
         .select(
             id=pl.col("id_dtks"), code=pl.col("anomaly_code"), sev=pl.col("severity"), act=pl.col("action"),
             nik=mask_nik(pl.col("nik")), nama=mask_name(pl.col("nama")), jk=pl.col("jenis_kelamin"),
