@@ -610,9 +610,8 @@ def linked_dukcapil(work_dir: Path, cases: pl.LazyFrame, by_ids: bool = False) -
         keys = {"id_dtks": pl.String, "anomaly_code": pl.String}
         return pl.LazyFrame(schema=keys | LINK_SCHEMA | PERSON_SCHEMA | {"d_kab": pl.String})
     if by_ids:
-        cases = cases.collect()
-        links = rows_with_ids(links, cases["id_dtks"])
-        cases = cases.lazy()
+        few = cases.collect()
+        links, cases = rows_with_ids(links, few["id_dtks"]), few.lazy()
     exact = pl.col("link_method").str.starts_with("exact")
     chosen = (
         cases.select("id_dtks", "anomaly_code", "related_id")
@@ -630,8 +629,9 @@ def linked_dukcapil(work_dir: Path, cases: pl.LazyFrame, by_ids: bool = False) -
     staged = scan(work_dir, "staging/dukcapil.parquet")
     if staged is not None:
         if by_ids:
-            chosen = chosen.collect().lazy()
-            person = rows_with_ids(staged, chosen.select("dukcapil_source_line").collect()["dukcapil_source_line"], "source_line")
+            picked = chosen.collect()
+            chosen = picked.lazy()
+            person = rows_with_ids(staged, picked["dukcapil_source_line"], "source_line")
         else:
             person = staged.join(chosen.select(source_line=pl.col("dukcapil_source_line")), on="source_line", how="semi")
         person = person.select(
