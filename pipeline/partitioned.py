@@ -1093,29 +1093,23 @@ def lookup_split(ctx) -> dict:
     from pipeline.lookup import index
 
     folder = _parts(ctx) / "lookup"
-    shutil.rmtree(folder, ignore_errors=True)
+    for stale in (folder, _parts(ctx) / "lookup_entries"):
+        shutil.rmtree(stale, ignore_errors=True)
     return index.plan_index(ctx.work_dir, folder, ctx.as_of, slices=max(ctx.partitions, 1))
 
 
-def _entries_path(paths: list[str]) -> str:
-    return str(Path(paths[0]).parent / "entries.parquet")
+def lookup_slice(ctx, index: int, paths: list[str], ranges: int) -> int:
+    """The index entries of one slice, by key range into the entries folder."""
+    from pipeline.lookup import index as lookup
 
-
-def lookup_slice(ctx, paths: list[str]) -> int:
-    """The index entries of one slice, written beside it."""
-    from pipeline.lookup import index
-
-    entries = index.slice_entries(pl.read_parquet(paths), index.read_secret(ctx.work_dir), threads=ctx.worker_threads)
-    entries.write_parquet(_entries_path(paths))
-    return entries.height
+    entries = lookup.slice_entries(pl.read_parquet(paths), lookup.read_secret(ctx.work_dir), threads=ctx.worker_threads)
+    return lookup.write_slice_entries(entries, _parts(ctx) / "lookup_entries", index, ranges)
 
 
 def lookup_finish(ctx, plan: dict) -> dict:
     from pipeline.lookup import index
 
-    pieces = ([pl.read_parquet(_entries_path(paths)) for paths in plan["paths"]] if plan["paths"]
-              else index.plan_entries(plan, index.read_secret(ctx.work_dir), ctx.worker_threads))
-    built = index.write_index(ctx.work_dir, pieces, plan["round_date"], plan["handles"])
+    built = index.write_index(ctx.work_dir, _parts(ctx) / "lookup_entries", plan["slices"], plan["round_date"], plan["handles"])
     clean(ctx)
     return {"entries": built["entries"], "people": built["people"]}
 
@@ -1123,7 +1117,7 @@ def lookup_finish(ctx, plan: dict) -> dict:
 def write_lookup_index(ctx, step: Step, fan_out: FanOut) -> dict:
     """The status index as partition tasks of whole clusters (wiring only)."""
     plan = step("lookup-split", lookup_split, ctx)
-    runs = [fan_out("lookup-slices", measured(lookup_slice), [(ctx, paths) for paths in plan["paths"]])]
+    runs = [fan_out("lookup-slices", measured(lookup_slice), [(ctx, i, paths, plan["slices"]) for i, paths in enumerate(plan["paths"])])]
     built = step("lookup-gather", lookup_finish, ctx, plan)
     built["partitions"] = _partition_summary(len(plan["paths"]), runs)
     return built

@@ -353,7 +353,7 @@ def plan_index(round_dir: Path, folder: Path, round_date: str | None = None, sli
     named.with_columns(_slice=pl.col("cluster_id").hash(seed=0) % slices).sink_parquet(
         pl.PartitionBy(str(folder), key="_slice", include_key=False), mkdir=True, engine="streaming")
     paths = [sorted(str(file) for file in part.glob("*.parquet")) for part in sorted(folder.glob("_slice=*"))]
-    return {"paths": paths, "slices": slices, "handles": handles, "schema": dict(named.collect_schema()),
+    return {"paths": paths, "slices": slices, "handles": handles,
             "round_date": round_date if round_date is not None else round_date_of(round_dir)}
 
 
@@ -374,42 +374,69 @@ def slice_entries(named: pl.DataFrame, secret: bytes, threads: int = 2) -> pl.Da
     return entries.join(handles, on="person_id", how="left").select("k_hi", "k_lo", "status", "reason", "nama_samaran", "handle")
 
 
-def write_index(round_dir: Path, pieces: list[pl.DataFrame], round_date: str, handles: pl.DataFrame) -> dict:
-    """index.parquet from the entries of every slice, sorted by key; then the secret and
-    the handles beside it."""
+# The columns of index.parquet, in order.
+ENTRY_SCHEMA = {"k_hi": pl.UInt64, "k_lo": pl.UInt64, "status": pl.String, "reason": pl.String, "nama_samaran": pl.String,
+                "handle": pl.UInt64}
+
+
+def key_range(ranges: int) -> pl.Expr:
+    """Which of `ranges` consecutive ranges of k_hi an entry falls in. The keys are uniform
+    hashes, so the ranges hold about equal numbers of entries."""
+    return (pl.col("k_hi") // (1 << 40) * ranges // (1 << 24)).cast(pl.UInt32)
+
+
+def write_slice_entries(entries: pl.DataFrame, folder: Path, slice_index: int, ranges: int) -> int:
+    """A slice's entries split by key range (key_range) into <folder>/r<range>/s<slice>.parquet,
+    so that write_index sorts the index a range at a time. Returns the entries written."""
+    for (part,), rows in entries.with_columns(_range=key_range(ranges)).partition_by("_range", as_dict=True, include_key=False).items():
+        target = Path(folder) / f"r{part:05d}"
+        target.mkdir(parents=True, exist_ok=True)
+        rows.write_parquet(target / f"s{slice_index:05d}.parquet")
+    return entries.height
+
+
+def write_index(round_dir: Path, folder: Path, ranges: int, round_date: str, handles: pl.DataFrame) -> dict:
+    """index.parquet from the slices' entries in `folder` (write_slice_entries), sorted by
+    key a range at a time: sorted all at once, the 19.9M entries of a 10M-row round took
+    the step to 6.4 GB. Then the secret and the handles beside it."""
     target = Path(round_dir) / INDEX_DIR
-    entries = pl.concat(pieces).sort("k_hi", "k_lo", "handle")
-    del pieces
+    files = [sorted((Path(folder) / f"r{part:05d}").glob("*.parquet")) for part in range(ranges)]
+    entries = sum(pq.ParquetFile(path).metadata.num_rows for group in files for path in group)
     secret = read_secret(round_dir)
     metadata = {"format": FORMAT, "round_date": round_date, "key_id": key_id(secret),
-                "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "entries": str(entries.height)}
-    table = entries.to_arrow()
-    table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()})
+                "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "entries": str(entries)}
+    schema = pl.DataFrame(schema=ENTRY_SCHEMA).to_arrow().schema.with_metadata({k.encode(): v.encode() for k, v in metadata.items()})
+
+    def write_entries(path: Path) -> None:
+        with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+            for group in files:
+                if group:
+                    part = pl.read_parquet(group).cast(ENTRY_SCHEMA).sort("k_hi", "k_lo", "handle")
+                    writer.write_table(part.to_arrow().cast(schema))
+
     _write_owner_only(target / KEY_FILE, lambda p: p.write_bytes(secret))
     _write_owner_only(target / HANDLES_FILE, lambda p: handles.write_parquet(p))
-    _write_owner_only(target / INDEX_FILE, lambda p: pq.write_table(table, p, compression="zstd"))
+    _write_owner_only(target / INDEX_FILE, write_entries)
     (target / BUILDING_KEY_FILE).unlink()
-    return {"entries": entries.height, "people": handles.height, "round_date": round_date, "path": str(target)}
-
-
-def plan_entries(plan: dict, secret: bytes, threads: int = 2) -> list[pl.DataFrame]:
-    """The index entries of every slice of a plan (plan_index), a slice at a time; a round
-    without a named row gives one empty piece."""
-    if not plan["paths"]:
-        return [slice_entries(pl.DataFrame(schema=plan["schema"]), secret, threads)]
-    return [slice_entries(pl.read_parquet(paths), secret, threads) for paths in plan["paths"]]
+    return {"entries": entries, "people": handles.height, "round_date": round_date, "path": str(target)}
 
 
 def build_index(round_dir: Path, round_date: str | None = None, threads: int = 2) -> dict:
-    """Write <round_dir>/lookup/ (index, secret, handles) in this process. Returns counts."""
-    folder = Path(round_dir) / INDEX_DIR / ".slices"
-    shutil.rmtree(folder, ignore_errors=True)
+    """Write <round_dir>/lookup/ (index, secret, handles) in this process, a slice and a key
+    range at a time. Returns counts."""
+    building = Path(round_dir) / INDEX_DIR
+    slices_dir, entries_dir = building / ".slices", building / ".entries"
     try:
-        plan = plan_index(round_dir, folder, round_date)
-        pieces = plan_entries(plan, read_secret(round_dir), threads)
+        for folder in (slices_dir, entries_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+        plan = plan_index(round_dir, slices_dir, round_date)
+        secret = read_secret(round_dir)
+        for index, paths in enumerate(plan["paths"]):
+            write_slice_entries(slice_entries(pl.read_parquet(paths), secret, threads), entries_dir, index, plan["slices"])
+        return write_index(round_dir, entries_dir, plan["slices"], plan["round_date"], plan["handles"])
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return write_index(round_dir, pieces, plan["round_date"], plan["handles"])
+        for folder in (slices_dir, entries_dir):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- answering
