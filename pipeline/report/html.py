@@ -210,13 +210,15 @@ def rank_of(column: str, order: tuple[str, ...]) -> pl.Expr:
 
 
 def ranked(
-    frame: pl.LazyFrame, severity: str = "severity", action: str = "action", id_dtks: str = "id_dtks", code: str = "anomaly_code"
+    frame: pl.LazyFrame, severity: str = "severity", action: str = "action", id_dtks: str = "id_dtks", code: str = "anomaly_code",
+    within: tuple[str, ...] = (),
 ) -> pl.LazyFrame:
-    """The fixed order of every list: severity, action, id_dtks, code. Joins do not keep
-    row order, so every list is sorted with this last."""
+    """The fixed order of every list: severity, action, id_dtks, code (within each value of
+    the `within` columns, e.g. a list per kabupaten). Joins do not keep row order, so every
+    list is sorted with this last."""
     return (
         frame.with_columns(_sev=rank_of(severity, SEVERITIES), _act=rank_of(action, ACTIONS))
-        .sort("_sev", "_act", id_dtks, code)
+        .sort(*within, "_sev", "_act", id_dtks, code)
         .drop("_sev", "_act")
     )
 
