@@ -309,3 +309,15 @@ def test_a_round_without_a_named_row_builds_an_empty_index_in_one_process_and_in
         assert built["entries"] == 0 and built["people"] > 1000
         assert pl.read_parquet(out / "lookup" / "index.parquet").height == 0
         assert sorted(p.name for p in (out / "lookup").iterdir()) == ["handles.parquet", "index.parquet", "secret.key"]
+
+
+def test_slices_missing_from_the_sink_stop_the_index_instead_of_emptying_it(tmp_path, generated_round, monkeypatch):
+    """The slices are found by the partitioned sink's folder layout: if it ever writes
+    them elsewhere, the build stops rather than publishing an index without entries."""
+    out = tmp_path / "round"
+    shutil.copytree(generated_round["out"], out, ignore=shutil.ignore_patterns("*.xlsx", "*.html", "lookup"))
+    real = pl.PartitionBy
+    monkeypatch.setattr(pl, "PartitionBy", lambda base, **options: real(str(tmp_path / "elsewhere"), **options))
+    with pytest.raises(RuntimeError, match="no slice was found"):
+        build_index(out)
+    assert not (out / "lookup" / "index.parquet").exists()

@@ -353,6 +353,10 @@ def plan_index(round_dir: Path, folder: Path, round_date: str | None = None, sli
     named.with_columns(_slice=pl.col("cluster_id").hash(seed=0) % slices).sink_parquet(
         pl.PartitionBy(str(folder), key="_slice", include_key=False), mkdir=True, engine="streaming")
     paths = [sorted(str(file) for file in part.glob("*.parquet")) for part in sorted(folder.glob("_slice=*"))]
+    # The partitioned sink's layout (one `_slice=K` folder per slice) is polars' to change:
+    # finding no slice for rows that exist must stop the round, not publish an empty index.
+    if not paths and named.select(pl.len()).collect().item():
+        raise RuntimeError(f"status index: the named rows were written but no slice was found in {folder}")
     return {"paths": paths, "slices": slices, "handles": handles,
             "round_date": round_date if round_date is not None else round_date_of(round_dir)}
 
