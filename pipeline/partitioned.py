@@ -1093,9 +1093,14 @@ def lookup_split(ctx) -> dict:
     from pipeline.lookup import index
 
     folder = _parts(ctx) / "lookup"
-    for stale in (folder, _parts(ctx) / "lookup_entries"):
+    for stale in (folder, _lookup_entries(ctx)):
         shutil.rmtree(stale, ignore_errors=True)
     return index.plan_index(ctx.work_dir, folder, ctx.as_of, slices=max(ctx.partitions, 1))
+
+
+def _lookup_entries(ctx) -> Path:
+    """The status index's entries, by key range (lookup.index.write_slice_entries)."""
+    return _parts(ctx) / "lookup_entries"
 
 
 def lookup_slice(ctx, index: int, paths: list[str], ranges: int) -> int:
@@ -1103,13 +1108,13 @@ def lookup_slice(ctx, index: int, paths: list[str], ranges: int) -> int:
     from pipeline.lookup import index as lookup
 
     entries = lookup.slice_entries(pl.read_parquet(paths), lookup.read_secret(ctx.work_dir), threads=ctx.worker_threads)
-    return lookup.write_slice_entries(entries, _parts(ctx) / "lookup_entries", index, ranges)
+    return lookup.write_slice_entries(entries, _lookup_entries(ctx), index, ranges)
 
 
 def lookup_finish(ctx, plan: dict) -> dict:
     from pipeline.lookup import index
 
-    built = index.write_index(ctx.work_dir, _parts(ctx) / "lookup_entries", plan["slices"], plan["round_date"], plan["handles"])
+    built = index.write_index(ctx.work_dir, _lookup_entries(ctx), plan["slices"], plan["round_date"], plan["handles"])
     clean(ctx)
     return {"entries": built["entries"], "people": built["people"]}
 

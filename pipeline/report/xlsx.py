@@ -105,14 +105,15 @@ def nik_column(name: str, full_nik: bool) -> pl.Expr:
 
 
 def shown_anomalies(work_dir: Path) -> pl.DataFrame:
-    """The anomalies the workbooks show, each on its sheet. Warnings leave the row paid:
-    nothing to decide. That covers the canonical row of a duplicate cluster and every
-    finding a reviewer already decided (TOLAK -> warn). A household code is shown once per
-    household, on its representative's row."""
+    """The anomalies the workbooks show, each with its sheet (`_sheet`). Warnings leave the
+    row paid: nothing to decide. That covers the canonical row of a duplicate cluster and
+    every finding a reviewer already decided (TOLAK -> warn). A household code is shown
+    once per household, on its representative's row."""
     sheet_of = {code: rule.sheet for code, rule in anomaly_rules().items()}
     return (
         load_anomalies(work_dir).filter(pl.col("action") != "warn").filter(shown_once())
-        .filter(pl.col("anomaly_code").replace_strict(sheet_of, default=None).is_not_null())
+        .with_columns(_sheet=pl.col("anomaly_code").replace_strict(sheet_of, default=None))
+        .filter(pl.col("_sheet").is_not_null())
         .collect()
     )
 
@@ -665,12 +666,10 @@ def kab_tallies(work_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
 def kab_jobs(work_dir: Path, anomalies: pl.DataFrame, outcomes: pl.DataFrame, full_nik: bool, max_rows: int) -> list[KabJob]:
     """One job per kabupaten/kota with at least one case, in code order (tallies: kab_tallies)."""
     as_of = reconciliation_facts(work_dir).get("as_of")
-    sheet_of = {code: rule.sheet for code, rule in anomaly_rules().items()}
     sources = sorted({c.source for columns in SHEET_COLUMNS.values() for c in columns if c.source})
     cases = (
         case_frame(work_dir, full_nik, shown_anomalies(work_dir))
-        .with_columns(_sheet=pl.col("anomaly_code").replace_strict(sheet_of, default=None),
-                      _kab=pl.coalesce(pl.col("kode_kabupaten"), pl.lit(UNKNOWN_KAB)))
+        .with_columns(_kab=pl.coalesce(pl.col("kode_kabupaten"), pl.lit(UNKNOWN_KAB)))
         # Each kabupaten's cases in one run, in the lists' order, so that the jobs take
         # slices of one frame: split by partition_by they were copied (planning the
         # workbooks at 10M rows: +7.2 GB, with slices +5.5 GB).
